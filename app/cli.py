@@ -1,0 +1,118 @@
+"""The ``spinemed`` command: the workstation GUI and headless subcommands.
+
+    spinemed                       start the workstation
+    spinemed open PATH...          start it and open studies (folder, file, zip)
+    spinemed import PATH...        import into the library without a window
+    spinemed library               list the library's studies and series
+    spinemed info PATH             describe a study (series, geometry) without importing it
+    spinemed ask STUDY [--level L4-L5] "question"   stream a consultation answer to stdout
+    spinemed chat STUDY [--level L4-L5]             interactive consultation in the terminal
+
+Qt is imported only by the GUI subcommands, so the headless ones run on machines without a display.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_gui(args: argparse.Namespace) -> int:
+    from app.main import run_gui
+
+    return run_gui([Path(p) for p in getattr(args, "paths", [])], model_path=args.model)
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from core.library import Library
+
+    lib = Library()
+    failed = False
+    for p in args.paths:
+        rep = lib.import_path(Path(p), progress=_print_progress if args.progress else None)
+        print(f"{p}: {rep.summary()}")
+        for problem in rep.problems:
+            print(f"  problem: {problem}", file=sys.stderr)
+        failed |= not (rep.new_series or rep.existing_series)
+    return 1 if failed else 0
+
+
+def _cmd_library(args: argparse.Namespace) -> int:
+    from core.library import Library
+
+    lib = Library()
+    for study in lib.studies():
+        print(f"[{study['id']}] {study['description'] or '(no description)'}  {study['study_date'] or ''}  "
+              f"{study['modalities']}  age={study['patient_age'] or '?'} sex={study['patient_sex'] or '?'}")
+        for s in lib.series(study["id"]):
+            print(f"    {s['series_uid']}  {s['modality']}  {s['n_images']} images  {s['description']}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from core.studies import load_series, scan
+
+    result = scan(Path(args.path))
+    for problem in result.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    for source in result.series:
+        vol = load_series(source)
+        print(f"{source.kind} {source.modality} '{source.series_description}': shape {vol.shape}, "
+              f"spacing {tuple(round(s, 3) for s in vol.spacing)} mm, orientation {vol.orientation()}")
+        for w in source.warnings:
+            print(f"  warning: {w}")
+    return 0 if result.series else 1
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from app.chat.terminal import cmd_ask
+
+    return cmd_ask(args)
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from app.chat.terminal import cmd_chat
+
+    return cmd_chat(args)
+
+
+def _print_progress(fraction: float, message: str) -> None:
+    print(f"  {fraction * 100:5.1f}% {message}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spinemed", description="SpineMed Workstation (decision support only).")
+    parser.add_argument("--model", type=Path, default=None, help="GGUF model to use instead of the default")
+    parser.set_defaults(func=_cmd_gui, paths=[])
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("open", help="start the workstation and open studies")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(func=_cmd_gui)
+    p = sub.add_parser("import", help="import studies into the library (headless)")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--progress", action="store_true")
+    p.set_defaults(func=_cmd_import)
+    p = sub.add_parser("library", help="list the study library")
+    p.set_defaults(func=_cmd_library)
+    p = sub.add_parser("info", help="describe a study without importing it")
+    p.add_argument("path")
+    p.set_defaults(func=_cmd_info)
+    from app.chat.terminal import add_arguments as add_consult_arguments
+
+    p = sub.add_parser("ask", help="ask the model about a study; the answer streams to stdout (headless)")
+    add_consult_arguments(p)
+    p.add_argument("question")
+    p.set_defaults(func=_cmd_ask)
+    p = sub.add_parser("chat", help="interactive consultation about a study in the terminal (headless)")
+    add_consult_arguments(p)
+    p.set_defaults(func=_cmd_chat)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

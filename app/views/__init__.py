@@ -1,0 +1,1 @@
+"""Image views: 2D slice views and the 3D VTK view."""

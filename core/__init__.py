@@ -1,0 +1,1 @@
+"""SpineMed core: studies, geometry, spine levels, inference, reports, storage. Never imports Qt or VTK."""

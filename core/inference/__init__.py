@@ -1,0 +1,1 @@
+"""Local model runtime: backends, model registry, the embedded default model. No Qt."""
