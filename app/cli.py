@@ -5,6 +5,9 @@
     spinemed import PATH...        import into the library without a window
     spinemed library               list the library's studies and series
     spinemed info PATH             describe a study (series, geometry) without importing it
+    spinemed levels auto IMAGE     label the vertebral levels of a CT (NIfTI file or DICOM folder)
+    spinemed levels eval IMAGE --reference LABELMAP --numbering {verse,totalseg,sct}
+                                   label IMAGE and score it against a reference label map
     spinemed ask STUDY [--level L4-L5] "question"   stream a consultation answer to stdout
     spinemed chat STUDY [--level L4-L5]             interactive consultation in the terminal
 
@@ -76,6 +79,68 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     return cmd_chat(args)
 
 
+def _levels_run(path: str, backend: str | None, quiet: bool):
+    from core.spine.autolabel import auto_label
+    from core.spine.io import load_volume
+
+    volume, warnings = load_volume(path)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return auto_label(volume, backend, progress=None if quiet else _print_progress)
+
+
+def _cmd_levels_auto(args: argparse.Namespace) -> int:
+    from core.spine.autolabel import AutoLabelError
+    from core.studies import StudyLoadError
+
+    try:
+        labelling = _levels_run(args.image, args.backend, args.quiet)
+    except (AutoLabelError, StudyLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(labelling.message)
+    for note in labelling.notes:
+        print(f"note: {note}")
+    for n, v in enumerate(labelling.vertebrae):
+        name = v.name or f"#{n + 1}"
+        flag = " (partial)" if v.partial else ""
+        print(f"  {name:<5} LPS ({v.centroid[0]:7.1f}, {v.centroid[1]:7.1f}, {v.centroid[2]:7.1f}) mm  "
+              f"confidence {v.confidence:.2f}{flag}")
+    if args.output:
+        Path(args.output).write_text(labelling.to_json())
+        print(f"written {args.output}")
+    return 0
+
+
+def _cmd_levels_eval(args: argparse.Namespace) -> int:
+    from core.spine.autolabel import AutoLabelError
+    from core.spine.evaluation import evaluate, format_report
+    from core.spine.io import load_volume
+    from core.spine.labelling import SpineLabelling
+    from core.spine.numbering import get_numbering
+    from core.spine.reference import reference_from_labelmap
+    from core.studies import StudyLoadError
+
+    try:
+        labelmap, _ = load_volume(args.reference)
+        reference = reference_from_labelmap(labelmap, get_numbering(args.numbering))
+        if not reference.points:
+            print(f"error: no vertebra labels of the {args.numbering} numbering in {args.reference}", file=sys.stderr)
+            return 2
+        try:
+            labelling = _levels_run(args.image, args.backend, args.quiet)
+        except AutoLabelError as exc:
+            print(f"labelling failed: {exc}")
+            labelling = SpineLabelling(vertebrae=[])
+    except StudyLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if labelling.message:
+        print(f"labeller: {labelling.message}")
+    print(format_report(evaluate(labelling, reference)))
+    return 0
+
+
 def _print_progress(fraction: float, message: str) -> None:
     print(f"  {fraction * 100:5.1f}% {message}", file=sys.stderr)
 
@@ -106,6 +171,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chat", help="interactive consultation about a study in the terminal (headless)")
     add_consult_arguments(p)
     p.set_defaults(func=_cmd_chat)
+    p = sub.add_parser("levels", help="vertebral levels: automatic labelling and its evaluation (headless)")
+    levels = p.add_subparsers(dest="levels_command", required=True)
+    backends = ["auto", "classical-ct", "totalsegmentator"]
+    q = levels.add_parser("auto", help="label the vertebrae of an image (NIfTI file or DICOM folder)")
+    q.add_argument("image")
+    q.add_argument("-o", "--output", help="write the labelling as JSON")
+    q.add_argument("--backend", choices=backends, default="auto")
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    q.set_defaults(func=_cmd_levels_auto)
+    q = levels.add_parser("eval", help="label an image and score it against a reference label map")
+    q.add_argument("image")
+    q.add_argument("--reference", required=True, help="label map (NIfTI) with vertebra labels")
+    q.add_argument("--numbering", required=True, choices=["verse", "totalseg", "sct"])
+    q.add_argument("--backend", choices=backends, default="auto")
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    q.set_defaults(func=_cmd_levels_eval)
     return parser
 
 

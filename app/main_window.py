@@ -21,12 +21,14 @@ from PySide6.QtWidgets import (
 )
 
 from app import library_tasks
+from app.chat.chat_panel import ChatPanel
 from app.library_tasks import ImportSummary
 from app.state import ViewerState
 from app.views.viewer_area import ViewerArea
 from app.widgets.info_panel import InfoPanel
 from app.widgets.study_browser import StudyBrowser
 from app.workers import TaskStatus, TaskWorker
+from core.consult import ConversationStore, StudyContext
 from core.studies.volume import Volume
 
 APP_TITLE = "SpineMed Workstation"
@@ -72,6 +74,12 @@ class MainWindow(QMainWindow):
         self.side_splitter = QSplitter(Qt.Vertical)
         self.side_splitter.addWidget(self.info_panel)
         self.side_dock = self._add_dock("Study", self.side_splitter, Qt.RightDockWidgetArea)
+        # The consultation shares the library's database file (conversations are kept per study).
+        self.chat = ChatPanel(store=ConversationStore(self.library.path))
+        self.add_side_panel(self.chat)
+        self.side_splitter.setStretchFactor(0, 0)
+        self.side_splitter.setStretchFactor(1, 1)
+        self.chat.load_model(model_path)
 
         self._make_actions()
         self.state.window_level_changed.connect(lambda _w, _l: self._sync_wl_combo())
@@ -152,6 +160,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Could not read the study library: {exc}")
         if self.current_series:
             self.browser.select_series(self.current_series)
+            self._start_consultation(self.current_series)
 
     def import_paths(self, paths: list[Path], open_first: bool = False) -> TaskWorker:
         """Import folders/files/zips in a worker; then refresh the browser and optionally open the first series."""
@@ -203,11 +212,20 @@ class MainWindow(QMainWindow):
         self.info_panel.set_volume(volume)
         if self.current_series:
             self.browser.select_series(self.current_series)
+            self._start_consultation(self.current_series)
         title = volume.series_description or volume.modality
         self.setWindowTitle(f"{APP_TITLE} — {title}")
         kind = "image" if volume.is_2d else "volume " + "×".join(str(n) for n in volume.shape)
         self.statusBar().showMessage(f"Opened {volume.modality} {kind}")
         self.volume_opened.emit(volume)
+
+    def _start_consultation(self, series_uid: str) -> None:
+        try:
+            source = self.library.source(series_uid)
+        except KeyError:
+            return
+        study_key = source.study_uid or f"series:{series_uid}"
+        self.chat.set_study(study_key, StudyContext.from_series_source(source), series_uid)
 
     # -- errors ---------------------------------------------------------------------------------------------
     def _on_task_failed(self, message: str) -> None:
@@ -269,4 +287,5 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:
         self.task_status.cancel_all()
         self.viewer.volume_view.shutdown()
+        self.chat.shutdown()
         super().closeEvent(event)

@@ -29,7 +29,8 @@ def _wait(predicate, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def capture_main_window(out: Path, paths: list[Path], size: tuple[int, int] = (1500, 950)) -> Path:
+def capture_main_window(out: Path, paths: list[Path], size: tuple[int, int] = (1500, 950),
+                        question: str = "", level: str = "") -> Path:
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
     from PySide6.QtWidgets import QApplication
 
@@ -51,6 +52,13 @@ def capture_main_window(out: Path, paths: list[Path], size: tuple[int, int] = (1
             # Thin slabs (few slices) are a narrow strip at fit-to-window zoom: zoom on the cursor like a reader would.
             for view in (window.viewer.sagittal, window.viewer.coronal):
                 view.zoom_by(2.5, view.voxel_to_widget(window.state.cursor))
+        if question:
+            done = []
+            window.chat.answer_finished.connect(done.append)
+            _wait(lambda: window.chat.backend is not None, 60, "the model to load")
+            window.chat.set_selected_level(level or None)
+            window.chat.ask(question)
+            _wait(lambda: bool(done), 180, "the model's answer")
         end = time.monotonic() + 1.0  # let the last paints and the 3D render land
         while time.monotonic() < end:
             app.processEvents()
@@ -65,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", type=Path, default=[DEFAULT_SAMPLE])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--question", default="", help="ask the embedded model this before the screenshot")
+    parser.add_argument("--level", default="", help="selected level for the question, e.g. T12")
     args = parser.parse_args(argv)
-    print(capture_main_window(args.out, args.paths or [DEFAULT_SAMPLE]))
+    print(capture_main_window(args.out, args.paths or [DEFAULT_SAMPLE], question=args.question, level=args.level))
     return 0
 
 

@@ -1,0 +1,526 @@
+"""The chat panel shown beside the viewer: a level-aware consultation with the local model.
+
+    panel = ChatPanel()                                   # store: the library database (core.paths)
+    panel.set_study(study_key, StudyContext(...), series_uid)
+    panel.load_model()                                    # the registry's selection (or a path), in the worker
+    panel.set_selected_level("L4-L5")                     # shown as a chip in the input
+    panel.level_clicked.connect(viewer.select_level)      # level names in the transcript are links
+
+The model lives in a :class:`ChatWorker` on its own QThread: loading and generation never run on the GUI thread.
+Tokens arrive through queued signals and the transcript is re-rendered at most every ``RENDER_MS``. Stop cancels
+through the consultation's thread-safe cancel token (the worker's event loop is busy while it generates).
+"""
+from __future__ import annotations
+
+import html
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QKeySequence, QPageSize, QPdfWriter, QShortcut, QTextDocument
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.consult import (
+    AnswerStream,
+    Consultation,
+    ConversationStore,
+    StoredMessage,
+    StudyContext,
+    conversation_markdown,
+    default_retriever,
+)
+from core.inference.backend import BackendInfo, GenerationParams, backend_for_model
+from core.inference.registry import ModelRegistry
+
+RENDER_MS = 60
+BANNER = "Decision support, not a diagnosis: check every statement against the images."
+_LEVEL_RE = re.compile(r"(?<![A-Za-z0-9])([CTLS])(\d{1,2})(?:\s*[-/\u2013]\s*([CTLS])?(\d{1,2}))?(?![A-Za-z0-9])")
+_VALID = {"C": range(1, 8), "T": range(1, 13), "L": range(1, 6), "S": range(1, 6)}
+_STATUS = {"cancelled": "stopped", "interrupted": "interrupted", "error": "failed", "streaming": "incomplete"}
+
+
+def _level_name(m: re.Match[str]) -> str | None:
+    first = (m.group(1).upper(), int(m.group(2)))
+    if first[1] not in _VALID[first[0]]:
+        return None
+    if m.group(4) is None:
+        return None if first in (("T", 1), ("T", 2)) else f"{first[0]}{first[1]}"  # T1/T2: usually MRI weighting
+    second = ((m.group(3) or m.group(1)).upper(), int(m.group(4)))
+    if second[1] not in _VALID[second[0]]:
+        return None
+    return f"{first[0]}{first[1]}-{second[0]}{second[1]}"
+
+
+def linkify_levels(text: str) -> str:
+    """Escape ``text`` for HTML and turn spine level names into ``level:`` links."""
+    out, pos = [], 0
+    for m in _LEVEL_RE.finditer(text):
+        name = _level_name(m)
+        if name is None:
+            continue
+        out.append(html.escape(text[pos:m.start()]))
+        out.append(f'<a href="level:{name}">{html.escape(m.group(0))}</a>')
+        pos = m.end()
+    out.append(html.escape(text[pos:]))
+    return "".join(out).replace("\n", "<br>")
+
+
+class ChatWorker(QObject):
+    """Owns the model; every slot runs on the worker thread."""
+
+    loaded = Signal(object)  # the loaded backend
+    load_failed = Signal(str)
+    started = Signal(object)  # AnswerStream (question stored, notes known)
+    token = Signal(str)
+    finished = Signal(object)  # AnswerStream (final status and message)
+    failed = Signal(str)
+
+    @Slot(object)
+    def load_model(self, request: dict[str, Any]) -> None:
+        try:
+            previous = request.pop("previous", None)
+            if previous is not None:
+                previous.unload()
+            backend = backend_for_model(request.pop("path"), **request)
+            backend.load()
+        except Exception as exc:  # noqa: BLE001 - shown in the panel, never a crash
+            self.load_failed.emit(str(exc))
+            return
+        self.loaded.emit(backend)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stop_requested = threading.Event()  # Stop pressed before the answer stream existed
+
+    @Slot(object)
+    def run(self, job: Callable[[], AnswerStream]) -> None:
+        try:
+            answer = job()
+        except Exception as exc:  # noqa: BLE001
+            self.failed.emit(str(exc))
+            return
+        if self.stop_requested.is_set():
+            answer.cancel()
+        self.started.emit(answer)
+        try:
+            for piece in answer:
+                self.token.emit(piece)
+        except Exception as exc:  # noqa: BLE001 - the answer is stored with status 'error'
+            self.failed.emit(str(exc))
+        self.finished.emit(answer)
+
+
+class ChatPanel(QWidget):
+    level_clicked = Signal(str)
+    answer_started = Signal(object)
+    answer_token = Signal(str)
+    answer_finished = Signal(object)  # AnswerStream
+    model_loaded = Signal(object)  # BackendInfo
+    busy_changed = Signal(bool)
+    _load_requested = Signal(object)
+    _run_requested = Signal(object)
+
+    def __init__(self, store: ConversationStore | None = None, retriever: Any = "default",
+                 params: GenerationParams | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.store = store or ConversationStore()
+        self.store.mark_interrupted()
+        self.retriever = default_retriever() if retriever == "default" else retriever
+        self.params = params or GenerationParams(max_tokens=384, temperature=0.2)
+        self.backend: Any = None
+        self.model_info: BackendInfo | None = None
+        self.consultation: Consultation | None = None
+        self.context = StudyContext()
+        self.study_key, self.series_uid = "", ""
+        self.selected_level: str | None = None
+        self.busy = False
+        self._stream_text = ""
+        self._current: AnswerStream | None = None
+        self._pending_question = ""
+        self._edit_id: int | None = None
+        self._error = ""
+        self._build_ui()
+        self._render_timer = QTimer(self, singleShot=True, interval=RENDER_MS, timeout=self._render)
+        self._thread = QThread(self)
+        self._thread.setObjectName("chat-model")
+        self.worker = ChatWorker()
+        self.worker.moveToThread(self._thread)
+        self._load_requested.connect(self.worker.load_model)
+        self._run_requested.connect(self.worker.run)
+        self.worker.loaded.connect(self._on_loaded)
+        self.worker.load_failed.connect(self._on_load_failed)
+        self.worker.started.connect(self._on_started)
+        self.worker.token.connect(self._on_token)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.failed.connect(self._on_failed)
+        self._thread.start()
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
+        self._update_buttons()
+
+    # --- UI ---------------------------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.banner = QLabel(BANNER)
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("background:#fff4ce; color:#5c4400; border:1px solid #e0c46c; padding:4px;")
+        self.model_label = QLabel("Model: not loaded")
+        self.model_label.setStyleSheet("color:#444;")
+        self.conversations = QComboBox()
+        self.conversations.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.conversations.activated.connect(self._on_conversation_chosen)
+        self.new_button = QPushButton("New")
+        self.new_button.setToolTip("Start a new conversation about this study")
+        self.new_button.clicked.connect(self.new_conversation)
+        self.export_button = QPushButton("Export…")
+        self.export_button.clicked.connect(self._export_dialog)
+        self.transcript = QTextBrowser()
+        self.transcript.setOpenLinks(False)
+        self.transcript.anchorClicked.connect(self._on_anchor)
+        self.level_chip = QToolButton()
+        self.level_chip.setToolTip("Selected level, sent with the question (click to clear)")
+        self.level_chip.setStyleSheet("QToolButton{background:#dbe9ff; border:1px solid #7aa7e6; border-radius:9px;"
+                                      " padding:2px 8px; color:#0b3d91; font-weight:bold;}")
+        self.level_chip.clicked.connect(lambda: self.set_selected_level(None))
+        self.input = QPlainTextEdit()
+        self.input.setPlaceholderText("Ask about the selected level… (Ctrl+Enter to send)")
+        self.input.setFixedHeight(64)
+        self.send_button = QPushButton("Send")
+        self.send_button.clicked.connect(self._on_send)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self.stop)
+        self.regen_button = QPushButton("Regenerate")
+        self.regen_button.clicked.connect(self.regenerate)
+        self.edit_button = QPushButton("Edit last")
+        self.edit_button.setToolTip("Edit the last question and send it again")
+        self.edit_button.clicked.connect(self.edit_last)
+        self.status = QLabel("")
+        self.status.setStyleSheet("color:#666;")
+        QShortcut(QKeySequence("Ctrl+Return"), self.input, activated=self._on_send)
+        QShortcut(QKeySequence("Escape"), self, activated=self._cancel_edit)
+
+        top = QHBoxLayout()
+        top.addWidget(self.conversations, 1)
+        top.addWidget(self.new_button)
+        top.addWidget(self.export_button)
+        entry = QHBoxLayout()
+        entry.addWidget(self.level_chip, 0, Qt.AlignmentFlag.AlignTop)
+        entry.addWidget(self.input, 1)
+        buttons = QHBoxLayout()
+        for b in (self.send_button, self.stop_button, self.regen_button, self.edit_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.model_label)
+        layout.addLayout(top)
+        layout.addWidget(self.transcript, 1)
+        layout.addLayout(entry)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        self.set_selected_level(None)
+
+    def _update_buttons(self) -> None:
+        ready = self.backend is not None and not self.busy
+        has_question = bool(self.consultation and any(m.role == "user" for m in self.consultation.messages()))
+        self.send_button.setEnabled(ready)
+        self.send_button.setText("Resend edited" if self._edit_id is not None else "Send")
+        self.stop_button.setEnabled(self.busy)
+        self.regen_button.setEnabled(ready and has_question)
+        self.edit_button.setEnabled(ready and has_question)
+        self.new_button.setEnabled(not self.busy)
+        self.conversations.setEnabled(not self.busy)
+        self.export_button.setEnabled(bool(self.consultation and self.consultation.id is not None))
+
+    def _set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        self._update_buttons()
+        self.busy_changed.emit(busy)
+
+    # --- study, level, model ----------------------------------------------------------------------------------
+    def set_study(self, study_key: str, context: StudyContext, series_uid: str = "") -> None:
+        """Show the conversations of this study; the most recent one is continued."""
+        self.stop()
+        self.study_key, self.series_uid, self.context = study_key, series_uid, context
+        if context.selected_level:
+            self.set_selected_level(context.selected_level)
+        self._refresh_conversations()
+        rows = self.store.conversations(study_key)
+        self._open_consultation(rows[0]["id"] if rows else None)
+
+    def set_context(self, context: StudyContext) -> None:
+        """New levels in view / measurements: sent with the next question as a context update."""
+        self.context = context
+        if self.consultation is not None:
+            self.consultation.context = context
+
+    def set_selected_level(self, level: str | None) -> None:
+        self.selected_level = level or None
+        self.context.selected_level = self.selected_level
+        self.level_chip.setText(f"{level}  ✕" if level else "no level")
+        self.level_chip.setEnabled(bool(level))
+
+    def load_model(self, path: Path | str | None = None, **options: Any) -> None:
+        """Load ``path`` (default: the registry's choice for this study) in the worker thread."""
+        path = path or ModelRegistry().selected(self.study_key or None)
+        if path is None:
+            self._on_load_failed("no model found: run scripts/setup.sh or add a model")
+            return
+        self.model_label.setText(f"Model: loading {Path(path).name}…")
+        self.send_button.setEnabled(False)
+        self._load_requested.emit({"path": Path(path), "previous": self.backend, **options})
+        self.backend = None
+
+    @Slot(object)
+    def _on_loaded(self, backend: Any) -> None:
+        self.backend = backend
+        info = self.model_info = backend.info()
+        label = f"Model: {Path(info.model_path).name} · {info.device_label()} · ctx {info.n_ctx}"
+        self.model_label.setText(label)
+        self.model_label.setToolTip("\n".join([info.model_name, *info.notes]))
+        self.model_label.setStyleSheet("color:#a33;" if info.notes else "color:#444;")
+        if self.consultation is not None:
+            self.consultation.backend = backend
+        else:
+            self._open_consultation(None)
+        self._update_buttons()
+        self.model_loaded.emit(info)
+
+    @Slot(str)
+    def _on_load_failed(self, message: str) -> None:
+        self.model_label.setText("Model: not loaded")
+        self.model_label.setStyleSheet("color:#a33;")
+        self.status.setText(f"Model could not be loaded: {message}")
+        self._update_buttons()
+
+    # --- conversations ----------------------------------------------------------------------------------------
+    def _refresh_conversations(self) -> None:
+        self.conversations.blockSignals(True)
+        self.conversations.clear()
+        self.conversations.addItem("New conversation", None)
+        for row in self.store.conversations(self.study_key):
+            self.conversations.addItem(f"{row['title']}  ({row['n_messages']} messages, {row['updated_at'][:16]})",
+                                       row["id"])
+        current = self.consultation.id if self.consultation else None
+        index = self.conversations.findData(current) if current is not None else 0
+        self.conversations.setCurrentIndex(max(index, 0))
+        self.conversations.blockSignals(False)
+
+    def _open_consultation(self, conversation_id: int | None) -> None:
+        self.consultation = Consultation(
+            self.backend, self.store, self.context, conversation_id=conversation_id, study_key=self.study_key,
+            series_uid=self.series_uid, retriever=self.retriever, params=self.params)
+        self._edit_id = None
+        self._refresh_conversations()
+        self._render()
+        self._update_buttons()
+
+    def _on_conversation_chosen(self, index: int) -> None:
+        self._open_consultation(self.conversations.itemData(index))
+
+    def new_conversation(self) -> None:
+        if not self.busy:
+            self._open_consultation(None)
+
+    # --- asking -----------------------------------------------------------------------------------------------
+    def ask(self, question: str) -> None:
+        question = question.strip()
+        if not question or self.busy or self.backend is None or self.consultation is None:
+            return
+        consult, level = self.consultation, self.selected_level
+        consult.backend, consult.params, consult.context = self.backend, self.params, self.context
+        if self._edit_id is not None:
+            edit_id, self._edit_id = self._edit_id, None
+            job: Callable[[], AnswerStream] = lambda: consult.edit_and_resend(edit_id, question, level=level)
+        else:
+            job = lambda: consult.ask(question, level=level)
+        self._start(job, question)
+
+    def regenerate(self) -> None:
+        if self.busy or self.consultation is None or self.backend is None:
+            return
+        consult = self.consultation
+        consult.backend, consult.params = self.backend, self.params
+        self._start(consult.regenerate, "")
+
+    def edit_last(self) -> None:
+        if self.busy or self.consultation is None:
+            return
+        last = next((m for m in reversed(self.consultation.messages()) if m.role == "user"), None)
+        if last is None:
+            return
+        self._edit_id = last.id
+        self.input.setPlainText(last.content)
+        if last.level:
+            self.set_selected_level(last.level)
+        self.input.setFocus()
+        self._update_buttons()
+
+    def _cancel_edit(self) -> None:
+        if self._edit_id is not None:
+            self._edit_id = None
+            self.input.clear()
+            self._update_buttons()
+
+    def stop(self) -> None:
+        if self.busy:
+            self.worker.stop_requested.set()
+        if self.consultation is not None:
+            self.consultation.cancel()
+        if self.busy:
+            self.status.setText("Stopping…")
+
+    def _on_send(self) -> None:
+        text = self.input.toPlainText()
+        if text.strip() and not self.busy:
+            self.input.clear()
+            self.ask(text)
+
+    def _start(self, job: Callable[[], AnswerStream], question: str) -> None:
+        self._stream_text, self._pending_question, self._error = "", question, ""
+        self.worker.stop_requested.clear()
+        self._set_busy(True)
+        self.status.setText("Thinking…")
+        self._render()
+        self._run_requested.emit(job)
+
+    @Slot(object)
+    def _on_started(self, answer: AnswerStream) -> None:
+        self._current = answer
+        self._pending_question = ""
+        self._refresh_conversations()
+        self.status.setText("Answering…")
+        self._render()
+        self.answer_started.emit(answer)
+
+    @Slot(str)
+    def _on_token(self, piece: str) -> None:
+        self._stream_text += piece
+        self.answer_token.emit(piece)
+        if not self._render_timer.isActive():
+            self._render_timer.start()
+
+    @Slot(object)
+    def _on_finished(self, answer: AnswerStream) -> None:
+        self._current = None
+        self._stream_text = ""
+        stats = self.backend.last_stats if self.backend is not None else None
+        text = {"complete": "Done", "cancelled": "Stopped"}.get(answer.status, f"Failed: {self._error}")
+        if stats and stats.ttft_s is not None:
+            speed = stats.decode_tokens_per_s
+            text += f" · first token {stats.ttft_s:.2f} s" + (f" · {speed:.0f} tokens/s" if speed else "")
+        self.status.setText(text)
+        self._set_busy(False)
+        self._refresh_conversations()
+        self._render()
+        self.answer_finished.emit(answer)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._error = message
+        if self._current is None:  # failed before streaming began (e.g. the question does not fit)
+            self.status.setText(f"Error: {message}")
+            self._pending_question = ""
+            self._set_busy(False)
+            self._render()
+
+    # --- transcript -------------------------------------------------------------------------------------------
+    def _on_anchor(self, url: QUrl) -> None:
+        if url.scheme() == "level":
+            self.level_clicked.emit(url.path())
+
+    def _message_html(self, m: StoredMessage, text: str | None = None) -> str:
+        body = linkify_levels((text if text is not None else m.content).strip()) or "<i>(no text)</i>"
+        if m.role == "note":
+            return f'<p style="color:#8a6d00; font-style:italic; margin:6px 0;">Note: {body}</p>'
+        if m.role == "user":
+            level = (f' <span style="background:#dbe9ff; color:#0b3d91;">&nbsp;<a href="level:{m.level}">'
+                     f"{html.escape(m.level)}</a>&nbsp;</span>") if m.level else ""
+            return (f'<table width="100%" style="margin-top:10px;"><tr><td style="background:#eef3fa; padding:6px;">'
+                    f"<b>You</b>{level}<br>{body}</td></tr></table>")
+        status = _STATUS.get(m.status, "")
+        suffix = f' <span style="color:#a33;">[{status}]</span>' if status else ""
+        sources = ""
+        if m.passages:
+            refs = ", ".join(html.escape(f"[{p['id']}] {p.get('title', '')}") for p in m.passages)
+            sources = f'<br><span style="color:#666; font-size:small;">Knowledge used: {refs}</span>'
+        return (f'<table width="100%"><tr><td style="padding:6px;"><b>SpineMed</b>{suffix}<br>{body}{sources}'
+                "</td></tr></table>")
+
+    def _render(self) -> None:
+        parts = []
+        messages = self.consultation.messages() if self.consultation else []
+        streaming_id = None
+        if self._current is not None:
+            streaming_id = next((m.id for m in messages if m.role == "assistant" and m.status == "streaming"), None)
+        for m in messages:
+            if m.id == streaming_id:
+                continue
+            parts.append(self._message_html(m))
+        if self._pending_question:
+            parts.append(self._message_html(StoredMessage(0, 0, 0, "user", self._pending_question,
+                                                          level=self.selected_level)))
+        if self.busy and self._current is not None:
+            live = StoredMessage(0, 0, 0, "assistant", self._stream_text, status="")
+            parts.append(self._message_html(live, self._stream_text + " ▍"))
+        if not parts:
+            parts.append('<p style="color:#888;">Ask a question about the open study. The selected level and the '
+                         "study context are sent with it; the answer stays on this workstation.</p>")
+        bar = self.transcript.verticalScrollBar()
+        at_end = bar.value() >= bar.maximum() - 4
+        self.transcript.setHtml("".join(parts))
+        if at_end or self.busy:
+            bar.setValue(bar.maximum())
+
+    # --- export and shutdown ----------------------------------------------------------------------------------
+    def export_conversation(self, path: Path | str) -> Path:
+        """Markdown for .md, PDF for .pdf."""
+        if self.consultation is None or self.consultation.id is None:
+            raise ValueError("no conversation to export")
+        path = Path(path)
+        markdown = conversation_markdown(self.store, self.consultation.id)
+        if path.suffix.lower() == ".pdf":
+            doc = QTextDocument()
+            doc.setMarkdown(markdown)
+            writer = QPdfWriter(str(path))
+            writer.setPageSize(QPageSize(QPageSize.PageSizeId.A4))
+            writer.setResolution(150)
+            doc.print_(writer)
+        else:
+            path.write_text(markdown, encoding="utf-8")
+        return path
+
+    def _export_dialog(self) -> None:
+        name, _ = QFileDialog.getSaveFileName(self, "Export conversation", "consultation.md",
+                                              "Markdown (*.md);;PDF (*.pdf)")
+        if name:
+            self.export_conversation(name)
+            self.status.setText(f"Exported to {name}")
+
+    def shutdown(self) -> None:
+        """Stop generation and the worker thread; call before the application quits."""
+        self.stop()
+        self._render_timer.stop()
+        if self._thread.isRunning():
+            self._thread.quit()
+            self._thread.wait(30000)
+
+    def closeEvent(self, event: Any) -> None:
+        self.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,207 @@
+"""Headless consultations: ``spinemed ask`` (one answer streamed to stdout) and ``spinemed chat`` (terminal loop).
+
+No Qt here. STUDY is a path to import (folder, file or zip; already imported studies are not duplicated), a series
+uid, or a study id from ``spinemed library``. Notes, the model/device line and the knowledge passages used go to
+stderr, the answer alone to stdout. Ctrl-C stops an answer (it is kept, marked as stopped).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:  # the parser is built on every start of the application: import the model stack only when used
+    from core.consult import AnswerStream, Consultation, StudyContext
+
+CHAT_HELP = """commands:
+  /level L4-L5      select a level (used with the following questions)
+  /levels A,B,...   set the levels in view
+  /regen            regenerate the last answer
+  /edit TEXT        replace the last question by TEXT and answer it again
+  /new              start a new conversation
+  /export FILE.md   export this conversation to Markdown
+  /quit             leave (Ctrl-D works too); Ctrl-C stops an answer"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study", help="study folder/file/zip to import, series uid, or library study id")
+    p.add_argument("--level", help="selected level, e.g. L4-L5")
+    p.add_argument("--levels", help="levels in view, comma separated (e.g. L3-L4,L4,L4-L5)")
+    p.add_argument("--model", dest="consult_model", type=Path, help="GGUF file or HF folder (default: selected model)")
+    p.add_argument("--adapter", type=Path, help="LoRA adapter (GGUF for llama.cpp, PEFT folder for transformers)")
+    p.add_argument("--mmproj", type=Path, help="vision projector GGUF of a multimodal model")
+    p.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    p.add_argument("--n-ctx", type=int, default=4096, help="context window in tokens")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: 1 on small CPUs)")
+    p.add_argument("--max-tokens", type=int, default=384, help="longest answer in tokens")
+    p.add_argument("--temperature", type=float, default=0.2)
+    p.add_argument("--conversation", type=int, help="continue this conversation id")
+    p.add_argument("--no-knowledge", action="store_true", help="do not retrieve knowledge passages")
+
+
+def resolve_study(study: str) -> tuple[StudyContext, str, str]:
+    """(context, study_key, series_uid) for a path, a series uid or a library study id."""
+    from core.consult import StudyContext
+    from core.library import Library
+
+    lib = Library()
+    try:
+        path = Path(study)
+        if path.exists():
+            rep = lib.import_path(path)
+            uids = rep.new_series + rep.existing_series
+            if not uids:
+                problems = "; ".join(str(p) for p in rep.problems) or "no images found"
+                raise SystemExit(f"spinemed: cannot open {study}: {problems}")
+        elif study.isdigit() and lib.series(int(study)):
+            uids = [s["series_uid"] for s in lib.series(int(study))]
+        else:
+            uids = [study]
+        try:
+            sources = [lib.source(uid) for uid in uids]
+        except KeyError as exc:
+            raise SystemExit(f"spinemed: {study} is neither a path, a series uid nor a study id of the library") from exc
+    finally:
+        lib.close()
+    first = sources[0]
+    ctx = StudyContext.from_series_source(first)
+    ctx.series = [StudyContext.from_series_source(s).series[0] for s in sources]
+    return ctx, first.study_uid or f"series:{first.series_uid}", first.series_uid
+
+
+def open_consultation(args: argparse.Namespace, err: TextIO) -> Consultation:
+    from core.consult import Consultation, ConversationStore, default_retriever
+    from core.inference.backend import BackendError, GenerationParams, backend_for_model
+    from core.inference.registry import ModelRegistry, ModelValidationError
+
+    ctx, study_key, series_uid = resolve_study(args.study)
+    if args.levels:
+        ctx.levels_in_view = [x.strip() for x in args.levels.split(",") if x.strip()]
+    elif args.level:
+        ctx.levels_in_view = [args.level]
+    ctx.selected_level = args.level
+    model = args.consult_model or getattr(args, "model", None) or ModelRegistry().selected(study_key)
+    if model is None:
+        raise SystemExit("spinemed: no model found: run scripts/setup.sh (embedded model) or pass --model")
+    try:
+        backend = backend_for_model(model, adapter=args.adapter, mmproj=args.mmproj, n_ctx=args.n_ctx,
+                                    n_gpu_layers=args.gpu_layers, n_threads=args.threads)
+        info = backend.load()
+    except (BackendError, ModelValidationError) as exc:
+        raise SystemExit(f"spinemed: {exc}") from exc
+    print(f"model: {info.model_name} ({Path(info.model_path).name}) on {info.device_label()}, "
+          f"context {info.n_ctx} tokens", file=err)
+    for note in info.notes:
+        print(f"note: {note}", file=err)
+    store = ConversationStore()
+    store.mark_interrupted()
+    params = GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature)
+    retriever = None if args.no_knowledge else default_retriever()
+    return Consultation(backend, store, ctx, conversation_id=args.conversation, study_key=study_key,
+                        series_uid=series_uid, retriever=retriever, params=params)
+
+
+def stream_answer(answer: AnswerStream, out: TextIO, err: TextIO) -> str:
+    for note in answer.notes:
+        print(f"note: {note}", file=err)
+    try:
+        for piece in answer:
+            out.write(piece)
+            out.flush()
+    except KeyboardInterrupt:
+        out.write("\n")
+        print("[answer stopped]", file=err)
+        return "cancelled"
+    out.write("\n")
+    out.flush()
+    if answer.passages:
+        print("knowledge used: " + "; ".join(f"[{p.id}] {p.title}" for p in answer.passages), file=err)
+    return answer.status
+
+
+def cmd_ask(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    from core.consult import ContextOverflowError
+
+    consult = open_consultation(args, err)
+    try:
+        answer = consult.ask(args.question, level=args.level)
+    except ContextOverflowError as exc:
+        print(f"spinemed: {exc}", file=err)
+        return 1
+    status = stream_answer(answer, out, err)
+    print(f"conversation {consult.id}", file=err)
+    return {"complete": 0, "cancelled": 130}.get(status, 1)
+
+
+def cmd_chat(args: argparse.Namespace, inp: TextIO = sys.stdin, out: TextIO = sys.stdout,
+             err: TextIO = sys.stderr) -> int:
+    from core.consult import ContextOverflowError
+
+    consult = open_consultation(args, err)
+    level = args.level
+    print("SpineMed consultation: decision support, not a diagnosis. /help for commands.", file=err)
+    while True:
+        err.write(f"{level or 'no level'}> ")
+        err.flush()
+        try:
+            line = inp.readline()
+        except KeyboardInterrupt:
+            err.write("\n")
+            continue
+        if not line:
+            err.write("\n")
+            return 0
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            answer = _chat_command(consult, line, level, err)
+        except (ValueError, RuntimeError, ContextOverflowError) as exc:
+            print(f"error: {exc}", file=err)
+            continue
+        if answer == "quit":
+            return 0
+        if isinstance(answer, tuple):  # a level change
+            level = answer[1]
+            consult.context.selected_level = level
+            continue
+        if answer is None:
+            continue
+        stream_answer(answer, out, err)
+
+
+def _chat_command(consult: Consultation, line: str, level: str | None, err: TextIO) -> Any:
+    if not line.startswith("/"):
+        return consult.ask(line, level=level)
+    cmd, _, rest = line.partition(" ")
+    rest = rest.strip()
+    if cmd in ("/quit", "/exit"):
+        return "quit"
+    if cmd == "/help":
+        print(CHAT_HELP, file=err)
+    elif cmd == "/level":
+        return ("level", rest or None)
+    elif cmd == "/levels":
+        consult.context.levels_in_view = [x.strip() for x in rest.split(",") if x.strip()]
+        print(f"levels in view: {', '.join(consult.context.levels_in_view) or 'none'}", file=err)
+    elif cmd == "/regen":
+        return consult.regenerate()
+    elif cmd == "/edit":
+        last = next((m for m in reversed(consult.messages()) if m.role == "user"), None)
+        if last is None or not rest:
+            raise ValueError("/edit needs a previous question and the new text")
+        return consult.edit_and_resend(last.id, rest, level=level)
+    elif cmd == "/new":
+        consult.start_new()
+        print("new conversation", file=err)
+    elif cmd == "/export":
+        from core.consult import conversation_markdown
+
+        if consult.id is None or not rest:
+            raise ValueError("/export needs a file name and a conversation with at least one question")
+        Path(rest).write_text(conversation_markdown(consult.store, consult.id), encoding="utf-8")
+        print(f"exported to {rest}", file=err)
+    else:
+        raise ValueError(f"unknown command {cmd} (/help lists them)")
+    return None
