@@ -1,0 +1,117 @@
+"""The built-in CT labeller: classical image analysis, no model weights, a few seconds on a CPU.
+
+Pipeline: isotropic working grid (~2 mm for a large CT) -> spinal column, bodies and discs (:mod:`ct_column`) ->
+anchors (:mod:`ct_anchors`: sacrum, skull base, last rib) -> names (:mod:`naming`). Without an anchor the
+vertebrae are returned unnamed, with a message asking the user to name one of them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from core.spine.anatomy import STANDARD
+from core.spine.autolabel import ct_anchors
+from core.spine.autolabel.base import AutoLabelError
+from core.spine.autolabel.ct_column import Detection, detect
+from core.spine.autolabel.grid import IsoGrid, iso_grid, working_step
+from core.spine.autolabel.naming import names_from_anchor, reconcile
+from core.spine.labelling import DiscLabel, Provenance, SpineLabelling, VertebraLabel
+from core.studies.volume import Volume
+from core.tasks import CancelToken, ProgressFn, check, report, sub_progress
+
+VERSION = "0.1"
+_S1_OFFSET_MM = 15.0  # S1 body centre below the L5-S1 disc (half an S1 body)
+
+
+def check_volume(volume: Volume, modality: str) -> None:
+    """Refuse images no labeller can use, with a reason a user understands."""
+    if volume.is_2d or min(volume.shape) < 3:
+        raise AutoLabelError(f"a single slice or a projection image ({volume.shape}): automatic labelling needs a "
+                             "3D series (CT or MR volume)")
+    spacing = np.asarray(volume.spacing, dtype=float)
+    extent = spacing * np.asarray(volume.shape)
+    if spacing.max() / spacing.min() > 8.0 and spacing.max() > 6.0:
+        raise AutoLabelError(f"voxels of {spacing.round(2).tolist()} mm are too anisotropic for labelling "
+                             "(slices too far apart): use a thinner reconstruction")
+    if sorted(extent)[1] < 20.0:
+        raise AutoLabelError(f"the field of view ({extent.round(0).tolist()} mm) is too small to contain a vertebra"
+                             " (a localiser or a thin slab?)")
+    if modality == "CT":
+        data = np.asarray(volume.data[::4, ::4, ::2])
+        if data.max() < 300.0:
+            raise AutoLabelError("no bone density in this CT (nothing above 300 HU): is the spine in view?")
+
+
+class ClassicalCT:
+    name = "classical-ct"
+    version = VERSION
+    description = "Built-in CT method: column tracing, disc dips along the column, sacrum / skull / last-rib anchors"
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def supports(self, volume: Volume) -> bool:
+        if (volume.modality or "").upper() == "CT":
+            return True
+        if (volume.modality or "").upper() in ("MR", "PT", "NM", "US", "SEG"):
+            return False
+        sample = np.asarray(volume.data[::8, ::8, ::4])
+        return sample.size > 0 and float(sample.min()) < -500.0  # air in Hounsfield units
+
+    def run(self, volume: Volume, progress: ProgressFn | None = None,
+            cancel: CancelToken | None = None) -> SpineLabelling:
+        check_volume(volume, "CT")
+        report(progress, 0.0, "Preparing the image")
+        step = working_step(volume)
+        grid = iso_grid(volume, step, cancel)
+        check(cancel)
+        report(progress, 0.2, "Looking for the spinal column")
+        det, solid = detect(grid.data, grid.peak, step, sub_progress(progress, 0.2, 0.85), cancel)
+        if det is None or not det.segments:
+            raise AutoLabelError("no spinal column found in this CT (no chain of vertebral bodies with a spinal "
+                                 "canal behind them)")
+        report(progress, 0.85, "Looking for anatomical anchors (sacrum, skull base, ribs)")
+        labelling = self._label(det, grid, solid)
+        labelling.series_uid = volume.series_uid
+        report(progress, 1.0, labelling.message)
+        return labelling
+
+    def _label(self, det: Detection, grid: IsoGrid, solid: np.ndarray) -> SpineLabelling:
+        step = grid.step
+        anchors = [a for a in (ct_anchors.sacrum(det, solid, step), ct_anchors.skull(det, solid, step),
+                               ct_anchors.last_rib(det, grid.peak > 200.0, step)) if a is not None]
+        anchor, config, notes = reconcile(anchors, STANDARD)
+        n = len(det.segments)
+        names: list[str | None] = [None] * n
+        conf = [0.0] * n
+        if anchor is not None:
+            names, conf = names_from_anchor(n, anchor, config)
+        vertebrae = []
+        col = det.column
+        for idx, (a, b, partial) in enumerate(det.segments):
+            s_mid = (a + b) / 2.0
+            if names[idx] == "S1":
+                s_mid = min(b, a + _S1_OFFSET_MM)
+                partial = False
+            p = col.points[int(np.clip(round(s_mid / col.ds), 0, len(col.points) - 1))]
+            vertebrae.append(VertebraLabel(names[idx], tuple(grid.to_patient(p)), round(conf[idx], 3),
+                                           partial=partial))
+        discs = []
+        for s, depth in zip(det.disc_s, det.disc_depth):
+            n_pt = int(np.clip(round(s / col.ds), 0, len(col.points) - 1))
+            discs.append(DiscLabel(None, tuple(grid.to_patient(col.points[n_pt])),
+                                   tuple(grid.direction_to_patient(col.tangents[n_pt])), round(min(1.0, depth), 3)))
+        labelling = SpineLabelling(
+            vertebrae=vertebrae, discs=discs, configuration=config,
+            provenance=Provenance(self.name, self.version), confidence=round(anchor.confidence, 3) if anchor else 0.0,
+            anchor=anchor.name if anchor else None, notes=notes + det.notes,
+        )
+        labelling.discs = labelling.discs_named_from_vertebrae()
+        found = f"{n} vertebrae ({sum(v.partial for v in vertebrae)} cut by the field of view) and {len(discs)} discs"
+        if anchor is None:
+            labelling.message = (f"Found {found}, but no anatomical anchor (sacrum, skull base with C2, or the last "
+                                 "rib) is in the field of view: the vertebrae are not named. Name one vertebra "
+                                 "to label the others.")
+        else:
+            labelling.message = (f"Found {found}; named from the {anchor.evidence}, confidence "
+                                 f"{anchor.confidence:.2f}. Please confirm the levels.")
+        return labelling

@@ -1,0 +1,359 @@
+"""Finding the vertebral column in a CT grid and its vertebral bodies and discs along it (no naming here).
+
+Works on an isotropic HU grid (axes towards L, P, S; see :mod:`grid`):
+
+1. A body score per voxel: local mean density over ~10 mm in the axial plane (thick bone, not thin cortex), made
+   much higher where a spinal canal lies just behind (posterior) - a low-density hole enclosed by bone in the axial
+   slice. This keeps the column apart from the sternum, ribs, pelvis and femurs.
+2. The column is the best slice-to-slice path through the score (dynamic programming, at most one voxel of
+   movement per slice), trimmed to the stretch where bodies and canal are present.
+3. The body centre is refined in each slice (the bone blob in front of the canal), then smoothed.
+4. Density is sampled on small disks perpendicular to that centreline: discs are dips between the bright bodies.
+   Vertebrae are the segments between consecutive discs; a segment cut by the end of the column is "partial".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage, signal
+
+from core.tasks import CancelToken, ProgressFn, check, report
+
+BONE_HU = 150.0  # cortex of the body and the walls of the canal (on block maxima, so thin cortex counts)
+CLOSE_GAPS_MM = 3.0
+CANAL_AREA_MM2 = (50.0, 600.0)  # a stenotic canal is ~70 mm2; foramina transversaria are smaller
+FILL_MAX_MM2 = 2500.0  # soft interior of the largest vertebral body; the pelvic ring encloses far more
+
+
+@dataclass
+class Column:
+    """The traced column: body-centre curve in grid coordinates, sampled every ``ds`` mm along its length."""
+
+    points: np.ndarray  # (n, 3) grid coords (i, j, k), cranial first
+    tangents: np.ndarray  # (n, 3) unit, pointing cranially
+    ds: float  # mm between samples
+    profile: np.ndarray  # (n,) mean HU on a disk around each point
+    k_range: tuple[int, int]  # grid slices the column spans (bottom, top)
+
+
+@dataclass
+class Detection:
+    column: Column
+    disc_s: list[float]  # positions of discs (mm along the column from its cranial end)
+    segments: list[tuple[float, float, bool]]  # vertebral segments (start, end, partial), cranial first
+    disc_depth: list[float] = field(default_factory=list)  # HU contrast of each disc dip
+    notes: list[str] = field(default_factory=list)
+
+
+def _slice_masks(g: np.ndarray, peak: np.ndarray, step: float, cancel: CancelToken | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per axial slice: (canal, solid). The canal is a low-density hole of canal size enclosed by bone with no
+    similar hole right behind it (that would make it a body's soft interior and the one behind the canal).
+    ``solid`` is bone with its other enclosed holes filled: an osteoporotic body, whose interior is barely denser
+    than muscle, still shows as a solid blob inside its cortical shell, while a disc does not."""
+    lo, hi = (a / step**2 for a in CANAL_AREA_MM2)
+    fill_max = FILL_MAX_MM2 / step**2
+    canal = np.zeros(g.shape, dtype=bool)
+    solid = peak > BONE_HU
+    close = max(1, round(CLOSE_GAPS_MM / step))
+    for k in range(g.shape[2]):
+        if k % 16 == 0:
+            check(cancel)
+        sl = solid[:, :, k]
+        if not sl.any():
+            continue
+        # thin or osteoporotic cortex breaks up at this resolution: close small gaps so shells stay closed
+        sl[:] = ndimage.binary_closing(np.pad(sl, close), iterations=close)[close:-close, close:-close]
+        holes = ndimage.binary_fill_holes(sl) & ~sl
+        if not holes.any():
+            continue
+        labels, n = ndimage.label(holes)
+        idx = np.arange(1, n + 1)
+        sizes = ndimage.sum_labels(np.ones_like(labels), labels, idx)
+        means = ndimage.mean(g[:, :, k], labels, idx)
+        cand = idx[(sizes >= lo) & (sizes <= hi) & (means < 150.0)]
+        if cand.size:
+            centres = np.array(ndimage.center_of_mass(holes, labels, cand)).reshape(-1, 2)
+            dx = np.abs(centres[:, 0][:, None] - centres[:, 0][None, :]) * step
+            dy = (centres[:, 1][None, :] - centres[:, 1][:, None]) * step  # [a, b]: b behind a when > 0
+            has_behind = ((dx < 10.0) & (dy > 8.0) & (dy < 45.0)).any(axis=1)
+            cand, centres = cand[~has_behind], centres[~has_behind]
+        filled = sl | (np.isin(labels, idx[sizes <= fill_max]) & ~np.isin(labels, cand))
+        best = _best_canal(filled, labels, cand, centres if cand.size else None, step)
+        canal_k = labels == best if best else np.zeros_like(sl)
+        canal[:, :, k] = canal_k
+        sl[:] = filled | (np.isin(labels, cand[cand != best]) & np.isin(labels, idx[sizes <= fill_max]))
+    return canal, solid
+
+
+def _best_canal(filled: np.ndarray, labels: np.ndarray, cand: np.ndarray, centres: np.ndarray | None,
+                step: float) -> int:
+    """The candidate hole with a thick solid body straight in front of it (0 when none has): the spinal canal."""
+    if centres is None or not len(cand):
+        return 0
+    half, near, far = round(5.0 / step), round(4.0 / step), round(20.0 / step)
+    best, best_frac = 0, 0.5
+    for lab, (ci, cj) in zip(cand, centres):
+        ci, cj = round(ci), round(cj)
+        front = np.nonzero((labels == lab).any(axis=0))[0].min()
+        box = filled[max(0, ci - half): ci + half + 1, max(0, front - far): max(0, front - near)]
+        frac = float(box.mean()) if box.size else 0.0
+        if frac > best_frac:
+            best, best_frac = int(lab), frac
+    return best
+
+
+def _trunk_weight(g: np.ndarray, step: float) -> np.ndarray:
+    """Per slice, a weight falling off with left-right distance from the trunk's midline (arms, table: low)."""
+    tissue = g > -400.0
+    labels, n = ndimage.label(ndimage.binary_opening(tissue, iterations=2))
+    if n == 0:
+        return np.ones(g.shape[::2], dtype=np.float32)
+    trunk = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    out = np.ones((g.shape[0], g.shape[2]), dtype=np.float32)
+    i = np.arange(g.shape[0], dtype=float)
+    for k in range(g.shape[2]):
+        cols = trunk[:, :, k].any(axis=1)
+        if cols.sum() < 3:
+            continue
+        xs = i[cols]
+        width = xs[-1] - xs[0] + 1
+        if xs[0] == 0 or xs[-1] == g.shape[0] - 1:  # trunk cut by the field of view: no reliable midline
+            continue
+        mid = xs.mean()
+        out[:, k] = np.clip(1.0 - ((i - mid) / (0.35 * width)) ** 2, 0.2, 1.0)
+    return out
+
+
+def body_score(g: np.ndarray, peak: np.ndarray, step: float, cancel: CancelToken | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(score 0..1 of being a vertebral body with a canal behind it, canal map, solid-bone map)."""
+    w = max(3, round(10.0 / step) | 1)
+    canal, solid = _slice_masks(g, peak, step, cancel)
+    # fraction of solid bone in a ~10 mm square: high only inside a body, not in thin cortex or around a canal
+    frac = ndimage.uniform_filter(solid.astype(np.float32), size=(w, w, 1))
+    body = np.clip((frac - 0.3) / 0.5, 0.0, 1.0)
+    check(cancel)
+    # the canal lies straight behind the body: its midline within a few mm left-right of it (not the pedicles)
+    midline = np.zeros_like(canal)
+    for k in np.nonzero(canal.any(axis=(0, 1)))[0]:
+        ii, jj = np.nonzero(canal[:, :, k])
+        midline[round(ii.mean()), jj.min(): jj.max() + 1, k] = True
+    near = ndimage.maximum_filter(midline, size=(2 * round(4.0 / step) + 1, 1, 2 * round(12.0 / step) + 1))
+    behind = np.zeros_like(near)
+    for d in range(max(1, round(3.0 / step)), round(40.0 / step) + 1):
+        behind[:, : -d or None, :] |= near[:, d:, :]
+    check(cancel)
+    trunk = _trunk_weight(g, step)
+    return body * (0.15 + 0.85 * behind) * trunk[:, None, :], canal, solid
+
+
+def trace(score: np.ndarray, penalty: float = 0.02) -> np.ndarray:
+    """Best path (i, j) per slice k through ``score``, moving at most one voxel per slice: (nz, 2) int."""
+    nx, ny, nz = score.shape
+    value = score[:, :, 0].astype(np.float32)
+    moves = [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1)]
+    back = np.zeros((nz, nx, ny), dtype=np.int8)
+    for k in range(1, nz):
+        padded = np.pad(value, 1, constant_values=-np.inf)
+        cands = np.stack([padded[1 + di: 1 + di + nx, 1 + dj: 1 + dj + ny] - penalty * (di * di + dj * dj)
+                          for di, dj in moves])
+        best = np.argmax(cands, axis=0)
+        back[k] = best
+        value = score[:, :, k] + np.take_along_axis(cands, best[None], 0)[0]
+    path = np.zeros((nz, 2), dtype=int)
+    i, j = np.unravel_index(int(np.argmax(value)), value.shape)
+    for k in range(nz - 1, -1, -1):
+        path[k] = (i, j)
+        di, dj = moves[back[k, i, j]]
+        i, j = i + di, j + dj
+    return path
+
+
+def _extent(values: np.ndarray, min_len: int, gap: int) -> tuple[int, int] | None:
+    """Longest run of True, bridging gaps up to ``gap`` slices; None if shorter than ``min_len``."""
+    closed = ndimage.binary_closing(np.pad(values, gap), structure=np.ones(2 * gap + 1))[gap:-gap or None]
+    labels, n = ndimage.label(closed)
+    if n == 0:
+        return None
+    sizes = np.bincount(labels)[1:]
+    best = 1 + int(np.argmax(sizes))
+    ks = np.nonzero(labels == best)[0]
+    return (int(ks[0]), int(ks[-1])) if len(ks) >= min_len else None
+
+
+def _refine_centres(solid, canal, path, k0, k1, step) -> np.ndarray:
+    """Centre of the bone blob in front of the canal near the path in each slice (NaN where there is none)."""
+    radius = round(35.0 / step)
+    opening = max(1, round(5.0 / step))  # detaches a contrast-filled aorta or rib heads touching the body
+    out = np.full((k1 - k0 + 1, 2), np.nan)
+    nx, ny = solid.shape[:2]
+    for n, k in enumerate(range(k0, k1 + 1)):
+        pi, pj = path[k]
+        i0, i1 = max(0, pi - radius), min(nx, pi + radius + 1)
+        j0, j1 = max(0, pj - radius), min(ny, pj + radius + 1)
+        bone = solid[i0:i1, j0:j1, k].copy()
+        cn = canal[i0:i1, j0:j1, k]
+        ci, cj = pi - i0, pj - j0
+        behind = cn[max(0, ci - 4): ci + 5, cj:]
+        front = None
+        if behind.any():
+            front = cj + int(np.nonzero(behind.any(axis=0))[0].min())
+            bone[:, front:] = False
+        bone = ndimage.binary_opening(np.pad(bone, opening), iterations=opening)[opening:-opening, opening:-opening]
+        labels, nlab = ndimage.label(bone)
+        if nlab == 0:
+            continue
+        lab = labels[ci, cj] if 0 <= ci < bone.shape[0] and 0 <= cj < bone.shape[1] else 0
+        if lab == 0:
+            dist, (ii, jj) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+            if dist[ci, cj] * step > 8.0:
+                continue
+            lab = labels[ii[ci, cj], jj[ci, cj]]
+        blob = labels == lab
+        if front is not None:
+            # a body is about as deep as it is wide just in front of the canal; anything deeper in front of it
+            # is another structure fused to it here (an aorta with a calcified wall, an osteophyte)
+            rows = blob[:, max(0, front - round(10.0 / step)): max(1, front - round(2.0 / step))]
+            cols = np.nonzero(rows.any(axis=1))[0]
+            if cols.size:
+                depth = 0.9 * (cols[-1] - cols[0] + 1)
+                blob[:, : max(0, int(front - depth))] = False
+        if blob.sum() * step**2 < 40.0:
+            continue
+        bi, bj = np.nonzero(blob)
+        out[n] = (i0 + bi.mean(), j0 + bj.mean())
+    return out
+
+
+def _smooth_curve(pts: np.ndarray, sigma: float) -> np.ndarray:
+    good = ~np.isnan(pts[:, 0])
+    if good.sum() < 2:
+        return np.where(np.isnan(pts), np.nanmean(pts, axis=0) if good.any() else 0.0, pts)
+    idx = np.arange(len(pts))
+    filled = np.stack([np.interp(idx, idx[good], ndimage.median_filter(pts[good, c], size=5, mode="nearest"))
+                       for c in range(pts.shape[1])], axis=1)
+    return ndimage.gaussian_filter1d(filled, sigma, axis=0, mode="nearest")
+
+
+def disk_profile(g: np.ndarray, pts: np.ndarray, tangents: np.ndarray, radius_vox: float) -> np.ndarray:
+    """Mean value of ``g`` on a disk of ``radius_vox`` perpendicular to each tangent, centred at each point."""
+    ref = np.where(np.abs(tangents[:, [0]]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0, 1.0, 0]]))
+    e1 = np.cross(tangents, ref)
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = np.cross(tangents, e1)
+    r = np.arange(-radius_vox, radius_vox + 1e-6, 0.5)
+    uu, vv = np.meshgrid(r, r)
+    keep = uu**2 + vv**2 <= radius_vox**2
+    uu, vv = uu[keep], vv[keep]
+    samples = (pts[:, None, :] + uu[None, :, None] * e1[:, None, :] + vv[None, :, None] * e2[:, None, :])
+    vals = ndimage.map_coordinates(g, samples.reshape(-1, 3).T, order=1, mode="nearest")
+    return vals.reshape(len(pts), -1).mean(axis=1)
+
+
+def find_column(g: np.ndarray, peak: np.ndarray, step: float, progress: ProgressFn | None = None,
+                cancel: CancelToken | None = None) -> tuple[Column | None, np.ndarray]:
+    """Trace the column (or None when no column is found) and return it with the solid-bone map."""
+    score, canal, solid = body_score(g, peak, step, cancel)
+    report(progress, 0.45, "Tracing the spinal column")
+    check(cancel)
+    path = trace(score)
+    nz = g.shape[2]
+    along = score[path[:, 0], path[:, 1], np.arange(nz)]
+    win = max(1, round(15.0 / step))
+    smooth = ndimage.uniform_filter1d(along, 2 * win + 1, mode="nearest")
+    behind_canal = np.array([canal[max(0, i - 6): i + 7, j: j + int(40 / step) + 1, k].any()
+                             for k, (i, j) in enumerate(path)])
+    canal_frac = ndimage.uniform_filter1d(behind_canal.astype(float), 2 * round(25.0 / step) + 1,
+                                          mode="nearest")
+    ok = (smooth > 0.2) & (canal_frac > 0.1)
+    span = _extent(ok, min_len=max(3, round(12.0 / step)), gap=round(20.0 / step))
+    if span is None:
+        return None, solid
+    k0, k1 = span
+    check(cancel)
+    report(progress, 0.6, "Centring on the vertebral bodies")
+    centres = _refine_centres(solid, canal, path, k0, k1, step)
+    if np.isnan(centres[:, 0]).all():
+        return None, solid
+    ij = _smooth_curve(centres, sigma=4.0 / step)
+    curve = np.column_stack([ij, np.arange(k0, k1 + 1, dtype=float)])[::-1]  # cranial first
+    seg = np.linalg.norm(np.diff(curve, axis=0), axis=1) * step
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    ds = 1.0
+    s_new = np.arange(0.0, s[-1] + 1e-6, ds)
+    pts = np.stack([np.interp(s_new, s, curve[:, c]) for c in range(3)], axis=1)
+    tang = np.gradient(ndimage.gaussian_filter1d(pts, 3.0, axis=0, mode="nearest"), axis=0)
+    norms = np.linalg.norm(tang, axis=1, keepdims=True)
+    tang = np.where(norms > 1e-9, -tang / np.maximum(norms, 1e-9), np.array([[0, 0, 1.0]]))
+    profile = disk_profile(solid.astype(np.float32), pts, tang, radius_vox=5.0 / step)
+    return Column(pts, tang, ds, profile, (k0, k1)), solid
+
+
+def find_discs(column: Column) -> tuple[list[float], list[float]]:
+    """Disc positions (mm from the cranial end) as density dips along the column, with their depth in HU."""
+    prof = ndimage.gaussian_filter1d(column.profile, 1.5 / column.ds, mode="nearest")
+    if len(prof) < 5:
+        return [], []
+    prominence = 0.3  # the profile is the solid-bone fraction: ~1 in a body, ~0 in the middle of a disc
+    peaks, props = signal.find_peaks(-prof, prominence=prominence, distance=max(1, int(8.0 / column.ds)))
+    pos = [float(p) * column.ds for p in peaks]
+    depth = [float(x) for x in props["prominences"]]
+    pos, depth = _regularise(pos, depth)
+    return pos, depth
+
+
+def _regularise(pos: list[float], depth: list[float]) -> tuple[list[float], list[float]]:
+    """Drop the shallower of two dips much closer together than their neighbours (a split body, a nutrient canal)."""
+    changed = True
+    while changed and len(pos) >= 3:
+        changed = False
+        gaps = np.diff(pos)
+        med = float(np.median(gaps))
+        n = int(np.argmin(gaps))
+        if gaps[n] < 0.55 * med:
+            drop = n if depth[n] < depth[n + 1] else n + 1
+            del pos[drop], depth[drop]
+            changed = True
+    return pos, depth
+
+
+def segments_from_discs(discs: list[float], length: float, min_partial: float = 8.0
+                        ) -> list[tuple[float, float, bool]]:
+    """Vertebral segments (start, end, partial) between discs and the ends of the column, cranial first."""
+    bounds = [0.0] + list(discs) + [length]
+    out = []
+    for n in range(len(bounds) - 1):
+        a, b = bounds[n], bounds[n + 1]
+        partial = n == 0 or n == len(bounds) - 2
+        if b - a >= (min_partial if partial else 4.0):
+            out.append((a, b, partial))
+    return out
+
+
+def detect(g: np.ndarray, peak: np.ndarray, step: float, progress: ProgressFn | None = None,
+           cancel: CancelToken | None = None) -> tuple[Detection | None, np.ndarray]:
+    """The column's vertebrae and discs (None when there is no column), and the solid-bone map."""
+    column, solid = find_column(g, peak, step, progress, cancel)
+    if column is None:
+        return None, solid
+    report(progress, 0.75, "Finding discs")
+    discs, depth = find_discs(column)
+    length = (len(column.points) - 1) * column.ds
+    segments = segments_from_discs(discs, length)
+    if segments:
+        segments[0] = _trim(segments[0], column, start=True, end=not discs)
+        segments[-1] = _trim(segments[-1], column, start=not discs, end=True)
+    return Detection(column, discs, [seg for seg in segments if seg[1] - seg[0] >= 8.0], depth), solid
+
+
+def _trim(seg: tuple[float, float, bool], column: Column, start: bool, end: bool) -> tuple[float, float, bool]:
+    """An end segment shrunk, on its open side(s), to where there is bone: its centre is then the centre of the
+    visible body rather than of the stretch of column the trace ran on beyond it."""
+    a, b, partial = seg
+    n0, n1 = round(a / column.ds), round(b / column.ds)
+    inside = np.nonzero(column.profile[n0: n1 + 1] >= 0.5)[0]
+    if inside.size == 0:
+        return a, a, partial
+    return ((n0 + inside[0]) * column.ds if start else a, (n0 + inside[-1]) * column.ds if end else b, partial)

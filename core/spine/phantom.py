@@ -1,0 +1,149 @@
+"""A synthetic CT of a trunk with a spine, for tests and benchmarks (not anatomy-accurate, but HU-realistic).
+
+Each vertebra is a body (cancellous bone in a cortical shell) with a posterior ring around the spinal canal, a
+spinous and two transverse processes; intervertebral discs separate the bodies; thoracic vertebrae carry ribs that
+slope down and wrap forwards; the sacrum is a wide block without discs flanked by iliac bones; the column follows a
+lordotic curve. The exact body centres are returned so tests know the answer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.spine.anatomy import STANDARD, SpineConfiguration
+from core.studies.volume import Volume
+
+_HEIGHTS = {"C": (14.0, 5.0), "T": (21.0, 6.0), "L": (27.0, 10.0)}  # body height, disc height (mm)
+_RADII = {"C": (10.0, 8.0), "T": (16.0, 13.0), "L": (23.0, 17.0)}  # body half-width (x), half-depth (y)
+
+
+@dataclass
+class Phantom:
+    volume: Volume
+    centres: dict[str, tuple[float, float, float]]  # vertebral-body centres, LPS mm
+    discs: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+
+def spine_phantom(first: str = "T10", last: str = "S1", shape=(160, 160, 120), spacing=(1.5, 1.5, 2.0),
+                  ribs: bool = True, lordosis_mm: float = 8.0, noise_hu: float = 15.0, seed: int = 0,
+                  config: SpineConfiguration = STANDARD, chunk: int = 64) -> Phantom:
+    """CT volume (LPS axes, int16 HU) with the vertebrae ``first``..``last`` stacked from the top of the FOV.
+
+    The column starts 10 mm below the top of the field of view; levels that do not fit are left out.
+    """
+    nx, ny, nz = shape
+    sx, sy, sz = spacing
+    names = config.vertebrae[config.index(first): config.index(last) + 1]
+    z_top = (nz - 1) * sz - 10.0
+    layout = []  # (name, z_top, z_bottom) of each body, mm from the bottom of the FOV
+    z = z_top
+    for name in names:
+        if name == "S1":
+            layout.append((name, z, z - 90.0))
+            break
+        body, disc = _HEIGHTS[name[0]]
+        layout.append((name, z, z - body))
+        z -= body + disc
+    length = max(1.0, z_top - layout[-1][2])
+    cx = (nx - 1) * sx / 2.0
+    cy0 = (ny - 1) * sy * 0.55
+
+    def centre_y(zz):  # lordotic curve: bodies move anteriorly (-y) in the middle of the column
+        return cy0 - lordosis_mm * np.sin(np.pi * np.clip((z_top - zz) / length, 0, 1))
+
+    rng = np.random.default_rng(seed)
+    data = np.empty(shape, dtype=np.int16)
+    x = (np.arange(nx) * sx)[:, None]
+    y = (np.arange(ny) * sy)[None, :]
+    for k0 in range(0, nz, chunk):
+        k1 = min(nz, k0 + chunk)
+        block = np.full((nx, ny, k1 - k0), -1000.0, dtype=np.float32)
+        for kk in range(k0, k1):
+            block[:, :, kk - k0] = _slice(kk * sz, x, y, cx, centre_y, layout, ribs, nx * sx, ny * sy)
+        if noise_hu:
+            block += rng.normal(0.0, noise_hu, block.shape).astype(np.float32)
+        data[:, :, k0:k1] = np.clip(block, -1024, 3000).astype(np.int16)
+    affine = np.diag([sx, sy, sz, 1.0])
+    vol = Volume(data=data, affine=affine, modality="CT", series_description="spine phantom",
+                 series_uid="phantom:" + "-".join([first, last, str(seed)]))
+    centres, discs = {}, {}
+    for n, (name, top, bottom) in enumerate(layout):
+        zc = (top + bottom) / 2 if name != "S1" else top - 15.0
+        centres[name] = (float(cx), float(centre_y(zc)), float(zc))
+        if n + 1 < len(layout):
+            zd = (bottom + layout[n + 1][1]) / 2
+            discs[config.disc_between(name, layout[n + 1][0])] = (float(cx), float(centre_y(zd)), float(zd))
+    return Phantom(vol, centres, discs)
+
+
+def _slice(z, x, y, cx, centre_y, layout, ribs, width, depth):
+    out = np.full((x.shape[0], y.shape[1]), -1000.0, dtype=np.float32)
+    trunk = ((x - cx) / (0.45 * width)) ** 2 + ((y - depth * 0.5) / (0.45 * depth)) ** 2
+    out[trunk < 1.0] = -90.0  # fat
+    out[trunk < 0.8] = 40.0  # muscle / organs
+    cy = centre_y(z)
+    for n, (name, top, bottom) in enumerate(layout):
+        region = name[0] if name != "S1" else "S"
+        rx, ry = _RADII.get(region, (25.0, 18.0))
+        if region == "S":
+            if bottom <= z <= top:
+                _sacrum(out, x, y, cx, cy, z, top)
+            elif top < z <= top + 35.0:  # iliac crests reach up beside L5, apart from it
+                for side in (-1, 1):
+                    out[(np.abs(x - cx - side * 80.0) < 12.0) & (np.abs(y - cy - 5.0) < 25.0)] = 350.0
+            continue
+        if bottom <= z <= top:
+            r = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2
+            out[r < 1.0] = 480.0  # cortex
+            out[r < 0.8] = 210.0  # cancellous
+            _posterior(out, x, y, cx, cy, rx, ry, canal=7.0 if region != "L" else 9.0)
+            if ribs and region == "T" and z > (top + bottom) / 2:
+                _rib(out, x, y, cx, cy, rx, ry, z, top, width, depth)
+        elif n + 1 < len(layout) and layout[n + 1][1] < z < bottom:
+            r = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2
+            out[r < 1.0] = 90.0  # disc
+            _posterior(out, x, y, cx, cy, rx, ry, canal=7.0 if region != "L" else 9.0, open_ring=True)
+        if ribs and region == "T" and bottom - 40 < z < (top + bottom) / 2:
+            _rib(out, x, y, cx, cy, rx, ry, z, top, width, depth)
+    return out
+
+
+def _posterior(out, x, y, cx, cy, rx, ry, canal, open_ring=False):
+    ccy = cy + ry + canal + 1.0
+    rr = np.hypot(x - cx, y - ccy)
+    if not open_ring:
+        out[(rr >= canal) & (rr < canal + 5.0)] = 550.0  # pedicles and laminae
+        out[(np.abs(x - cx) < 3.0) & (y > ccy + canal) & (y < ccy + canal + 28.0)] = 500.0  # spinous process
+        out[(np.abs(y - ccy) < 4.0) & (np.abs(x - cx) > canal) & (np.abs(x - cx) < rx + 20.0)] = 500.0
+    else:
+        out[(rr >= canal) & (rr < canal + 5.0) & (y > ccy + 2.0)] = 450.0  # facet joints / laminae edge
+    out[rr < canal] = 15.0  # canal
+
+
+def _rib(out, x, y, cx, cy, rx, ry, z, top, width, depth):
+    """A rib leaving the vertebra at its upper half, curving forwards, 1 mm lower per 4 mm outwards."""
+    drop = top - z
+    reach = rx + 12.0 + 4.0 * drop  # lateral distance of the rib at this height
+    if reach > 0.42 * width:
+        return
+    ang = np.clip((reach - rx - 12.0) / (0.3 * width), 0.0, 1.2)
+    ry_rib = cy + ry * 0.6 - 25.0 * ang
+    for side in (-1, 1):
+        xr = cx + side * reach
+        rib = ((x - xr) / 5.0) ** 2 + ((y - ry_rib) / 6.0) ** 2 < 1.0
+        out[rib] = 450.0
+
+
+def _sacrum(out, x, y, cx, cy, z, top):
+    drop = top - z
+    ycen = cy + 0.35 * drop  # the sacrum tilts backwards
+    half_width = 50.0 - 0.3 * drop
+    body = ((x - cx) / max(12.0, half_width)) ** 2 + ((y - ycen) / 18.0) ** 2 < 1.0
+    out[body] = 260.0
+    rr = np.hypot(x - cx, y - (ycen + 24.0))
+    out[(rr >= 6) & (rr < 10)] = 500.0
+    out[rr < 6] = 15.0
+    for side in (-1, 1):  # iliac wings beside the sacroiliac joints, 2 mm gap
+        ilium = (np.abs(x - cx - side * (half_width + 22.0)) < 20.0) & (np.abs(y - ycen - 5.0) < 25.0)
+        out[ilium & ~body] = 350.0

@@ -1,0 +1,185 @@
+"""The built-in CT labeller on synthetic phantoms (exact naming) and on the real CT samples; bad input; backends."""
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from app.cli import main as cli_main
+from core.spine.autolabel import AutoLabelError, auto_label, get_backend
+from core.spine.autolabel.totalseg import TotalSegmentatorBackend, run_subprocess
+from core.spine.evaluation import evaluate
+from core.spine.numbering import get_numbering
+from core.spine.phantom import spine_phantom
+from core.spine.reference import ReferenceSet, reference_from_labelmap
+from core.studies import load_series, scan
+from core.studies.volume import Volume
+from core.tasks import Cancelled, CancelToken
+
+SHAPE, SPACING = (200, 180, 180), (1.5, 1.5, 2.0)
+
+
+def _check_exact(ph, lab):
+    names = [v.name for v in lab.vertebrae]
+    assert names == list(ph.centres), (names, lab.message)
+    for v in lab.vertebrae:
+        limit = 10.0 if v.name == "S1" else 4.0
+        assert np.linalg.norm(np.subtract(v.centroid, ph.centres[v.name])) < limit, v.name
+    ev = evaluate(lab, ReferenceSet(ph.centres))
+    assert ev.identification_rate == 1.0
+
+
+def test_phantom_named_from_the_sacrum():
+    ph = spine_phantom(first="T11", last="S1", shape=SHAPE, spacing=SPACING, seed=1)
+    seen = []
+    lab = auto_label(ph.volume, progress=lambda f, m: seen.append(f))
+    _check_exact(ph, lab)
+    assert lab.anchor == "S1" and lab.confidence > 0.7 and "sacrum" in lab.message
+    assert [d.name for d in lab.discs] == list(ph.discs)
+    for d in lab.discs:
+        assert np.linalg.norm(np.subtract(d.centre, ph.discs[d.name])) < 4.0
+        assert d.normal[2] > 0.9  # pointing cranially
+    assert seen and seen[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in seen)
+    assert lab.provenance.method == "classical-ct" and lab.series_uid == ph.volume.series_uid
+
+
+def test_phantom_named_from_the_last_rib():
+    ph = spine_phantom(first="T9", last="L3", shape=SHAPE, spacing=SPACING, seed=2)
+    lab = auto_label(ph.volume)
+    _check_exact(ph, lab)
+    assert lab.anchor == "T12" and "rib" in lab.message
+
+
+def test_phantom_without_anchor_is_left_unnamed_and_says_so():
+    ph = spine_phantom(first="L1", last="L4", shape=(200, 180, 90), spacing=SPACING, ribs=False, seed=3)
+    lab = auto_label(ph.volume)
+    assert lab.vertebrae and not lab.named and lab.needs_confirmation
+    assert "no anatomical anchor" in lab.message and "Name one vertebra" in lab.message
+    for name, centre in ph.centres.items():  # still found where they are
+        assert min(np.linalg.norm(np.subtract(v.centroid, centre)) for v in lab.vertebrae) < 6.0, name
+    named = lab.renamed_from(1, "L2", user="test")  # the user names one; the rest follow
+    assert [v.name for v in named.vertebrae][:3] == ["L1", "L2", "L3"]
+
+
+def test_phantom_in_an_oblique_ras_nifti_round_trip(tmp_path):
+    """Orientation handling: the phantom written as a RAS NIfTI (axes flipped) is labelled the same."""
+    ph = spine_phantom(first="L2", last="S1", shape=(200, 180, 150), spacing=SPACING, ribs=False, seed=4)
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ ph.volume.affine
+    path = tmp_path / "phantom_ct.nii.gz"
+    nib.save(nib.Nifti1Image(ph.volume.data[::-1, :, :].copy(), ras @ _flip_x(ph.volume.shape[0])), str(path))
+    vol = load_series(scan(path).series[0])
+    lab = auto_label(vol)
+    _check_exact(ph, lab)
+
+
+def _flip_x(n):
+    m = np.eye(4)
+    m[0, 0], m[0, 3] = -1.0, n - 1
+    return m
+
+
+@pytest.mark.parametrize("case", ["single_slice", "no_bone", "anisotropic", "tiny"])
+def test_bad_input_gives_a_clear_message(case):
+    if case == "single_slice":
+        vol = Volume(np.zeros((64, 64, 1), np.int16), np.eye(4), modality="CT")
+    elif case == "no_bone":
+        vol = Volume(np.full((64, 64, 40), 40, np.int16), np.diag([2, 2, 2, 1.0]), modality="CT")
+    elif case == "anisotropic":
+        vol = Volume(np.zeros((64, 64, 5), np.int16), np.diag([0.5, 0.5, 10.0, 1.0]), modality="CT")
+    else:
+        vol = Volume(np.zeros((8, 8, 8), np.int16), np.eye(4), modality="CT")
+    with pytest.raises(AutoLabelError) as err:
+        auto_label(vol, backend="classical-ct")
+    assert len(str(err.value)) > 20
+
+
+def test_soft_tissue_only_ct_reports_no_spine():
+    data = np.full((80, 80, 40), -1000, np.int16)
+    data[10:70, 10:70, :] = 40
+    data[30:40, 30:40, :] = 400  # a bone rod with no canal: not a spine
+    with pytest.raises(AutoLabelError, match="no spinal column"):
+        auto_label(Volume(data, np.diag([2, 2, 2, 1.0]), modality="CT"), backend="classical-ct")
+
+
+def test_cancel_stops_the_labeller():
+    ph = spine_phantom(first="L3", last="S1", shape=(120, 120, 80), spacing=(2.0, 2.0, 2.0), ribs=False)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        auto_label(ph.volume, progress=None, cancel=token)
+
+
+def _real_ct(samples, image, reference, numbering):
+    vol = load_series(scan(samples / image).series[0])
+    ref = reference_from_labelmap(load_series(scan(samples / reference).series[0]), get_numbering(numbering))
+    return vol, ref
+
+
+@pytest.mark.parametrize("image,reference,numbering,main", [
+    ("tptbox_ct_lumbar_crop_L2-L4/sub-ct_label-22_ct.nii.gz",
+     "tptbox_ct_lumbar_crop_L2-L4/sub-ct_seg-vert_label-22_msk.nii.gz", "verse", "L3"),
+    ("ts_ct_dicom_T11-T12/dicom", "ts_ct_dicom_T11-T12/seg_total_v2.nii.gz", "totalseg", "T12"),
+])
+def test_real_ct_samples_bodies_found_and_no_anchor_said(samples, image, reference, numbering, main):
+    vol, ref = _real_ct(samples, image, reference, numbering)
+    lab = auto_label(vol)
+    assert lab.vertebrae, lab.message
+    # a small field of view with neither sacrum, skull base nor the last rib above a rib-free vertebra
+    assert not lab.named and "no anatomical anchor" in lab.message and lab.needs_confirmation
+    nearest = min(np.linalg.norm(np.subtract(v.centroid, ref.points[main])) for v in lab.vertebrae)
+    assert nearest < 20.0, f"no detection near {main}: {nearest:.1f} mm"
+
+
+def test_cli_levels_eval_and_auto(tmp_path, capsys):
+    ph = spine_phantom(first="L2", last="S1", shape=(200, 180, 150), spacing=SPACING, ribs=False, seed=5)
+    img = tmp_path / "phantom_ct.nii.gz"
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ ph.volume.affine
+    nib.save(nib.Nifti1Image(ph.volume.data, ras), str(img))
+    # reference label map: a 10 mm ball at each body centre, VerSe numbering
+    labels = np.zeros(ph.volume.shape, np.uint8)
+    ii, jj, kk = np.indices(ph.volume.shape)
+    for name, c in ph.centres.items():
+        v = ph.volume.patient_to_voxel(c)
+        ball = ((ii - v[0]) * 1.5) ** 2 + ((jj - v[1]) * 1.5) ** 2 + ((kk - v[2]) * 2.0) ** 2 < 100
+        labels[ball] = get_numbering("verse").encode(name)
+    ref = tmp_path / "phantom_seg-vert_msk.nii.gz"
+    nib.save(nib.Nifti1Image(labels, ras), str(ref))
+    assert cli_main(["levels", "eval", str(img), "--reference", str(ref), "--numbering", "verse", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "identification rate: 1.00" in out
+    err = float(next(line for line in out.splitlines() if line.startswith("localisation error mm:")).split(":")[1])
+    assert err < 8.0
+    assert "L5" in out and "S1" in out
+    json_out = tmp_path / "levels.json"
+    assert cli_main(["levels", "auto", str(img), "-o", str(json_out), "-q"]) == 0
+    assert '"S1"' in json_out.read_text()
+    assert cli_main(["levels", "auto", str(tmp_path / "missing.nii.gz"), "-q"]) == 2
+
+
+def test_totalsegmentator_backend_is_offline_only(monkeypatch, tmp_path):
+    backend = get_backend("totalsegmentator")
+    assert isinstance(backend, TotalSegmentatorBackend)
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "no-weights"))
+    ok, why = backend.available()
+    assert not ok and ("not installed" in why or "never downloaded" in why)
+    with pytest.raises(AutoLabelError):
+        auto_label(Volume(np.zeros((10, 10, 10)), np.eye(4), modality="CT"), backend="totalsegmentator")
+
+
+def test_totalsegmentator_label_map_conversion():
+    data = np.zeros((40, 40, 60), np.uint8)
+    data[10:30, 10:30, 2:18] = 27  # L5
+    data[10:30, 10:30, 22:38] = 28  # L4
+    data[15:25, 32:36, :] = 79  # spinal cord: not a level
+    lab = TotalSegmentatorBackend().labelling_from_labelmap(Volume(data, np.eye(4), modality="SEG"), "uid")
+    assert [v.name for v in lab.vertebrae] == ["L4", "L5"] and lab.confidence > 0.5
+
+
+def test_subprocess_runner_cancels_and_reports_failure():
+    token = CancelToken()
+    import threading
+    threading.Timer(0.3, token.cancel).start()
+    with pytest.raises(Cancelled):
+        run_subprocess([sys.executable, "-c", "import time; time.sleep(30)"], None, token, poll_s=0.05)
+    with pytest.raises(AutoLabelError, match="exit code 3"):
+        run_subprocess([sys.executable, "-c", "print('Predicting...'); raise SystemExit(3)"], None, None)
