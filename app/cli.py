@@ -10,6 +10,8 @@
                                    label IMAGE and score it against a reference label map
     spinemed ask STUDY [--level L4-L5] "question"   stream a consultation answer to stdout
     spinemed chat STUDY [--level L4-L5]             interactive consultation in the terminal
+    spinemed report STUDY -o report.pdf             draft a structured report and export it (.pdf .docx .txt
+                                                    .json .dcm; -o repeatable)
 
 Qt is imported only by the GUI subcommands, so the headless ones run on machines without a display.
 """
@@ -77,6 +79,12 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     from app.chat.terminal import cmd_chat
 
     return cmd_chat(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from app.report.cli import cmd_report
+
+    return cmd_report(args)
 
 
 def _levels_run(path: str, backend: str | None, quiet: bool):
@@ -187,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--backend", choices=backends, default="auto")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     q.set_defaults(func=_cmd_levels_eval)
+    from app.report.cli import add_arguments as add_report_arguments
+
+    p = sub.add_parser("report", help="draft a structured report and export it: .pdf .docx .txt .json .dcm (headless)")
+    add_report_arguments(p)
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

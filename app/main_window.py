@@ -1,4 +1,5 @@
-"""The main window: study browser (left), linked 2D/3D views (centre), study info (right), tasks (status bar).
+"""The main window: study browser (left), linked 2D/3D views (centre), study info, levels / measurements and the
+consultation (right), tasks (status bar).
 
 Long work (import, series load, 3D set-up) runs in :class:`~app.workers.TaskWorker` threads; the Cancel button
 in the status bar stops it. Problems with files are listed in a dialog (path: reason) and never close the window.
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from app import library_tasks
 from app.chat.chat_panel import ChatPanel
+from app.levels.wiring import install_spine_tools
 from app.library_tasks import ImportSummary
 from app.state import ViewerState
 from app.views.viewer_area import ViewerArea
@@ -82,6 +84,10 @@ class MainWindow(QMainWindow):
         self.chat.load_model(model_path)
 
         self._make_actions()
+        self.spine = install_spine_tools(self)  # level labels, measurements, their panels and the chat link
+        from app.report.report_dock import install_report_dock
+
+        self.report_editor = install_report_dock(self)  # the "Report" dock, tabbed with the study panel
         self.state.window_level_changed.connect(lambda _w, _l: self._sync_wl_combo())
         self.refresh_library()
         self.statusBar().showMessage("Ready")
@@ -209,6 +215,7 @@ class MainWindow(QMainWindow):
         """Show a loaded volume in all views; ``display`` is its precomputed LPS-canonical form, if any."""
         self.current_series = series_uid or volume.series_uid or None
         self.state.set_volume(volume, display)
+        self.spine.open_series(self.current_series)
         self.info_panel.set_volume(volume)
         if self.current_series:
             self.browser.select_series(self.current_series)
@@ -226,6 +233,7 @@ class MainWindow(QMainWindow):
             return
         study_key = source.study_uid or f"series:{series_uid}"
         self.chat.set_study(study_key, StudyContext.from_series_source(source), series_uid)
+        self.spine.chat_link.push_context()
 
     # -- errors ---------------------------------------------------------------------------------------------
     def _on_task_failed(self, message: str) -> None:

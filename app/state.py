@@ -1,4 +1,5 @@
-"""The viewer model shared by all views: the open volume, the 3D cursor and the window/level.
+"""The viewer model shared by all views: the open volume, the 3D cursor, the window/level, the vertebral labelling
+and the selected level.
 
 Views never talk to each other: they change the state and repaint when it signals (napari-style).
 The volume is kept in its LPS-canonical layout (``Volume.as_closest_lps()``); the cursor is a voxel index
@@ -18,6 +19,8 @@ class ViewerState(QObject):
     volume_changed = Signal(object)  # canonical Volume, or None when closed
     cursor_changed = Signal(object)  # (i, j, k)
     window_level_changed = Signal(float, float)  # window, level
+    labelling_changed = Signal(object)  # core.spine.labelling.SpineLabelling, or None
+    level_selected = Signal(str)  # vertebra or disc name; "" when nothing is selected
 
     def __init__(self, presets: WindowLevelPresets | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -28,6 +31,8 @@ class ViewerState(QObject):
         self.window = 400.0
         self.level = 40.0
         self.wl_preset: str | None = None  # name of the preset in force, None after manual changes
+        self.labelling = None  # SpineLabelling of the open series (LPS mm), set by app.levels
+        self.selected_level: str | None = None
 
     # -- volume ---------------------------------------------------------------------------------------------
     def set_volume(self, volume: Volume | None, display: Volume | None = None) -> None:
@@ -41,9 +46,12 @@ class ViewerState(QObject):
             preset = self.presets.default_for(self.volume.modality)
             self.window, self.level = preset.resolve(self.volume.data)
             self.wl_preset = preset.name
+        self.labelling, self.selected_level = None, None  # the new series' labels are loaded by app.levels
         self.volume_changed.emit(self.volume)
         self.window_level_changed.emit(self.window, self.level)
         self.cursor_changed.emit(self.cursor)
+        self.labelling_changed.emit(None)
+        self.level_selected.emit("")
 
     # -- cursor ---------------------------------------------------------------------------------------------
     def set_cursor(self, ijk) -> None:
@@ -69,6 +77,26 @@ class ViewerState(QObject):
             return None
         return self.volume.voxel_to_patient(self.cursor)
 
+    def go_to_patient_mm(self, xyz) -> None:
+        """Move the cursor to the voxel nearest a patient point (LPS mm)."""
+        if self.volume is None:
+            return
+        self.set_cursor(tuple(round(float(v)) for v in self.volume.patient_to_voxel(xyz)))
+
+    # -- levels ---------------------------------------------------------------------------------------------
+    def set_labelling(self, labelling) -> None:
+        """Replace the labelling; the selection is kept while the selected name still exists."""
+        self.labelling = labelling
+        self.labelling_changed.emit(labelling)
+        if self.selected_level and not _has_level(labelling, self.selected_level):
+            self.select_level(None)
+
+    def select_level(self, name: str | None) -> None:
+        name = name or None
+        if name != self.selected_level:
+            self.selected_level = name
+            self.level_selected.emit(name or "")
+
     # -- window / level -------------------------------------------------------------------------------------
     def set_window_level(self, window: float, level: float, preset: str | None = None) -> None:
         window = max(float(window), 1.0)
@@ -84,3 +112,7 @@ class ViewerState(QObject):
         if data is None and preset.auto_percentiles is not None:
             return
         self.set_window_level(*preset.resolve(data), preset=name)
+
+
+def _has_level(labelling, name: str) -> bool:
+    return labelling is not None and (labelling.vertebra(name) is not None or labelling.disc(name) is not None)

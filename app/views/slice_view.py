@@ -3,6 +3,10 @@
 Mouse: left click/drag moves the 3D cursor (the other views follow), Shift+left drag (or left drag with the
 W/L tool on) changes window/level, middle or right drag pans, wheel scrolls slices, Ctrl+wheel zooms about
 the pointer. Keys: Up/Down and PageUp/PageDown scroll, R resets zoom and pan.
+
+Layers (``add_layer``: level labels, measurements) paint over the image and see mouse events first: a layer's
+``mouse_press(view, event)`` returning True takes the gesture (its ``mouse_move`` / ``mouse_release`` follow);
+``mouse_hover`` and ``mouse_double_click`` are offered too. Each method is optional.
 """
 from __future__ import annotations
 
@@ -36,7 +40,9 @@ class SliceView(QWidget):
         self.pan = (0.0, 0.0)
         self.wl_tool = False  # when on, plain left drag adjusts window/level instead of the cursor
         self.radiograph = False  # single-image mode: no crosshair, no orientation letters
-        self._drag: str | None = None  # "cursor" | "wl" | "pan"
+        self._drag: str | None = None  # "cursor" | "wl" | "pan" | "layer"
+        self.layers: list = []  # painted in order; offered mouse events topmost (last) first
+        self._grab_layer = None
         self._drag_origin = QPointF()
         self._drag_start_values: tuple[float, float] = (0.0, 0.0)
         self._wheel_rest = 0
@@ -47,6 +53,7 @@ class SliceView(QWidget):
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.setFocusPolicy(Qt.ClickFocus)
         self.setAttribute(Qt.WA_OpaquePaintEvent)
+        self.setMouseTracking(True)  # layers preview under the pointer (e.g. a measurement being drawn)
         state.volume_changed.connect(self._on_volume_changed)
         state.cursor_changed.connect(lambda _ijk: self.update())
         state.window_level_changed.connect(lambda _w, _l: self.update())
@@ -86,6 +93,38 @@ class SliceView(QWidget):
             return None
         col, row = tf.to_image(pos.x(), pos.y())
         return imaging.display_to_voxel(vol.shape, self.orientation, self.slice_index, col, row)
+
+    def patient_to_widget(self, xyz) -> tuple[QPointF, float]:
+        """Widget position of a patient point (LPS mm) projected on this view, and its distance in mm from the
+        slice shown."""
+        vol, tf = self.state.volume, self.transform()
+        if vol is None or tf is None:
+            return QPointF(), float("inf")
+        ijk = vol.patient_to_voxel(xyz)
+        col, row = imaging.voxel_to_display(vol.shape, self.orientation, ijk)
+        axis = imaging.NORMAL_AXIS[self.orientation]
+        distance = abs(float(ijk[axis]) - self.slice_index) * vol.spacing[axis]
+        return QPointF(*tf.to_widget(col, row)), distance
+
+    def widget_to_patient(self, pos: QPointF) -> np.ndarray | None:
+        """The patient point (LPS mm) under a widget position, on the slice shown (not clamped, not rounded)."""
+        vol, tf = self.state.volume, self.transform()
+        if vol is None or tf is None:
+            return None
+        col, row = tf.to_image(pos.x(), pos.y())
+        # Inverse of imaging.voxel_to_display for continuous voxel coordinates (pixel centres at +0.5).
+        u, v, nk = col - 0.5, row - 0.5, vol.shape[2]
+        index = self.slice_index
+        ijk = {
+            imaging.AXIAL: (u, v, index),
+            imaging.CORONAL: (u, index, nk - 1 - v),
+            imaging.SAGITTAL: (index, u, nk - 1 - v),
+        }[self.orientation]
+        return vol.voxel_to_patient(ijk)
+
+    def add_layer(self, layer) -> None:
+        self.layers.append(layer)
+        self.update()
 
     def reset_view(self) -> None:
         self.zoom, self.pan = 1.0, (0.0, 0.0)
@@ -129,6 +168,10 @@ class SliceView(QWidget):
             if not self.radiograph:
                 self._paint_crosshair(painter)
                 self._paint_letters(painter)
+            for layer in self.layers:
+                painter.save()
+                layer.paint(self, painter)
+                painter.restore()
             self._paint_overlay(painter)
         else:
             painter.setPen(QColor(150, 150, 150))
@@ -197,6 +240,12 @@ class SliceView(QWidget):
         if self.state.volume is None:
             return
         self._drag_origin = event.position()
+        for layer in reversed(self.layers):
+            handler = getattr(layer, "mouse_press", None)
+            if handler is not None and handler(self, event):
+                self._drag, self._grab_layer = "layer", layer
+                event.accept()
+                return
         button, mods = event.button(), event.modifiers()
         if button == Qt.LeftButton and (mods & Qt.ShiftModifier or self.wl_tool):
             self._drag = "wl"
@@ -211,9 +260,17 @@ class SliceView(QWidget):
 
     def mouseMoveEvent(self, event) -> None:
         if self._drag is None:
+            for layer in reversed(self.layers):
+                handler = getattr(layer, "mouse_hover", None)
+                if handler is not None:
+                    handler(self, event)
             return
         delta = event.position() - self._drag_origin
-        if self._drag == "cursor":
+        if self._drag == "layer":
+            handler = getattr(self._grab_layer, "mouse_move", None)
+            if handler is not None:
+                handler(self, event)
+        elif self._drag == "cursor":
             self._move_cursor_to(event.position())
         elif self._drag == "wl":
             window, level = self._drag_start_values
@@ -225,8 +282,20 @@ class SliceView(QWidget):
             self.pan = (px + delta.x(), py + delta.y())
             self.update()
 
-    def mouseReleaseEvent(self, _event) -> None:
-        self._drag = None
+    def mouseReleaseEvent(self, event) -> None:
+        if self._drag == "layer":
+            handler = getattr(self._grab_layer, "mouse_release", None)
+            if handler is not None:
+                handler(self, event)
+        self._drag, self._grab_layer = None, None
+
+    def mouseDoubleClickEvent(self, event) -> None:
+        for layer in reversed(self.layers):
+            handler = getattr(layer, "mouse_double_click", None)
+            if handler is not None and handler(self, event):
+                event.accept()
+                return
+        self.mousePressEvent(event)
 
     def _move_cursor_to(self, pos: QPointF) -> None:
         if self.radiograph:

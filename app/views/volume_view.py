@@ -3,6 +3,8 @@
 The vtkImageData is prepared in a worker thread (downsampled to <= 256 per axis) and attached on the GUI
 thread. GPU ray casting (vtkSmartVolumeMapper) is used when the OpenGL context supports it; otherwise, or with
 ``SPINEMED_VTK_CPU=1``, the CPU ray-cast mapper. The 3D cursor of the shared state is drawn as crossing lines.
+Markers that must stay visible through the volume (level labels) go in :attr:`VolumeView.overlay_renderer`, a
+layer drawn on top with the same camera; a left click without drag is reported by :attr:`VolumeView.clicked`.
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ class VolumeView(QWidget):
 
     ready = Signal()  # a volume (or surface) is attached and rendered
     failed = Signal(str)
+    clicked = Signal(int, int)  # left click without drag, VTK display coordinates (origin bottom left)
 
     def __init__(
         self,
@@ -105,11 +108,31 @@ class VolumeView(QWidget):
         self.cursor_actor.GetProperty().SetOpacity(0.6)
         self.cursor_actor.PickableOff()
         self._orientation_widget = self._make_orientation_marker()
+        self.overlay_renderer = vtkRenderer()
+        self.overlay_renderer.SetLayer(1)
+        self.overlay_renderer.InteractiveOff()
+        self.overlay_renderer.SetActiveCamera(self.renderer.GetActiveCamera())
+        self.render_window.SetNumberOfLayers(max(2, self.render_window.GetNumberOfLayers()))
+        self.render_window.AddRenderer(self.overlay_renderer)
+        self._press_position: tuple[int, int] | None = None
+        # The camera style grabs the event focus on a press, so the release never reaches other observers; the end
+        # of its interaction (sent on the release) is observed instead.
+        self.interactor.AddObserver("LeftButtonPressEvent", self._on_left_press, 10.0)
+        self.interactor.AddObserver("EndInteractionEvent", self._on_left_release)
 
         self._fill_combo()
         self.combo.currentIndexChanged.connect(lambda _i: self.apply_preset(self.combo.currentData()))
         state.volume_changed.connect(self._on_volume_changed)
         state.cursor_changed.connect(lambda _ijk: self._update_cursor())
+
+    def _on_left_press(self, interactor, _event) -> None:
+        self._press_position = interactor.GetEventPosition()
+
+    def _on_left_release(self, interactor, _event) -> None:
+        start, self._press_position = self._press_position, None
+        x, y = interactor.GetEventPosition()
+        if start is not None and abs(x - start[0]) <= 3 and abs(y - start[1]) <= 3:
+            self.clicked.emit(int(x), int(y))
 
     # -- set-up ---------------------------------------------------------------------------------------------
     def _make_orientation_marker(self) -> vtkOrientationMarkerWidget:

@@ -114,10 +114,57 @@ def _m003_levels(db: sqlite_utils.Database) -> None:
     db["spine_levels_history"].create_index(["series_uid", "id"])
 
 
+def _m005_measurements(db: sqlite_utils.Database) -> None:
+    """Spine measurements per series (core.spine.measure_store): one row per measurement.
+
+    ``series_uid`` is not a foreign key (as for levels). ``points`` and ``details`` are JSON; ``method`` is
+    "auto:<method>@<version>" or "user:<name>"; ``created`` is when it was measured, ``saved_at`` when stored.
+    """
+    db["spine_measurements"].create(
+        {"id": int, "series_uid": str, "kind": str, "name": str, "level": str, "value": float, "unit": str,
+         "points": str, "method": str, "created": str, "details": str, "saved_at": str},
+        pk="id",
+    )
+    db["spine_measurements"].create_index(["series_uid", "id"])
+
+
+def _m004_reports(db: sqlite_utils.Database) -> None:
+    """Structured reports (core.report.store): one row per report, one per saved version.
+
+    ``series_uid`` is not a foreign key (a report can be drafted for a study opened without importing it). Every save
+    is a new ``report_versions`` row with its author, time and a diff summary; ``document`` is the JSON of
+    core.report.model.SpineReport. ``signed_version`` is set once the report is signed: it is locked from then on.
+    """
+    db["reports"].create(
+        {
+            "report_id": str,
+            "series_uid": str,
+            "study_key": str,
+            "created_at": str,
+            "updated_at": str,
+            "latest_version": int,
+            "signed_version": int,
+            "signed_by": str,
+            "signed_at": str,
+        },
+        pk="report_id",
+    )
+    db["reports"].create_index(["series_uid", "updated_at"])
+    db["report_versions"].create(
+        {"id": int, "report_id": str, "version": int, "author": str, "saved_at": str, "summary": str,
+         "signed": int, "document": str},
+        pk="id",
+        foreign_keys=[("report_id", "reports", "report_id")],
+    )
+    db["report_versions"].create_index(["report_id", "version"], unique=True)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_conversations", _m002_conversations),
     ("003_levels", _m003_levels),
+    ("004_reports", _m004_reports),
+    ("005_measurements", _m005_measurements),
 ]
 
 

@@ -1,0 +1,176 @@
+"""Measurement tools on the 2D views and the measurements drawn with their values.
+
+With a tool on, left clicks place points on the slice shown (patient mm): distance = 2 points; angle = 3 (first
+end, vertex, second end); Cobb = 4 (two points on each endplate line, in the plane of the view). The measurement is
+made when the last point is placed; a right click or Escape drops the points placed so far. A measurement is drawn
+on the slices it was placed on (all its points within a few mm of the slice).
+"""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen
+
+from app.measure.model import MeasurementsModel
+from core.spine import measure
+from core.spine.measurement import SpineMeasurement
+
+TOOLS = {"distance": 2, "angle": 3, "cobb": 4}  # points each tool needs
+LINE_RGB = (255, 225, 0)
+CURRENT_RGB = (255, 140, 0)
+ON_SLICE_MM = 3.0  # beyond half a voxel: drawn on the neighbouring slices too, so a measurement is easy to find
+
+
+def format_value(m: SpineMeasurement) -> str:
+    unit = {"deg": "°"}.get(m.unit, f" {m.unit}" if m.unit else "")
+    prefix = "Cobb " if m.kind == "cobb" else ""
+    return f"{prefix}{m.value:.1f}{unit}"
+
+
+class MeasureLayer:
+    def __init__(self, model: MeasurementsModel, user: str = "user") -> None:
+        self.model = model
+        self.state = model.state
+        self.user = user
+        self.tool: str | None = None
+        self.points: list[np.ndarray] = []  # placed so far, in patient mm
+        self.view = None  # the view the points are placed on
+        self.hover: np.ndarray | None = None
+        self._views: list = []
+        self.last_error = ""
+
+    def attach(self, views) -> None:
+        for view in views:
+            view.add_layer(self)
+            self._views.append(view)
+        self.model.changed.connect(self._repaint)
+        self.model.selected.connect(lambda _m: self._repaint())
+        self.state.volume_changed.connect(lambda _v: self.cancel())
+
+    def _repaint(self) -> None:
+        for view in self._views:
+            view.update()
+
+    def set_tool(self, tool: str | None) -> None:
+        if tool is not None and tool not in TOOLS:
+            raise ValueError(f"unknown measurement tool {tool!r}")
+        self.tool = tool
+        self.cancel()
+        for view in self._views:
+            view.setCursor(Qt.CrossCursor) if tool else view.unsetCursor()
+
+    def cancel(self) -> None:
+        self.points, self.view, self.hover = [], None, None
+        self._repaint()
+
+    # -- mouse ----------------------------------------------------------------------------------------------
+    def mouse_press(self, view, event) -> bool:
+        if self.tool is None or self.state.volume is None:
+            return False
+        if event.button() == Qt.RightButton and self.points:
+            self.cancel()
+            return True
+        if event.button() != Qt.LeftButton or event.modifiers() & Qt.ShiftModifier:
+            return False
+        if self.view is not None and view is not self.view:
+            self.cancel()  # points of one measurement belong to one view
+        point = view.widget_to_patient(event.position())
+        if point is None:
+            return False
+        self.view = view
+        self.points.append(point)
+        if len(self.points) == TOOLS[self.tool]:
+            self._finish(view)
+        view.update()
+        return True
+
+    def mouse_hover(self, view, event) -> None:
+        if self.tool is not None and self.points and view is self.view:
+            self.hover = view.widget_to_patient(event.position())
+            view.update()
+
+    def _finish(self, view) -> None:
+        points, self.points, self.view, self.hover = self.points, [], None, None
+        method = f"user:{self.user}"
+        try:
+            if self.tool == "distance":
+                m = measure.distance_measurement(points[0], points[1], method=method)
+            elif self.tool == "angle":
+                m = measure.angle_measurement(points[0], points[1], points[2], method=method)
+            else:
+                m = measure.cobb_measurement((points[0], points[1]), (points[2], points[3]),
+                                             plane=view.orientation, method=method)
+        except ValueError as exc:  # e.g. two clicks on the same spot
+            self.last_error = str(exc)
+            return
+        self.last_error = ""
+        m.details.setdefault("view", view.orientation)
+        self.model.add(m)
+
+    # -- painting -------------------------------------------------------------------------------------------
+    def paint(self, view, painter: QPainter) -> None:
+        painter.setRenderHint(QPainter.Antialiasing, True)
+        font = QFont(view.font())
+        font.setPointSize(10)
+        font.setBold(True)
+        painter.setFont(font)
+        for m in self.model.measurements:
+            projected = self._on_slice(view, m.points)
+            if projected is not None:
+                rgb = CURRENT_RGB if m is self.model.current else LINE_RGB
+                self._draw(painter, m.kind, projected, rgb, format_value(m))
+        if self.points and view is self.view:
+            pts = [view.patient_to_widget(p)[0] for p in self.points]
+            if self.hover is not None:
+                pts.append(view.patient_to_widget(self.hover)[0])
+            self._draw(painter, self.tool, pts, CURRENT_RGB, "", partial=True)
+
+    def _on_slice(self, view, points) -> list[QPointF] | None:
+        if not points:
+            return None
+        out = []
+        for p in points:
+            pos, dist = view.patient_to_widget(p)
+            if dist > ON_SLICE_MM:
+                return None
+            out.append(pos)
+        return out
+
+    def _draw(self, painter: QPainter, kind: str, pts: list[QPointF], rgb, label: str, partial: bool = False) -> None:
+        segments = _segments(kind, len(pts))
+        for width, color in ((4, QColor(0, 0, 0, 170)), (2, QColor(*rgb))):
+            painter.setPen(QPen(color, width, Qt.DashLine if partial else Qt.SolidLine, Qt.RoundCap))
+            for a, b in segments:
+                painter.drawLine(pts[a], pts[b])
+        painter.setPen(QPen(QColor(0, 0, 0), 1))
+        painter.setBrush(QColor(*rgb))
+        for p in pts[: len(pts) - (1 if partial and len(pts) > 1 else 0)]:
+            painter.drawEllipse(p, 3, 3)
+        if label:
+            anchor = _label_anchor(kind, pts)
+            rect = QFontMetricsF(painter.font()).boundingRect(label)
+            rect = QRectF(anchor.x() + 8, anchor.y() - rect.height() - 4, rect.width() + 8, rect.height() + 4)
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(QColor(0, 0, 0, 170))
+            painter.drawRoundedRect(rect, 3, 3)
+            painter.setPen(QColor(*rgb))
+            painter.drawText(rect, Qt.AlignCenter, label)
+
+
+def _segments(kind: str, n: int) -> list[tuple[int, int]]:
+    """Lines to draw between a measurement's points, in the order core.spine.measure documents them."""
+    if kind == "angle":
+        return [(i, i + 1) for i in range(n - 1)]
+    if kind == "slip":  # upper posterior-inferior corner; lower endplate from posterior to anterior corner
+        return [(1, 2)] if n >= 3 else []
+    # distance, Cobb (two lines), body and disc heights (top/bottom pairs)
+    return [(i, i + 1) for i in range(0, n - 1, 2)]
+
+
+def _label_anchor(kind: str, pts: list[QPointF]) -> QPointF:
+    if kind == "angle" and len(pts) >= 2:
+        return pts[1]
+    if kind == "cobb" and len(pts) >= 4:
+        return QPointF((pts[0].x() + pts[1].x() + pts[2].x() + pts[3].x()) / 4,
+                       (pts[0].y() + pts[1].y() + pts[2].y() + pts[3].y()) / 4)
+    return pts[-1]
