@@ -41,6 +41,7 @@ class Evaluation:
     n_predicted: int
     n_named: int
     notes: list[str] = field(default_factory=list)
+    confirmed: tuple[str, float, float | None] | None = None  # (level confirmed, rate, error) - see confirm_one
 
 
 def _axes(points: dict[str, tuple[float, float, float]]) -> dict[str, np.ndarray]:
@@ -59,7 +60,8 @@ def _axes(points: dict[str, tuple[float, float, float]]) -> dict[str, np.ndarray
 
 
 def evaluate(prediction: SpineLabelling, reference: ReferenceSet,
-             max_distance_mm: float = MAX_DISTANCE_MM) -> Evaluation:
+             max_distance_mm: float = MAX_DISTANCE_MM, confirm: bool = True) -> Evaluation:
+    """Score ``prediction``; with ``confirm`` also the semi-automatic figure (:func:`confirm_one`)."""
     refs = reference.points
     along = reference.on_cord
     axes = _axes(refs) if along else {}
@@ -85,6 +87,7 @@ def evaluate(prediction: SpineLabelling, reference: ReferenceSet,
     matched = [s.distance_mm for s in levels if s.distance_mm is not None]
     nearest = [s.nearest_detection_mm for s in levels if s.nearest_detection_mm is not None]
     notes = list(reference.notes)
+    confirmed = confirm_one(prediction, reference, max_distance_mm) if confirm else None
     if along:
         notes.append("reference labels are on the spinal cord, behind the vertebral bodies: positions are compared "
                      "along the spine's long axis only")
@@ -97,7 +100,37 @@ def evaluate(prediction: SpineLabelling, reference: ReferenceSet,
         n_predicted=len(prediction.vertebrae),
         n_named=len(predicted),
         notes=notes,
+        confirmed=confirmed,
     )
+
+
+def confirm_one(prediction: SpineLabelling, reference: ReferenceSet,
+                max_distance_mm: float = MAX_DISTANCE_MM) -> tuple[str, float, float | None] | None:
+    """The semi-automatic figure: identification rate and localisation error after the user confirms one level.
+
+    The reference vertebra with the nearest detection is the one a user would confirm: that detection is named
+    after it and the others renamed along the spine (:meth:`SpineLabelling.renamed_from`). None when there is no
+    detection. This measures the detection and the order of the vertebrae, not the automatic naming.
+    """
+    if not prediction.vertebrae or not reference.points:
+        return None
+    pts = np.array([v.centroid for v in prediction.vertebrae], dtype=float)
+    best = None
+    for name, ref in reference.points.items():
+        d = np.linalg.norm(pts - np.asarray(ref, dtype=float), axis=1)
+        if reference.on_cord:
+            axis = _axes(reference.points)[name]
+            d = np.abs((pts - np.asarray(ref, dtype=float)) @ axis)
+        i = int(np.argmin(d))
+        if best is None or d[i] < best[2]:
+            best = (name, i, float(d[i]))
+    name, index, _ = best
+    try:
+        renamed = prediction.renamed_from(index, name, user="evaluation", configuration=reference.configuration)
+    except ValueError:
+        return None
+    ev = evaluate(renamed, reference, max_distance_mm, confirm=False)
+    return name, ev.identification_rate, ev.localisation_error_mm
 
 
 def _fmt(v: float | None) -> str:
@@ -116,6 +149,10 @@ def format_report(ev: Evaluation) -> str:
         lines.append(f"localisation error mm: {_fmt(loc)}")
     lines.append(f"detection error mm (nearest detection, any name): {_fmt(ev.detection_error_mm)}")
     lines.append(f"predicted vertebrae: {ev.n_predicted} ({ev.n_named} named); reference vertebrae: {len(ev.levels)}")
+    if ev.confirmed is not None:
+        name, rate, err = ev.confirmed
+        lines.append(f"semi-automatic (the user confirms {name} on the nearest detection, the others follow): "
+                     f"identification rate {rate:.2f}, localisation error mm {_fmt(err)}")
     if ev.along_axis:
         lines.append("distances: along the spine's long axis (reference on the spinal cord)")
     for note in ev.notes:

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.spine.anatomy import STANDARD
 from core.spine.autolabel import ct_anchors
+from core.spine.autolabel.assemble import build_labelling
 from core.spine.autolabel.base import AutoLabelError
 from core.spine.autolabel.ct_column import Detection, detect
 from core.spine.autolabel.grid import IsoGrid, iso_grid, working_step
-from core.spine.autolabel.naming import names_from_anchor, reconcile
-from core.spine.labelling import DiscLabel, Provenance, SpineLabelling, VertebraLabel
+from core.spine.labelling import SpineLabelling
 from core.studies.volume import Volume
 from core.tasks import CancelToken, ProgressFn, check, report, sub_progress
 
 VERSION = "0.1"
-_S1_OFFSET_MM = 15.0  # S1 body centre below the L5-S1 disc (half an S1 body)
 
 
 def check_volume(volume: Volume, modality: str) -> None:
@@ -79,39 +77,5 @@ class ClassicalCT:
         step = grid.step
         anchors = [a for a in (ct_anchors.sacrum(det, solid, step), ct_anchors.skull(det, solid, step),
                                ct_anchors.last_rib(det, grid.peak > 200.0, step)) if a is not None]
-        anchor, config, notes = reconcile(anchors, STANDARD)
-        n = len(det.segments)
-        names: list[str | None] = [None] * n
-        conf = [0.0] * n
-        if anchor is not None:
-            names, conf = names_from_anchor(n, anchor, config)
-        vertebrae = []
-        col = det.column
-        for idx, (a, b, partial) in enumerate(det.segments):
-            s_mid = (a + b) / 2.0
-            if names[idx] == "S1":
-                s_mid = min(b, a + _S1_OFFSET_MM)
-                partial = False
-            p = col.points[int(np.clip(round(s_mid / col.ds), 0, len(col.points) - 1))]
-            vertebrae.append(VertebraLabel(names[idx], tuple(grid.to_patient(p)), round(conf[idx], 3),
-                                           partial=partial))
-        discs = []
-        for s, depth in zip(det.disc_s, det.disc_depth):
-            n_pt = int(np.clip(round(s / col.ds), 0, len(col.points) - 1))
-            discs.append(DiscLabel(None, tuple(grid.to_patient(col.points[n_pt])),
-                                   tuple(grid.direction_to_patient(col.tangents[n_pt])), round(min(1.0, depth), 3)))
-        labelling = SpineLabelling(
-            vertebrae=vertebrae, discs=discs, configuration=config,
-            provenance=Provenance(self.name, self.version), confidence=round(anchor.confidence, 3) if anchor else 0.0,
-            anchor=anchor.name if anchor else None, notes=notes + det.notes,
-        )
-        labelling.discs = labelling.discs_named_from_vertebrae()
-        found = f"{n} vertebrae ({sum(v.partial for v in vertebrae)} cut by the field of view) and {len(discs)} discs"
-        if anchor is None:
-            labelling.message = (f"Found {found}, but no anatomical anchor (sacrum, skull base with C2, or the last "
-                                 "rib) is in the field of view: the vertebrae are not named. Name one vertebra "
-                                 "to label the others.")
-        else:
-            labelling.message = (f"Found {found}; named from the {anchor.evidence}, confidence "
-                                 f"{anchor.confidence:.2f}. Please confirm the levels.")
-        return labelling
+        return build_labelling(det, grid, anchors, self.name, self.version,
+                               "sacrum, skull base with C2, or the last rib", refine="ct")

@@ -8,7 +8,8 @@ Works on an isotropic HU grid (axes towards L, P, S; see :mod:`grid`):
 2. The column is the best slice-to-slice path through the score (dynamic programming, at most one voxel of
    movement per slice), trimmed to the stretch where bodies and canal are present.
 3. The body centre is refined in each slice (the bone blob in front of the canal), then smoothed.
-4. Density is sampled on small disks perpendicular to that centreline: discs are dips between the bright bodies.
+4. Density is sampled on small disks perpendicular to that centreline: discs are pairs of bright endplates close
+   together (:mod:`discs`; this holds in osteoporotic bone) and dips of the solid-bone fraction between the bodies.
    Vertebrae are the segments between consecutive discs; a segment cut by the end of the column is "partial".
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage, signal
 
+from core.spine.autolabel.discs import find_discs as endplate_discs
 from core.tasks import CancelToken, ProgressFn, check, report
 
 BONE_HU = 150.0  # cortex of the body and the walls of the canal (on block maxima, so thin cortex counts)
@@ -319,6 +321,25 @@ def _regularise(pos: list[float], depth: list[float]) -> tuple[list[float], list
     return pos, depth
 
 
+def merge_discs(column: Column, hu_profile: np.ndarray) -> tuple[list[float], list[float]]:
+    """Discs from the endplates (pairs of bright plates close together, :mod:`discs`), which hold in osteoporotic
+    bone whose interior is no denser than a disc, completed by the dips of the solid-bone profile
+    (:func:`find_discs`) that are at least 0.6 pitch from every endplate disc."""
+    dips, dip_depth = find_discs(column)
+    ep, ep_score, pitch = endplate_discs(hu_profile, column.ds, sign=1.0, bands=False)
+    keep = [n for n, sc in enumerate(ep_score) if sc >= 0.15]
+    ep, ep_score = [ep[n] for n in keep], [ep_score[n] for n in keep]
+    if not ep:
+        return dips, dip_depth
+    pos, depth = list(ep), list(ep_score)
+    for d, dd in zip(dips, dip_depth):
+        if all(abs(d - e) >= 0.6 * pitch for e in ep):
+            pos.append(d)
+            depth.append(dd)
+    order = np.argsort(pos)
+    return _regularise([pos[n] for n in order], [depth[n] for n in order])
+
+
 def segments_from_discs(discs: list[float], length: float, min_partial: float = 8.0
                         ) -> list[tuple[float, float, bool]]:
     """Vertebral segments (start, end, partial) between discs and the ends of the column, cranial first."""
@@ -339,7 +360,7 @@ def detect(g: np.ndarray, peak: np.ndarray, step: float, progress: ProgressFn | 
     if column is None:
         return None, solid
     report(progress, 0.75, "Finding discs")
-    discs, depth = find_discs(column)
+    discs, depth = merge_discs(column, disk_profile(g, column.points, column.tangents, radius_vox=4.0 / step))
     length = (len(column.points) - 1) * column.ds
     segments = segments_from_discs(discs, length)
     if segments:

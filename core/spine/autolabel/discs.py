@@ -1,0 +1,169 @@
+"""Discs along a column profile, from its endplates: shared by the CT and MR labellers.
+
+Every intervertebral disc lies between two endplates, and every endplate is a thin plate of cortical bone: bright
+on CT, dark on every MR sequence. Along the column, endplates come in pairs: the two around a disc are close (the
+disc height) and the two of a vertebral body are far apart (the body height); discs are thinner than bodies at
+every level of the spine, whatever their density or signal (a bright healthy disc on T2, a dark degenerated one, a
+disc denser than an osteoporotic body on CT). So:
+
+1. endplate candidates are the peaks of the fine profile (sign: +1 CT, -1 MR);
+2. pitch (disc-to-disc distance) candidates: the median sum of two consecutive gaps between endplates (a disc and a
+   body) and the peaks of the profile's autocorrelation; each is tried and the one giving the strongest, most
+   regularly spaced discs is kept;
+3. a disc candidate is a pair of neighbouring endplates 10-55 % of a pitch apart and not much further apart than
+   both neighbouring pairs (when it is, it is a body between two discs), scored by how much both endplates stand out
+   from the disc between them;
+4. discs are chosen greedily by score, at least 0.6 pitch apart;
+5. when the endplates are not resolved (few pairs for the length of column), the discs are the extrema of the
+   narrower phase of the band-passed profile instead.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from scipy import ndimage, signal
+
+PITCH_MM = (10.0, 50.0)
+GAP_OF_PITCH = (0.10, 0.55)
+MAX_ENDPLATE_MM = 5.0  # width at half prominence of a CT endplate peak
+
+
+def pitch_candidates(profile: np.ndarray, ds: float, lo_mm: float = PITCH_MM[0], hi_mm: float = PITCH_MM[1]
+                     ) -> list[float]:
+    """Lags (mm) of the autocorrelation peaks of the detrended profile within the plausible pitch range."""
+    f = profile - ndimage.gaussian_filter1d(profile, 12.0 / ds, mode="nearest")
+    f = f - f.mean()
+    n = len(f)
+    lo, hi = round(lo_mm / ds), min(round(hi_mm / ds), int(0.8 * n))
+    if hi <= lo + 2 or not np.any(f):
+        return []
+    ac = np.correlate(f, f, mode="full")[n - 1:]
+    ac = ac / np.maximum(np.arange(n, 0, -1), 1)
+    ac = ac / ac[0]
+    peaks, _ = signal.find_peaks(ac[: hi + 1])
+    peaks = peaks[(peaks >= lo) & (ac[peaks] > 0.02)]
+    return [float(p * ds) for p in peaks[np.argsort(ac[peaks])[::-1]]]
+
+
+def pitch_of(profile: np.ndarray, ds: float) -> float | None:
+    """The strongest autocorrelation period (mm), None when there is none."""
+    cands = pitch_candidates(profile, ds)
+    return cands[0] if cands else None
+
+
+def endplate_peaks(profile: np.ndarray, ds: float, sign: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(peak indices, fine signed profile, its 5-95 % spread). On CT (sign +1) a peak must also be thin (an
+    endplate, not the plateau of a dense body between two discs); MR endplates are often blurred into the dark
+    rim of the disc, so no width limit is set there."""
+    fine = sign * ndimage.gaussian_filter1d(profile, 0.75 / ds, mode="nearest")
+    spread = float(np.percentile(fine, 95) - np.percentile(fine, 5))
+    if spread <= 0:
+        return np.array([], dtype=int), fine, spread
+    width = (None, MAX_ENDPLATE_MM / ds) if sign > 0 else None
+    peaks, _ = signal.find_peaks(fine, prominence=0.08 * spread, distance=max(1, round(2.0 / ds)), width=width)
+    return peaks, fine, spread
+
+
+def pitch_from_peaks(peaks: np.ndarray, ds: float) -> float | None:
+    """Median of the sums of two consecutive endplate gaps (one disc + one body), if plausible."""
+    if len(peaks) < 3:
+        return None
+    gaps = np.diff(peaks) * ds
+    sums = gaps[:-1] + gaps[1:]
+    pitch = float(np.median(sums))
+    return pitch if PITCH_MM[0] <= pitch <= PITCH_MM[1] else None
+
+
+def endplate_pairs(profile: np.ndarray, ds: float, pitch: float, sign: float
+                   ) -> tuple[list[float], list[float]]:
+    """Disc candidates (position mm, score) from pairs of endplate peaks."""
+    peaks, fine, spread = endplate_peaks(profile, ds, sign)
+    pos, score = [], []
+    gaps = np.diff(peaks) * ds
+    for n, (a, b) in enumerate(itertools.pairwise(peaks)):
+        gap = gaps[n]
+        if not GAP_OF_PITCH[0] * pitch <= gap <= GAP_OF_PITCH[1] * pitch:
+            continue
+        if 0 < n < len(gaps) - 1 and gap > 1.5 * max(gaps[n - 1], gaps[n + 1]):
+            continue  # a disc is not much thicker than the gaps either side of it (those are bodies then)
+        inner = float(np.min(fine[a: b + 1]))
+        contrast = min(fine[a], fine[b]) - inner
+        if contrast <= 0:
+            continue
+        pos.append((a + b) / 2.0 * ds)
+        score.append(contrast / spread)
+    return pos, score
+
+
+def choose(pos: list[float], score: list[float], pitch: float, min_rel: float = 0.2
+           ) -> tuple[list[float], list[float]]:
+    """Greedy choice of the best-scoring candidates at least 0.6 pitch apart, in position order."""
+    if not pos:
+        return [], []
+    order = np.argsort(score)[::-1]
+    best = score[order[0]]
+    kept: list[int] = []
+    for n in order:
+        if score[n] < min_rel * best:
+            break
+        if all(abs(pos[n] - pos[m]) >= 0.6 * pitch for m in kept):
+            kept.append(int(n))
+    kept.sort(key=lambda n: pos[n])
+    return [pos[n] for n in kept], [score[n] for n in kept]
+
+
+def _quality(pos: list[float], score: list[float], pitch: float) -> float:
+    """Total score of the chosen discs, discounted when their spacing does not fit the pitch (one or two pitches)."""
+    if not pos:
+        return 0.0
+    if len(pos) < 2:
+        return 0.5 * sum(score)
+    ratios = np.diff(pos) / pitch
+    fit = np.mean([min(abs(r - 1.0), abs(r - 2.0)) < 0.25 for r in ratios])
+    return float(sum(score) * (0.5 + 0.5 * fit))
+
+
+def find_discs(profile: np.ndarray, ds: float, sign: float, pitch: float | None = None, bands: bool = True
+               ) -> tuple[list[float], list[float], float | None]:
+    """Disc positions (mm from the start of the profile), their scores (0..1) and the pitch used.
+
+    Without a given pitch, each candidate (from the endplate gaps and the autocorrelation) is tried and the one
+    whose discs are strongest and most regularly spaced wins. ``bands``: fall back on :func:`band_discs` when the
+    endplates give too few discs (the CT labeller has its own fallback, the dips of the solid-bone profile).
+    """
+    if len(profile) < round(2 * PITCH_MM[0] / ds):
+        return [], [], None
+    if pitch is not None:
+        cands = [pitch]
+    else:
+        cands = pitch_candidates(profile, ds)[:4]
+        from_peaks = pitch_from_peaks(endplate_peaks(profile, ds, sign)[0], ds)
+        if from_peaks:
+            cands.append(from_peaks)
+    best = ([], [], None, 0.0)
+    for p in cands:
+        pos, score = choose(*endplate_pairs(profile, ds, p, sign), p)
+        q = _quality(pos, score, p)
+        if q > best[3]:
+            best = (pos, score, p, q)
+    pos, score, p, _ = best
+    p = p if p is not None else (cands[0] if cands else None)
+    if bands and p is not None and len(pos) < 0.5 * len(profile) * ds / p - 1.0:
+        band_pos, band_score = band_discs(profile, ds, p)  # endplates not resolved: the disc bands themselves
+        if len(band_pos) > len(pos):
+            pos, score = band_pos, band_score
+    return pos, [min(1.0, x) for x in score], p
+
+
+def band_discs(profile: np.ndarray, ds: float, pitch: float) -> tuple[list[float], list[float]]:
+    """Discs as the extrema of the narrower phase of the band-passed profile (for images whose endplates are not
+    resolved: discs are the thinner of the two alternating bands, bright or dark)."""
+    fine = ndimage.gaussian_filter1d(profile, max(0.8, pitch / 14.0) / ds, mode="nearest")
+    bp = fine - ndimage.gaussian_filter1d(profile, pitch / 2.5 / ds, mode="nearest")
+    sign = 1.0 if np.mean(bp > 0) < 0.5 else -1.0
+    spread = float(np.percentile(sign * bp, 95) - np.percentile(sign * bp, 5))
+    if spread <= 0:
+        return [], []
+    peaks, props = signal.find_peaks(sign * bp, distance=max(1, int(0.6 * pitch / ds)), prominence=0.25 * spread)
+    return [float(x) * ds for x in peaks], [float(x) / spread for x in props["prominences"]]

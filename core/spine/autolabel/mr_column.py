@@ -1,0 +1,207 @@
+"""Finding the vertebral column in an MR volume and its bodies and discs along it (no naming here).
+
+Works on an isotropic grid (axes towards L, P, S; see :mod:`grid`) of intensities normalised to their 1st-99th
+percentiles, so no absolute MR value is assumed. Two properties of every spine MR are used:
+
+1. **Alternation**: along the spine's long axis, vertebral bodies and discs alternate every 12-45 mm. A band-pass
+   along S-I (1.5 mm vs 6 mm) and its local energy over ~20 mm mark the column of bodies and discs (and little
+   else: organs, fat and muscle vary slowly along S-I).
+2. **The canal**: behind that column runs the spinal canal, a tube of cerebrospinal fluid, bright on T2 (dark on
+   T1). Its score in each axial slice is a blob of canal size (difference of Gaussians, 2.5 vs 7 mm) with an
+   alternating column 6-30 mm in front of it. The canal is traced slice to slice (dynamic programming, as on CT),
+   bright polarity first, dark if that finds nothing convincing.
+
+The body centre line lies in front of the canal, in the middle of the alternating band (its anterior-posterior
+extent in each slice). Intensities sampled on small disks along that line give the body/disc profile: its period
+(autocorrelation) is the vertebral pitch; discs are the extrema of the *narrower* phase of the band-passed profile
+(discs are thinner than bodies at every level of the spine, whatever their brightness: bright healthy discs on T2,
+dark degenerated ones). Vertebrae are the segments between consecutive discs; a segment cut by the end of the column
+is partial.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from core.spine.autolabel.ct_column import Column, Detection, disk_profile, segments_from_discs, trace
+from core.spine.autolabel.discs import find_discs
+from core.tasks import CancelToken, ProgressFn, check, report
+
+CANAL_FRONT_MM = (6.0, 30.0)  # where the body/disc column lies in front of the canal centre
+MIN_ALTERNATION = 3.0  # body/disc alternation in front of the canal, relative to the image's median: a spine
+
+
+def normalise(g: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(g[::2, ::2, ::2], [1.0, 99.0])
+    return ((g - lo) / max(hi - lo, 1e-6)).astype(np.float32)
+
+
+def alternation(g: np.ndarray, step: float) -> np.ndarray:
+    """Local energy of the S-I band-pass (bodies and discs alternate; most other tissue does not)."""
+    fine = ndimage.gaussian_filter1d(g, 1.5 / step, axis=2, mode="nearest")
+    coarse = ndimage.gaussian_filter1d(g, 6.0 / step, axis=2, mode="nearest")
+    e = (fine - coarse) ** 2
+    return ndimage.gaussian_filter(e, (2.0 / step, 2.0 / step, 10.0 / step), mode="nearest")
+
+
+def _front_max(energy: np.ndarray, step: float) -> np.ndarray:
+    """For each voxel, the largest alternation energy 6-30 mm in front of it (anterior = smaller j)."""
+    out = np.zeros_like(energy)
+    d0, d1 = (max(1, round(d / step)) for d in CANAL_FRONT_MM)
+    for d in range(d0, d1 + 1):
+        np.maximum(out[:, d:, :], energy[:, :-d, :], out=out[:, d:, :])
+    return out
+
+
+def canal_score(g: np.ndarray, front: np.ndarray, step: float, polarity: float) -> np.ndarray:
+    pg = polarity * g
+    blob = ndimage.gaussian_filter(pg, (2.5 / step, 2.5 / step, 0)) - ndimage.gaussian_filter(
+        pg, (7.0 / step, 7.0 / step, 0))
+    score = np.clip(blob, 0.0, None) * front
+    top = float(np.percentile(score, 99.9))
+    return np.clip(score / top, 0.0, 1.0) if top > 0 else score
+
+
+def _run(values: np.ndarray, thr: float, min_len: int) -> tuple[int, int] | None:
+    labels, n = ndimage.label(values >= thr)
+    if n == 0:
+        return None
+    sums = ndimage.sum_labels(values, labels, np.arange(1, n + 1))
+    best = 1 + int(np.argmax(sums))
+    ks = np.nonzero(labels == best)[0]
+    return (int(ks[0]), int(ks[-1])) if len(ks) >= min_len else None
+
+
+def trace_canal(g: np.ndarray, front: np.ndarray, step: float, cancel: CancelToken | None
+                ) -> tuple[np.ndarray, tuple[int, int], float, float] | None:
+    """(path (nz, 2), (k0, k1), polarity, mean score) of the best canal, bright first, else dark."""
+    best = None
+    for polarity in (1.0, -1.0):
+        check(cancel)
+        score = canal_score(g, front, step, polarity)
+        path = trace(score, penalty=0.02)
+        along = score[path[:, 0], path[:, 1], np.arange(g.shape[2])]
+        smooth = ndimage.uniform_filter1d(along, 2 * max(1, round(8.0 / step)) + 1, mode="nearest")
+        span = _run(smooth, 0.25 * float(smooth.max()), max(3, round(15.0 / step)))
+        if span is None:
+            continue
+        quality = float(np.mean(smooth[span[0]: span[1] + 1])) * (span[1] - span[0] + 1)
+        if best is None or quality > 1.5 * best[3]:  # prefer the bright (T2) canal unless dark is far better
+            best = (path, span, polarity, quality)
+    return best
+
+
+def recentre(g: np.ndarray, path: np.ndarray, k0: int, k1: int, step: float, polarity: float) -> np.ndarray:
+    """The canal path moved, slice by slice, to the centre of the canal it runs in (the trace may ride on one side
+    of it): the bright (T2) or dark (T1) region around the path's brightest point within 12 mm, with the cord it
+    rings filled in; then smoothed along the column."""
+    pg = ndimage.gaussian_filter(polarity * g, (1.0 / step, 1.0 / step, 0))
+    r = max(2, round(12.0 / step))
+    out = path[k0: k1 + 1].astype(float).copy()
+    for n, k in enumerate(range(k0, k1 + 1)):
+        for _ in range(2):  # the second time with the window centred on the first estimate
+            ci, cj = (round(float(x)) for x in out[n])
+            i0, j0 = max(0, ci - r), max(0, cj - r)
+            win = pg[i0: ci + r + 1, j0: cj + r + 1, k]
+            if win.size < 9:
+                break
+            peak = np.unravel_index(int(np.argmax(win)), win.shape)
+            mask = ndimage.binary_fill_holes(win >= (win.max() + np.median(win)) / 2.0)
+            labels, _ = ndimage.label(mask)
+            wi, wj = np.nonzero(labels == labels[peak])
+            if wi.size * step**2 > 800.0:  # not a canal-sized region: keep the trace
+                break
+            out[n] = (i0 + wi.mean(), j0 + wj.mean())
+    size = max(3, round(15.0 / step) | 1)
+    for c in range(2):
+        out[:, c] = ndimage.median_filter(out[:, c], size=size, mode="nearest")
+    return ndimage.gaussian_filter1d(out, 3.0 / step, axis=0, mode="nearest")
+
+
+def canal_front(g: np.ndarray, canal: np.ndarray, k0: int, step: float, polarity: float) -> np.ndarray:
+    """Per slice, the j of the canal's anterior wall (the posterior wall of the bodies and discs): going forwards
+    from the canal centre, past the brightest CSF within 12 mm, where the value falls half-way to the tissue
+    10-25 mm in front of it."""
+    pg = ndimage.gaussian_filter(polarity * g, (1.0 / step, 1.0 / step, 1.0 / step))
+    n12, n10, n25 = round(12.0 / step), round(10.0 / step), round(25.0 / step)
+    fronts = np.full(len(canal), np.nan)
+    for n, (ci, cj) in enumerate(canal):
+        i, j, k = round(float(ci)), round(float(cj)), k0 + n
+        js = j - np.arange(0, n25 + n12 + 1)
+        js = js[js >= 0]
+        ray = pg[i, js, k]
+        if ray.size < n12 + 3:
+            continue
+        m = int(np.argmax(ray[: n12 + 1]))
+        beyond = ray[min(ray.size - 1, m + n10): m + n25 + 1]
+        if beyond.size == 0:
+            continue
+        half = (ray[m] + np.median(beyond)) / 2.0
+        below = np.nonzero(ray[m:] < half)[0]
+        if below.size:
+            fronts[n] = j - (m + below[0])
+    good = np.isfinite(fronts)
+    if good.sum() < 2:
+        return canal[:, 1] - 6.0 / step
+    idx = np.arange(len(fronts))
+    fronts = np.interp(idx, idx[good], fronts[good])
+    fronts = ndimage.median_filter(fronts, size=max(3, round(15.0 / step) | 1), mode="nearest")
+    return ndimage.gaussian_filter1d(fronts, 3.0 / step, mode="nearest")
+
+
+def detect(g: np.ndarray, step: float, progress: ProgressFn | None = None,
+           cancel: CancelToken | None = None) -> tuple[Detection | None, dict]:
+    """The column's vertebrae and discs (None when no column is found) and facts for the anchors."""
+    g = normalise(g)
+    report(progress, 0.1, "Looking for the alternation of bodies and discs")
+    energy = alternation(g, step)
+    front = _front_max(energy, step)
+    check(cancel)
+    report(progress, 0.3, "Tracing the spinal canal")
+    found = trace_canal(g, front, step, cancel)
+    if found is None:
+        return None, {}
+    path, (k0, k1), polarity, _quality = found
+    along = energy[path[k0: k1 + 1, 0], path[k0: k1 + 1, 1], np.arange(k0, k1 + 1)]
+    on_front = front[path[k0: k1 + 1, 0], path[k0: k1 + 1, 1], np.arange(k0, k1 + 1)]
+    background = float(np.median(energy)) + 1e-12
+    facts_contrast = float(np.median(on_front)) / background
+    if facts_contrast < MIN_ALTERNATION or not np.any(along >= 0):
+        return None, {"alternation": facts_contrast}
+    report(progress, 0.6, "Following the vertebral bodies")
+    canal = recentre(g, path, k0, k1, step, polarity)
+    front = canal_front(g, canal, k0, step, polarity)
+    column, discs, prom, pitch = None, [], [], None
+    inset = 5.0
+    for _attempt in range(2):  # first 5 mm in front of the bodies' posterior wall, then through their middle
+        column = _column(g, canal[:, 0], front - inset / step, k0, k1, step)
+        discs, prom, pitch = find_discs(column.profile, column.ds, sign=-1.0)
+        # a body is about as deep as the pitch (0.8-1.1 pitches from C3 to L5): its centre ~0.4 pitch in front
+        new_inset = float(np.clip(0.4 * pitch, 5.0, 16.0)) if pitch else inset
+        if abs(new_inset - inset) < 2.0:
+            break
+        inset = new_inset
+    check(cancel)
+    pts, ds = column.points, column.ds
+    length = (len(pts) - 1) * ds
+    segments = [seg for seg in segments_from_discs(discs, length) if seg[1] - seg[0] >= 6.0]
+    facts = {"polarity": "bright canal (T2-like)" if polarity > 0 else "dark canal (T1-like)", "pitch": pitch,
+             "top_gap_mm": (g.shape[2] - 1 - k1) * step, "bottom_gap_mm": k0 * step, "alternation": facts_contrast}
+    notes = [f"MR: {facts['polarity']}, vertebral pitch {pitch:.0f} mm" if pitch else "MR: no vertebral pitch found"]
+    return Detection(column, discs, segments, prom, notes), facts
+
+
+def _column(g: np.ndarray, ci: np.ndarray, cj: np.ndarray, k0: int, k1: int, step: float) -> Column:
+    """The body line (grid i, j per slice k0..k1) resampled every 1 mm, with tangents and the intensity profile."""
+    curve = np.column_stack([ci, cj, np.arange(k0, k1 + 1, dtype=float)])[::-1]  # cranial first
+    seg = np.linalg.norm(np.diff(curve, axis=0), axis=1) * step
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    ds = 1.0
+    s_new = np.arange(0.0, s[-1] + 1e-6, ds)
+    pts = np.stack([np.interp(s_new, s, curve[:, c]) for c in range(3)], axis=1)
+    tang = np.gradient(ndimage.gaussian_filter1d(pts, 3.0, axis=0, mode="nearest"), axis=0)
+    norms = np.linalg.norm(tang, axis=1, keepdims=True)
+    tang = np.where(norms > 1e-9, -tang / np.maximum(norms, 1e-9), np.array([[0, 0, 1.0]]))
+    profile = disk_profile(g, pts, tang, radius_vox=2.5 / step)
+    return Column(pts, tang, ds, profile, (k0, k1))
+
