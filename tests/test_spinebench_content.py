@@ -63,7 +63,9 @@ def test_image_answers_are_the_label_map_names(built):
     specs = {s.key: s for s in build.SOURCES}
     studies = {}
     image_items = [i for i in bench.items if i.subtype.startswith("image_")]
-    assert len(image_items) >= 40
+    # The leakage check drops image items of cases that curation put in its train/val splits; what is left must
+    # still be checked one by one against the label maps.
+    assert len(image_items) >= 5
     for item in image_items:
         key = item.id.split("-")[2]
         study = studies.get(key) or studies.setdefault(key, load_study(specs[key], build.DEFAULT_SAMPLES))

@@ -159,7 +159,9 @@ def _m004_reports(db: sqlite_utils.Database) -> None:
     db["report_versions"].create_index(["report_id", "version"], unique=True)
 
 
-MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+Migration = Callable[[sqlite_utils.Database], None]
+
+MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", _m001_initial),
     ("002_conversations", _m002_conversations),
     ("003_levels", _m003_levels),
@@ -174,13 +176,17 @@ def applied(db: sqlite_utils.Database) -> list[str]:
     return [row["name"] for row in db["_migrations"].rows_where(order_by="rowid")]
 
 
-def migrate(db: sqlite_utils.Database) -> list[str]:
-    """Apply pending migrations in order; return the names applied now."""
+def migrate(db: sqlite_utils.Database, migrations: list[tuple[str, Migration]] | None = None) -> list[str]:
+    """Apply pending migrations in order; return the names applied now.
+
+    ``migrations`` defaults to the library's; other SQLite stores (e.g. curation's) pass their own list.
+    """
+    migrations = MIGRATIONS if migrations is None else migrations
     if "_migrations" not in db.table_names():
         db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
     done = set(applied(db))
     ran = []
-    for name, fn in MIGRATIONS:
+    for name, fn in migrations:
         if name in done:
             continue
         with db.atomic():
