@@ -50,6 +50,9 @@ class GenerationParams:
     repeat_penalty: float = 1.1
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # JSON schema the answer must follow. llama.cpp turns it into a grammar so every sampled token stays inside it;
+    # backends without grammar support ignore it (callers validate the answer).
+    json_schema: dict | None = None
 
 
 @dataclass

@@ -338,6 +338,8 @@ class LlamaCppBackend:
                 to_llama_messages(messages, self._info.multimodal), stream=True, max_tokens=params.max_tokens,
                 temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
                 repeat_penalty=params.repeat_penalty, seed=params.seed, stop=list(params.stop),
+                response_format=({"type": "json_object", "schema": params.json_schema}
+                                 if params.json_schema is not None else None),
             )
             pieces = 0
             try:

@@ -90,7 +90,10 @@ def _parse(raw: str, finish_reason: str | None) -> tuple[dict[str, Any] | None, 
 
 
 class LlamaJsonGenerator:
-    """Schema-constrained JSON from a local GGUF (llama-cpp-python). One model, calls serialised by a lock."""
+    """Schema-constrained JSON from a local GGUF through the workstation's llama.cpp backend (core.inference).
+
+    One model, calls serialised by a lock; the schema becomes a grammar (``GenerationParams.json_schema``).
+    """
 
     def __init__(self, model_path: Path | str, *, n_ctx: int = 2048, n_threads: int = 1, n_gpu_layers: int = 0) -> None:
         self.model_path = Path(model_path)
@@ -98,41 +101,41 @@ class LlamaJsonGenerator:
             raise FileNotFoundError(f"{self.model_path}: model file not found")
         self.n_ctx, self.n_threads, self.n_gpu_layers = n_ctx, n_threads, n_gpu_layers
         self.name = f"llama-cpp:{self.model_path.name}"
-        self._llm = None
+        self._backend = None
         self._lock = threading.Lock()
 
     def _load(self):
-        if self._llm is None:
-            import llama_cpp
+        if self._backend is None:
+            from core.inference.backend import backend_for_model
 
-            self._llm = llama_cpp.Llama(str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                        n_threads_batch=self.n_threads, n_gpu_layers=self.n_gpu_layers,
-                                        verbose=False)
-        return self._llm
+            backend = backend_for_model(self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                        n_gpu_layers=self.n_gpu_layers)
+            backend.load()
+            self._backend = backend
+        return self._backend
 
     def generate(self, messages: list[Message], schema: dict[str, Any], *, max_tokens: int = 400,
                  seed: int = 0, temperature: float = 0.3) -> GenResult:
+        from core.inference.backend import GenerationParams
+
         start = time.perf_counter()
+        params = GenerationParams(max_tokens=max_tokens, temperature=temperature, seed=seed, repeat_penalty=1.1,
+                                  json_schema=schema)
         with self._lock:
-            llm = self._load()
+            backend = self._load()
             try:
-                out = llm.create_chat_completion(
-                    messages, response_format={"type": "json_object", "schema": schema}, max_tokens=max_tokens,
-                    temperature=temperature, seed=seed, repeat_penalty=1.1)
+                raw = "".join(backend.chat_stream(messages, params))
             except (ValueError, RuntimeError) as exc:  # prompt longer than the context, grammar errors
                 return GenResult(None, "", f"generation failed: {exc}", time.perf_counter() - start)
-        choice = out["choices"][0]
-        raw = choice["message"].get("content") or ""
-        parsed, error = _parse(raw, choice.get("finish_reason"))
-        usage = out.get("usage") or {}
-        return GenResult(parsed, raw, error, time.perf_counter() - start, usage.get("prompt_tokens", 0),
-                         usage.get("completion_tokens", 0))
+            stats = backend.last_stats
+        parsed, error = _parse(raw, stats.finish_reason or None)
+        return GenResult(parsed, raw, error, time.perf_counter() - start, stats.prompt_tokens, stats.generated_tokens)
 
     def close(self) -> None:
         with self._lock:
-            if self._llm is not None:
-                self._llm.close()
-            self._llm = None
+            if self._backend is not None:
+                self._backend.unload()
+            self._backend = None
 
 
 class RateLimiter:
