@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
-from core import paths
-from core.library.migrations import migrate
+from core.library.database import open_library_db
 
 
 def now() -> str:
@@ -53,15 +49,8 @@ class StoredMessage:
 
 class ConversationStore:
     def __init__(self, db_path: Path | str | None = None) -> None:
-        self.path = Path(db_path) if db_path else paths.library_db_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=10)
-        self.db = sqlite_utils.Database(conn)
+        self.path, self.db = open_library_db(db_path)
         self._lock = threading.RLock()
-        with self._lock:
-            self.db.execute("PRAGMA foreign_keys = ON")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            migrate(self.db)
 
     def close(self) -> None:
         with self._lock:

@@ -12,15 +12,11 @@ accepted / rejected / edited / added / removed). Writes are single transactions;
 """
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
-
-from core import paths
-from core.library.migrations import migrate
+from core.library.database import open_library_db
 from core.report.model import ReportLockedError, SpineReport, now_iso
 
 
@@ -69,13 +65,8 @@ def diff_summary(old: SpineReport | None, new: SpineReport) -> str:
 
 class ReportStore:
     def __init__(self, db_path: Path | str | None = None) -> None:
-        self.path = Path(db_path) if db_path else paths.library_db_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=10)
-        self.db = sqlite_utils.Database(conn)
+        self.path, self.db = open_library_db(db_path)
         self._lock = threading.RLock()
-        with self._lock:
-            migrate(self.db)
 
     def close(self) -> None:
         with self._lock:
