@@ -147,6 +147,12 @@ class MainWindow(QMainWindow):
         view_menu.addAction(reset_action)
         view_menu.addAction(self.browser_dock.toggleViewAction())
         view_menu.addAction(self.side_dock.toggleViewAction())
+        view_menu.addSeparator()
+        self.curation_review_action = QAction("Curation review…", self)
+        self.curation_review_action.setToolTip("Review curated training items (accept / edit / reject)")
+        self.curation_review_action.triggered.connect(self._ask_curation_review)
+        view_menu.addAction(self.curation_review_action)
+        self.review_windows: list[QWidget] = []
 
     # -- window / level -------------------------------------------------------------------------------------
     def _on_wl_combo(self, index: int) -> None:
@@ -284,6 +290,28 @@ class MainWindow(QMainWindow):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.grab_window_image().save(str(path))
         return path
+
+    def open_curation_review(self, store_path: Path | str) -> QWidget:
+        """Open the curation review pane on ``store_path`` in its own window."""
+        from app.curation_review import open_review_window
+
+        pane = open_review_window(store_path)
+        self.review_windows.append(pane)
+        pane.destroyed.connect(lambda _obj=None, p=pane: self.review_windows.remove(p) if p in self.review_windows
+                               else None)
+        return pane
+
+    def _ask_curation_review(self) -> None:
+        """Ask for a curation store: build/curation/curation.db when present, else the CLI's default store."""
+        from core.paths import REPO_ROOT
+        from curation.cli import default_db
+
+        candidates = [REPO_ROOT / "build" / "curation" / "curation.db", default_db()]
+        start = next((c for c in candidates if c.is_file()), candidates[0].parent)
+        path, _ = QFileDialog.getOpenFileName(self, "Open curation store", str(start),
+                                              "Curation store (*.db *.sqlite);;All files (*)")
+        if path:
+            self.open_curation_review(path)
 
     def _ask_screenshot(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", "spinemed.png", "PNG (*.png)")

@@ -8,6 +8,7 @@ decision (see CurationStore.add_review). ``queue`` lists what a reviewer has not
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -133,3 +134,62 @@ def render_item(item: dict[str, Any], source: dict[str, Any] | None = None, chun
     if chunk:
         lines += ["", f"--- supporting source ({chunk['location']}) ---", chunk["text"][:1500]]
     return "\n".join(lines)
+
+
+CLINICIAN_TURN_SEPARATOR = "\n---\n"
+
+
+def status_counts(store: CurationStore) -> dict[str, int]:
+    """How many items are in each review status (every status of REVIEW_STATUSES, zero when none), plus
+    ``awaiting``: the items no human has decided yet (``pending`` + ``auto_gated``)."""
+    from curation.store import REVIEW_STATUSES
+
+    counts = Counter(item["review_status"] for item in store.items())
+    out = {status: counts.get(status, 0) for status in REVIEW_STATUSES}
+    out["awaiting"] = out["pending"] + out["auto_gated"]
+    return out
+
+
+def assistant_text(item: dict[str, Any]) -> str:
+    """The assistant's part of an item as one editable text: the MCQ rationale, the open-QA answer, the clinician
+    turns of a consultation (separated by a line ``---``), the report as indented JSON.
+    :func:`with_assistant_text` is its inverse."""
+    c = item["content"]
+    task = item["task"]
+    if task == "mcq":
+        return c["rationale"]
+    if task == "open_qa":
+        return c["answer"]
+    if task == "consultation":
+        return CLINICIAN_TURN_SEPARATOR.join(t["text"] for t in c["turns"] if t["role"] == "clinician")
+    return json.dumps(c, indent=2, ensure_ascii=False)
+
+
+def with_assistant_text(item: dict[str, Any], text: str, answer_index: int | None = None) -> dict[str, Any]:
+    """The item's content with its assistant part replaced by ``text`` (as given by :func:`assistant_text`); for an
+    MCQ, ``answer_index`` may also re-key the correct option. Raises ValueError when the text does not fit the item
+    (a consultation needs one text per clinician turn; a report must stay valid JSON). The result is what
+    :func:`decide` validates and stores for an ``edit``."""
+    c = json.loads(json.dumps(item["content"]))  # a deep copy
+    text = text.strip()
+    task = item["task"]
+    if task == "mcq":
+        c["rationale"] = text
+        if answer_index is not None:
+            c["answer_index"] = int(answer_index)
+    elif task == "open_qa":
+        c["answer"] = text
+    elif task == "consultation":
+        parts = [p.strip() for p in re.split(r"\n[ \t]*---[ \t]*\n", text)]
+        turns = [t for t in c["turns"] if t["role"] == "clinician"]
+        if len(parts) != len(turns):
+            raise ValueError(f"the consultation has {len(turns)} clinician turn(s); the edit has {len(parts)} "
+                             "(separate them with a line '---')")
+        for turn, part in zip(turns, parts):
+            turn["text"] = part
+    else:
+        try:
+            c = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"the edited report is not valid JSON: {exc}") from exc
+    return c
