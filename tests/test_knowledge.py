@@ -303,3 +303,14 @@ def test_search_builds_lazily(tmp_path):
     with KnowledgeIndex(tmp_path / "k.db") as ix:
         assert ix.search("Modic type 1")
         assert ix.stored_hash()
+
+
+def test_documents_of_another_region_rank_below_the_asked_region(index):
+    """A generic question about a thoracic disc must not surface passages tagged only with cervical levels
+    (a cervical document that also lists the C7-T1 junction is still cervical)."""
+    docs_by_id = {d.id: d for d in load_documents()}
+    hits = index.search("What should I look for at the T11-T12 disc on this CT?", level="T11-T12", limit=5)
+    assert hits
+    for hit in hits[:3]:
+        levels = docs_by_id[hit.passage.doc_id].levels
+        assert "all" in levels or any(lv.startswith("T") and "-" not in lv for lv in levels), (hit.passage.id, levels)

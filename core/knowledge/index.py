@@ -22,6 +22,7 @@ from core.knowledge.levels import ALL, find_levels, normalise_level, regions_of,
 SCHEMA_VERSION = "1"
 LEVEL_BOOST = 1.6  # document tagged with the asked level or an adjacent disc/vertebra
 REGION_BOOST = 1.2  # document tagged with another level of the same region
+OFF_REGION = 0.5  # document tagged only with levels of other regions (a cervical document for a thoracic question)
 CANDIDATES = 60  # FTS rows fetched before level-aware re-ranking
 MAX_TOKENS = 32
 # bm25 column weights: title, topics, text
@@ -210,6 +211,8 @@ def _level_factor(doc_levels: list[str], asked: str | None) -> float:
     if related_levels(asked) & set(doc_levels):
         return LEVEL_BOOST
     asked_regions = regions_of(asked)
-    if any(regions_of(lv) & asked_regions for lv in doc_levels):
+    # A junctional tag (C7-T1) alone does not make a cervical document thoracic; adjacency was handled above.
+    own = [lv for lv in doc_levels if len(regions_of(lv)) == 1] or doc_levels
+    if any(regions_of(lv) & asked_regions for lv in own):
         return REGION_BOOST
-    return 1.0
+    return OFF_REGION if doc_levels else 1.0
