@@ -27,3 +27,13 @@ def samples() -> Path:
 @pytest.fixture
 def bundled_ct() -> Path:
     return BUNDLED_CT
+
+
+@pytest.fixture(scope="session")
+def embedded_model() -> Path:
+    """The embedded GGUF that set-up installs; its absence is a broken install, so it fails rather than skips."""
+    from core.inference.default_model import find_default_model
+
+    path = find_default_model()
+    assert path is not None, "embedded model missing from the model folders: run scripts/setup.sh"
+    return path

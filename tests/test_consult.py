@@ -27,7 +27,6 @@ from core.consult import (
 )
 from core.consult.prompt import load_template, user_turn
 from core.inference.backend import GenerationParams, backend_for_model
-from core.inference.default_model import find_default_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHORT = GenerationParams(max_tokens=32, temperature=0.0)
@@ -61,11 +60,8 @@ class StubKnowledge:
 
 
 @pytest.fixture(scope="module")
-def model_path():
-    path = find_default_model()
-    if path is None:
-        pytest.skip("embedded model missing: run scripts/setup.sh")
-    return path
+def model_path(embedded_model):
+    return embedded_model
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from core.inference.backend import (
     create_backend,
     default_threads,
 )
-from core.inference.default_model import find_default_model
 from core.inference.gguf_header import read_gguf
 from core.inference.registry import ModelRegistry, ModelValidationError, read_metadata, validate_model
 
@@ -27,11 +26,8 @@ SHORT = GenerationParams(max_tokens=24, temperature=0.0)
 
 
 @pytest.fixture(scope="module")
-def model_path():
-    path = find_default_model()
-    if path is None:
-        pytest.skip("embedded model missing: run scripts/setup.sh")
-    return path
+def model_path(embedded_model):
+    return embedded_model
 
 
 @pytest.fixture(scope="module")

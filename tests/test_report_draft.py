@@ -18,7 +18,6 @@ import pytest
 
 from core.consult.context import Measurement
 from core.inference.backend import BackendError, backend_for_model
-from core.inference.default_model import find_default_model
 from core.report import NeedsLabellingError, ReportStore, SpineReport, draft_report, export_report
 from core.report.constrained import generate_json
 from core.report.export.text import render_text
@@ -38,11 +37,8 @@ MEASUREMENTS = [Measurement("disc height", "T11-T12", 6.8, "mm"),
 
 
 @pytest.fixture(scope="module")
-def backend():
-    path = find_default_model()
-    if path is None:
-        pytest.skip("embedded model missing: run scripts/setup.sh")
-    b = backend_for_model(path, n_threads=1)
+def backend(embedded_model):
+    b = backend_for_model(embedded_model, n_threads=1)
     b.load()
     yield b
     b.unload()

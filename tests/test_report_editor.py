@@ -27,11 +27,8 @@ SCREENSHOT = REPO / "docs" / "screenshots" / "report_editor.png"
 
 
 @pytest.fixture(scope="module")
-def backend():
-    path = find_default_model()
-    if path is None:
-        pytest.skip("embedded model missing: run scripts/setup.sh")
-    b = backend_for_model(path, n_threads=1)
+def backend(embedded_model):
+    b = backend_for_model(embedded_model, n_threads=1)
     b.load()
     yield b
     b.unload()
