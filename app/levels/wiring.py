@@ -70,6 +70,7 @@ def install_spine_tools(window) -> SpineTools:
 
     for signal in (controller.message, controller.save_failed, measurements.save_failed):
         signal.connect(lambda text: window.statusBar().showMessage(text, 8000))
+    measure_layer.prompt.connect(lambda text: window.statusBar().showMessage(text))  # what to click next
     edit_menu = window.menuBar().addMenu("&Edit")
     view_menu = next((a for a in window.menuBar().actions() if a.text() == "&View"), None)
     if view_menu is not None:  # File, Edit, View

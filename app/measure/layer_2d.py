@@ -1,34 +1,35 @@
 """Measurement tools on the 2D views and the measurements drawn with their values.
 
-With a tool on, left clicks place points on the slice shown (patient mm): distance = 2 points; angle = 3 (first
-end, vertex, second end); Cobb = 4 (two points on each endplate line, in the plane of the view). The measurement is
-made when the last point is placed; a right click or Escape drops the points placed so far. A measurement is drawn
-on the slices it was placed on (all its points within a few mm of the slice).
+With a tool on, left clicks place points on the slice shown (patient mm), in the order :mod:`app.measure.tools`
+gives: distance = 2 points; angle = 3 (first end, vertex, second end); Cobb = 4 (two points on each endplate line,
+in the plane of the view); lordosis and kyphosis = 4 (two endplate lines) and slip = 3 (three vertebral corners), on
+the sagittal view. :attr:`MeasureLayer.prompt` says which point to click next. The measurement is made when the last
+point is placed; a right click or Escape drops the points placed so far. A measurement is drawn on the slices it
+was placed on (all its points within a few mm of the slice).
 """
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen
 
 from app.measure.model import MeasurementsModel
-from core.spine import measure
-from core.spine.measurement import SpineMeasurement
+from app.measure.tools import TOOLS, build, wrong_view
+from app.measure.values import format_value
 
-TOOLS = {"distance": 2, "angle": 3, "cobb": 4}  # points each tool needs
 LINE_RGB = (255, 225, 0)
 CURRENT_RGB = (255, 140, 0)
 ON_SLICE_MM = 3.0  # beyond half a voxel: drawn on the neighbouring slices too, so a measurement is easy to find
+TWO_LINES = ("cobb", "lordosis", "kyphosis")
 
 
-def format_value(m: SpineMeasurement) -> str:
-    unit = {"deg": "°"}.get(m.unit, f" {m.unit}" if m.unit else "")
-    prefix = "Cobb " if m.kind == "cobb" else ""
-    return f"{prefix}{m.value:.1f}{unit}"
+class MeasureLayer(QObject):
+    """One instance serves every slice view. ``prompt`` carries what to click next ('' when no tool is on)."""
 
+    prompt = Signal(str)
 
-class MeasureLayer:
-    def __init__(self, model: MeasurementsModel, user: str = "user") -> None:
+    def __init__(self, model: MeasurementsModel, user: str = "user", parent: QObject | None = None) -> None:
+        super().__init__(parent)
         self.model = model
         self.state = model.state
         self.user = user
@@ -42,6 +43,7 @@ class MeasureLayer:
     def attach(self, views) -> None:
         for view in views:
             view.add_layer(self)
+            view.installEventFilter(self)  # Escape on a view drops the points placed so far
             self._views.append(view)
         self.model.changed.connect(self._repaint)
         self.model.selected.connect(lambda _m: self._repaint())
@@ -58,10 +60,27 @@ class MeasureLayer:
         self.cancel()
         for view in self._views:
             view.setCursor(Qt.CrossCursor) if tool else view.unsetCursor()
+        if tool is None:
+            self.prompt.emit("")
 
     def cancel(self) -> None:
         self.points, self.view, self.hover = [], None, None
         self._repaint()
+        self._say()
+
+    def hint(self) -> str:
+        """What to click next with the tool on ('' with none)."""
+        return TOOLS[self.tool].prompt(len(self.points)) if self.tool else ""
+
+    def _say(self, before: str = "") -> None:
+        if self.tool:
+            self.prompt.emit(f"{before} — {self.hint()}" if before else self.hint())
+
+    def eventFilter(self, watched, event) -> bool:  # Qt override: Escape on a view
+        if event.type() == QEvent.KeyPress and event.key() == Qt.Key_Escape and self.points:
+            self.cancel()
+            return True
+        return False
 
     # -- mouse ----------------------------------------------------------------------------------------------
     def mouse_press(self, view, event) -> bool:
@@ -72,6 +91,10 @@ class MeasureLayer:
             return True
         if event.button() != Qt.LeftButton or event.modifiers() & Qt.ShiftModifier:
             return False
+        refusal = wrong_view(TOOLS[self.tool], view)
+        if refusal:
+            self._say(refusal)
+            return True  # the click was meant for the tool: it does not move the cursor either
         if self.view is not None and view is not self.view:
             self.cancel()  # points of one measurement belong to one view
         point = view.widget_to_patient(event.position())
@@ -79,8 +102,10 @@ class MeasureLayer:
             return False
         self.view = view
         self.points.append(point)
-        if len(self.points) == TOOLS[self.tool]:
+        if len(self.points) == TOOLS[self.tool].points:
             self._finish(view)
+        else:
+            self._say()
         view.update()
         return True
 
@@ -91,21 +116,15 @@ class MeasureLayer:
 
     def _finish(self, view) -> None:
         points, self.points, self.view, self.hover = self.points, [], None, None
-        method = f"user:{self.user}"
         try:
-            if self.tool == "distance":
-                m = measure.distance_measurement(points[0], points[1], method=method)
-            elif self.tool == "angle":
-                m = measure.angle_measurement(points[0], points[1], points[2], method=method)
-            else:
-                m = measure.cobb_measurement((points[0], points[1]), (points[2], points[3]),
-                                             plane=view.orientation, method=method)
+            m = build(TOOLS[self.tool], points, view, self.model, f"user:{self.user}")
         except ValueError as exc:  # e.g. two clicks on the same spot
             self.last_error = str(exc)
+            self._say(f"Not measured: {exc}")
             return
         self.last_error = ""
-        m.details.setdefault("view", view.orientation)
         self.model.add(m)
+        self._say(format_value(m) + (f" at {m.level}" if m.level else ""))
 
     # -- painting -------------------------------------------------------------------------------------------
     def paint(self, view, painter: QPainter) -> None:
@@ -147,9 +166,8 @@ class MeasureLayer:
         for p in pts[: len(pts) - (1 if partial and len(pts) > 1 else 0)]:
             painter.drawEllipse(p, 3, 3)
         if label:
-            anchor = _label_anchor(kind, pts)
-            rect = QFontMetricsF(painter.font()).boundingRect(label)
-            rect = QRectF(anchor.x() + 8, anchor.y() - rect.height() - 4, rect.width() + 8, rect.height() + 4)
+            size = QFontMetricsF(painter.font()).boundingRect(label).size()
+            rect = _label_rect(kind, pts, size.width() + 8, size.height() + 4, QRectF(painter.window()))
             painter.setPen(Qt.NoPen)
             painter.setBrush(QColor(0, 0, 0, 170))
             painter.drawRoundedRect(rect, 3, 3)
@@ -159,18 +177,29 @@ class MeasureLayer:
 
 def _segments(kind: str, n: int) -> list[tuple[int, int]]:
     """Lines to draw between a measurement's points, in the order core.spine.measure documents them."""
-    if kind == "angle":
-        return [(i, i + 1) for i in range(n - 1)]
-    if kind == "slip":  # upper posterior-inferior corner; lower endplate from posterior to anterior corner
-        return [(1, 2)] if n >= 3 else []
-    # distance, Cobb (two lines), body and disc heights (top/bottom pairs)
+    if kind in ("angle", "slip"):  # slip: the upper posterior-inferior corner to the lower posterior-superior one,
+        return [(i, i + 1) for i in range(n - 1)]  # then the lower endplate from its posterior to its anterior corner
+    # distance, Cobb / lordosis / kyphosis (two lines), body and disc heights (top/bottom pairs)
     return [(i, i + 1) for i in range(0, n - 1, 2)]
+
+
+def _label_rect(kind: str, pts: list[QPointF], w: float, h: float, bounds: QRectF) -> QRectF:
+    """Where a measurement's value is written: up and right of its anchor point (a slip's: below and right of the
+    lower vertebra's posterior corner, in the canal, clear of the endplate and of the disc's name), inside the view."""
+    if kind == "slip" and len(pts) >= 3:
+        x, y = pts[1].x() + 8, pts[1].y() + 6
+    else:
+        anchor = _label_anchor(kind, pts)
+        x, y = anchor.x() + 8, anchor.y() - h
+    x = min(max(x, bounds.left() + 2), bounds.right() - w - 2)
+    y = min(max(y, bounds.top() + 2), bounds.bottom() - h - 2)
+    return QRectF(x, y, w, h)
 
 
 def _label_anchor(kind: str, pts: list[QPointF]) -> QPointF:
     if kind == "angle" and len(pts) >= 2:
         return pts[1]
-    if kind == "cobb" and len(pts) >= 4:
+    if kind in TWO_LINES and len(pts) >= 4:
         return QPointF((pts[0].x() + pts[1].x() + pts[2].x() + pts[3].x()) / 4,
                        (pts[0].y() + pts[1].y() + pts[2].y() + pts[3].y()) / 4)
     return pts[-1]

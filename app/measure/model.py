@@ -111,18 +111,51 @@ class MeasurementsModel(QObject):
     def level_near(self, points) -> str | None:
         """The labelled vertebra or disc nearest the measurement's centre, within LEVEL_RANGE_MM."""
         labelling = self.state.labelling
-        if labelling is None or not points:
+        if labelling is None:
             return None
-        centre = np.mean(np.asarray(points, dtype=float), axis=0)
         candidates = [(v.name, v.centroid) for v in labelling.vertebrae if v.name]
         candidates += [(d.name, d.centre) for d in labelling.discs if d.name]
-        if not candidates:
+        return _nearest(candidates, points)
+
+    def vertebra_near(self, points) -> str | None:
+        """The labelled vertebra nearest the centre of ``points``, within LEVEL_RANGE_MM."""
+        labelling = self.state.labelling
+        if labelling is None:
             return None
-        name, point = min(candidates, key=lambda c: np.linalg.norm(np.asarray(c[1]) - centre))
-        return name if np.linalg.norm(np.asarray(point) - centre) <= LEVEL_RANGE_MM else None
+        return _nearest([(v.name, v.centroid) for v in labelling.vertebrae if v.name], points)
+
+    def disc_near(self, points) -> str | None:
+        """The labelled disc nearest the centre of ``points`` (within LEVEL_RANGE_MM); without labelled discs, the
+        disc between the nearest labelled vertebrae above and below that centre (each within range)."""
+        labelling = self.state.labelling
+        if labelling is None or not points:
+            return None
+        discs = [(d.name, d.centre) for d in labelling.discs if d.name]
+        if discs:
+            return _nearest(discs, points)
+        centre = np.mean(np.asarray(points, dtype=float), axis=0)
+        named = [(v.name, np.asarray(v.centroid)) for v in labelling.vertebrae if v.name]
+        above = [(n, c) for n, c in named if c[2] > centre[2]]  # LPS: +z is superior
+        below = [(n, c) for n, c in named if c[2] < centre[2]]
+        upper, lower = _nearest(above, [centre]), _nearest(below, [centre])
+        if upper is None or lower is None:
+            return None
+        try:
+            return labelling.configuration.disc_between(upper, lower)
+        except ValueError:  # not adjacent (a level skipped), or no disc there
+            return None
 
     def export_json(self) -> str:
         return measurements_to_json(self.measurements, self.series_uid)
+
+
+def _nearest(candidates, points) -> str | None:
+    """Name of the (name, point) candidate nearest the centre of ``points``, if within LEVEL_RANGE_MM."""
+    if not candidates or not len(points):
+        return None
+    centre = np.mean(np.asarray(points, dtype=float), axis=0)
+    name, point = min(candidates, key=lambda c: np.linalg.norm(np.asarray(c[1]) - centre))
+    return name if np.linalg.norm(np.asarray(point) - centre) <= LEVEL_RANGE_MM else None
 
 
 def _renames(before, after) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""The Measurements panel: tool buttons (distance, angle, Cobb), automatic measurements from the labelling, the list
-of this series' measurements (what, level, value, unit) with delete and JSON export."""
+"""The Measurements panel: tool buttons (distance, angle, Cobb; lordosis, kyphosis, slip), automatic measurements
+from the labelling, the list of this series' measurements (what, level, value, unit) with delete and JSON export. The
+note under the list says which point the tool on wants next."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,6 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QFileDialog,
+    QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -20,12 +22,12 @@ from PySide6.QtWidgets import (
 
 from app.measure.layer_2d import MeasureLayer
 from app.measure.model import MeasurementsModel
+from app.measure.tools import TOOLS
+from app.measure.values import list_value
 from app.workers import TaskWorker
 from core.spine.measurement import SpineMeasurement
 
-TOOL_BUTTONS = (("distance", "Distance", "Two clicks: the distance in mm"),
-                ("angle", "Angle", "Three clicks: end, vertex, end"),
-                ("cobb", "Cobb", "Four clicks: two points on each endplate line (angle in the plane of the view)"))
+TOOL_ROWS = (("distance", "angle", "cobb"), ("lordosis", "kyphosis", "slip"))  # general tools; spine alignment
 
 
 def _automatic(volume, labelling, progress=None, cancel=None):
@@ -47,18 +49,19 @@ class MeasurementsPanel(QWidget):
         self.track = track
         self.worker: TaskWorker | None = None
         self.tool_buttons: dict[str, QPushButton] = {}
-        tools = QHBoxLayout()
-        for key, text, tip in TOOL_BUTTONS:
-            button = QPushButton(text)
-            button.setCheckable(True)
-            button.setToolTip(tip)
-            button.toggled.connect(lambda on, k=key: self._on_tool(k, on))
-            self.tool_buttons[key] = button
-            tools.addWidget(button)
+        tools = QGridLayout()
+        for row, keys in enumerate(TOOL_ROWS):
+            for col, key in enumerate(keys):
+                button = QPushButton(TOOLS[key].label)
+                button.setCheckable(True)
+                button.setToolTip(TOOLS[key].tip)
+                button.toggled.connect(lambda on, k=key: self._on_tool(k, on))
+                self.tool_buttons[key] = button
+                tools.addWidget(button, row, col)
         self.auto_button = QPushButton("Automatic")
         self.auto_button.setToolTip("Body heights, disc heights and slips from the labelled levels (approximate)")
         self.auto_button.clicked.connect(self.run_automatic)
-        tools.addWidget(self.auto_button)
+        tools.addWidget(self.auto_button, 0, len(TOOL_ROWS[0]))
 
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Measurement", "Level", "Value", "Unit"])
@@ -85,6 +88,7 @@ class MeasurementsPanel(QWidget):
         layout.addWidget(self.tree, 1)
         layout.addWidget(self.note)
         layout.addLayout(bottom)
+        layer.prompt.connect(self._on_prompt)
         model.changed.connect(self.refresh)
         self.state.labelling_changed.connect(lambda _l: self._update_buttons())
         self.state.volume_changed.connect(lambda _v: self._on_volume_changed())
@@ -97,10 +101,13 @@ class MeasurementsPanel(QWidget):
             button.setChecked(key == tool)
             button.blockSignals(False)
         self.layer.set_tool(tool)
-        if tool:
-            needed = {"distance": "2 points", "angle": "3 points (end, vertex, end)",
-                      "cobb": "2 points on each of the two endplate lines"}[tool]
-            self.note.setText(f"{tool.capitalize()}: click {needed} on one view; right click cancels.")
+
+    def _on_prompt(self, text: str) -> None:
+        """The layer's hint (what to click next) in the note; the hint goes when the tool is turned off."""
+        if text:
+            self.note.setText(f"{text}. Right click or Esc cancels.")
+        elif self.note.text().endswith("Esc cancels."):
+            self.note.setText("")
 
     def _on_tool(self, key: str, on: bool) -> None:
         self.set_tool(key if on else None)
@@ -109,7 +116,7 @@ class MeasurementsPanel(QWidget):
     def refresh(self) -> None:
         self.tree.clear()
         for m in self.model.measurements:
-            item = QTreeWidgetItem([m.name, m.level or "—", f"{m.value:.1f}", m.unit])
+            item = QTreeWidgetItem([m.name, m.level or "—", list_value(m), m.unit])
             item.setData(0, Qt.UserRole, id(m))
             for col in range(4):
                 item.setToolTip(col, m.summary())

@@ -1,0 +1,109 @@
+"""The manual measurement tools: the points each one takes (in order), what to click next, and the measurement made
+from the points with the :mod:`core.spine.measure` builders.
+
+- distance: 2 points; angle: 3 (end, vertex, end); Cobb: 4 (two points on each endplate line, in the view's plane).
+- lordosis: 4 points, two on the L1 superior endplate then two on the S1 superior endplate; kyphosis: two on the
+  superior endplate of the upper vertebra (T4, or T5) then two on the T12 inferior endplate. Both are signed
+  sagittal Cobb angles (:func:`core.spine.measure.lumbar_lordosis`, :func:`~core.spine.measure.thoracic_kyphosis`):
+  positive = lordosis / kyphosis; either end of a line may be clicked first.
+- slip: 3 points, the posterior-inferior corner of the upper vertebra, then the posterior-superior and the
+  anterior-superior corners of the lower one (:func:`core.spine.measure.slip_percent`, Meyerding grade).
+
+Lordosis, kyphosis and slip are taken on the sagittal view only (their conventions are sagittal). The slip's level is
+the nearest labelled disc; the kyphosis's upper vertebra is the labelled vertebra nearest its first line, else T4.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.spine import measure
+from core.spine.measurement import SpineMeasurement
+
+
+@dataclass(frozen=True)
+class Tool:
+    key: str
+    label: str  # button text, and the start of the hint
+    steps: tuple[str, ...]  # what each click places
+    tip: str
+    plane: str | None = None  # the only view orientation it is measured on; None: any
+
+    @property
+    def points(self) -> int:
+        return len(self.steps)
+
+    def prompt(self, placed: int) -> str:
+        """What to click next, e.g. 'Slip: click the posterior-inferior corner of the upper vertebra (1/3)'."""
+        step = min(placed, self.points - 1)
+        return f"{self.label}: click {self.steps[step]} ({step + 1}/{self.points})"
+
+
+def _line(what: str) -> tuple[str, str]:
+    return f"one end of {what}", f"the other end of {what}"
+
+
+TOOLS = {t.key: t for t in (
+    Tool("distance", "Distance", ("the first point", "the second point"), "Two clicks: the distance in mm"),
+    Tool("angle", "Angle", ("the first end", "the vertex", "the second end"), "Three clicks: end, vertex, end"),
+    Tool("cobb", "Cobb", (*_line("the first endplate line"), *_line("the second endplate line")),
+         "Four clicks: two points on each endplate line (angle in the plane of the view)"),
+    Tool("lordosis", "Lordosis", (*_line("the L1 superior endplate"), *_line("the S1 superior endplate")),
+         "Lumbar lordosis (sagittal view): two points on the L1 superior endplate, two on the S1 superior endplate",
+         plane="sagittal"),
+    Tool("kyphosis", "Kyphosis", (*_line("the T4 (or T5) superior endplate"), *_line("the T12 inferior endplate")),
+         "Thoracic kyphosis (sagittal view): two points on the T4 (or T5) superior endplate, two on the T12 "
+         "inferior endplate", plane="sagittal"),
+    Tool("slip", "Slip", ("the posterior-inferior corner of the upper vertebra",
+                          "the posterior-superior corner of the lower vertebra",
+                          "the anterior-superior corner of the lower vertebra"),
+         "Spondylolisthesis (sagittal view): the upper vertebra's posterior-inferior corner, then the lower "
+         "vertebra's posterior-superior and anterior-superior corners (slip %, Meyerding grade)", plane="sagittal"),
+)}
+
+
+def wrong_view(tool: Tool, view) -> str:
+    """Why ``tool`` cannot be placed on ``view`` ('' when it can)."""
+    if tool.plane is None or (view.orientation == tool.plane and not getattr(view, "radiograph", False)):
+        return ""
+    if getattr(view, "radiograph", False):
+        return f"{tool.label} is measured on the {tool.plane} view of a CT or MR series, not on a plain radiograph"
+    return f"{tool.label} is measured on the {tool.plane} view"
+
+
+def build(tool: Tool, points: list, view, model, method: str) -> SpineMeasurement:
+    """The measurement of ``tool`` from its points (patient mm) placed on ``view``; ValueError if degenerate."""
+    p = points
+    if tool.key == "distance":
+        m = measure.distance_measurement(p[0], p[1], method=method)
+    elif tool.key == "angle":
+        m = measure.angle_measurement(p[0], p[1], p[2], method=method)
+    elif tool.key == "cobb":
+        m = measure.cobb_measurement((p[0], p[1]), (p[2], p[3]), plane=view.orientation, method=method)
+    elif tool.key == "lordosis":
+        m = measure.lordosis_measurement((p[0], p[1]), (p[2], p[3]), method=method)
+    elif tool.key == "kyphosis":
+        m = _kyphosis(p, model, method)
+    elif tool.key == "slip":
+        m = measure.slip_measurement(p[0], p[1], p[2], level=model.disc_near(p), method=method)
+    else:
+        raise ValueError(f"unknown measurement tool {tool.key!r}")
+    m.details.setdefault("view", view.orientation)
+    return m
+
+
+def _kyphosis(p: list, model, method: str) -> SpineMeasurement:
+    """Kyphosis from the labelled vertebra nearest the first line (T4 when unlabelled). T4 and T5 are the standard
+    upper ends; another one above T12 (e.g. T3) is kept as the level and noted in the details."""
+    upper = model.vertebra_near(p[:2]) or "T4"
+    labelling = model.state.labelling
+    config = labelling.configuration if labelling is not None else None
+    if (config is not None and upper in config.vertebrae and "T12" in config.vertebrae
+            and config.index(upper) >= config.index("T12")):
+        raise ValueError(f"the first line is at {upper}: kyphosis runs from T4 (or T5) down to T12")
+    m = measure.kyphosis_measurement((p[0], p[1]), (p[2], p[3]), upper=upper if upper in ("T4", "T5") else "T4",
+                                     method=method)
+    if upper not in ("T4", "T5"):
+        m.level = f"{upper}-T12"
+        m.details["convention"] = f"Cobb {upper} superior to T12 inferior endplate; + = kyphosis"
+        m.details["note"] = f"upper line nearest {upper}: not the standard T4 or T5"
+    return m

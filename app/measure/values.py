@@ -1,0 +1,42 @@
+"""How a measurement's value reads, on the views and in the Measurements list: '56.6 mm', 'Cobb 45.0°',
+'42.1° lordosis', '23.5 % (Meyerding I)'."""
+from __future__ import annotations
+
+from core.spine.measure import meyerding_grade
+from core.spine.measurement import SpineMeasurement
+
+ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V"}
+
+
+def qualifier(m: SpineMeasurement) -> str:
+    """The words that make the number readable ('' for kinds that need none). Signs follow core.spine.measure:
+    lordosis < 0 is kyphotic alignment, kyphosis < 0 lordotic; a negative slip is a retrolisthesis."""
+    if m.kind == "lordosis":
+        return "lordosis" if m.value >= 0 else "lordosis (kyphotic)"
+    if m.kind == "kyphosis":
+        return "kyphosis" if m.value >= 0 else "kyphosis (lordotic)"
+    if m.kind == "slip":
+        grade = meyerding_grade(m.value)
+        if grade:
+            return f"(Meyerding {ROMAN[grade]})"
+        return "(retrolisthesis)" if m.value < 0 else "(no slip)"
+    return ""
+
+
+def with_unit(m: SpineMeasurement) -> str:
+    """'42.1°', '23.5 %', '56.6 mm'."""
+    unit = {"deg": "°"}.get(m.unit, f" {m.unit}" if m.unit else "")
+    return f"{m.value:.1f}{unit}"
+
+
+def format_value(m: SpineMeasurement) -> str:
+    """The label drawn beside a measurement on a view."""
+    prefix = "Cobb " if m.kind == "cobb" else ""
+    return " ".join(t for t in (prefix + with_unit(m), qualifier(m)) if t)
+
+
+def list_value(m: SpineMeasurement) -> str:
+    """The Value column of the Measurements list: the number ('56.6'), or for kinds with a qualifier the readable
+    value ('42.1° lordosis', '23.5 % (Meyerding I)')."""
+    words = qualifier(m)
+    return f"{with_unit(m)} {words}" if words else f"{m.value:.1f}"
