@@ -290,11 +290,22 @@ def test_3d_markers_exist_and_the_capture_shows_the_marker_colour(win):
 
 
 def test_auto_label_without_anchor_asks_the_user_to_name_one_level_then_naming_works(win, monkeypatch):
+    from core.spine.autolabel import process
+
+    children = []  # auto-label runs in a child process: record each one started
+    real_init = process._Child.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        children.append(self.proc)
+
+    monkeypatch.setattr(process._Child, "__init__", init)
     panel = win.spine.panel
     worker = panel.auto_label()
     assert panel.running_row.isVisible() and panel.cancel_button.isEnabled()
     wait_until(lambda: not worker.is_running, 120, "auto-labelling")
     assert worker.state == "finished", worker.error
+    assert len(children) == 1 and children[0].returncode == 0
     labelling = win.state.labelling
     assert labelling.vertebrae and not labelling.named and labelling.needs_confirmation
     assert panel.banner.isVisible() and panel.banner_kind == "ask"
@@ -308,13 +319,15 @@ def test_auto_label_without_anchor_asks_the_user_to_name_one_level_then_naming_w
     panel.tree.setCurrentItem(item)
     panel._rename_current()
     assert "T12" in win.state.labelling.names() and not panel.banner.isVisible()
-    # Cancel stops a running auto-label; the labelling stays as it was.
+    # Cancel stops a running auto-label and its process; the labelling stays as it was.
     before = win.state.labelling
     worker = panel.auto_label()
+    wait_until(lambda: len(children) == 2, 30, "the labelling process to start")
     panel.cancel_button.click()
     wait_until(lambda: not worker.is_running, 60, "the cancelled auto-label")
     assert worker.state == "cancelled" and win.state.labelling is before
     assert "cancelled" in panel.banner.text()
+    assert children[1].returncode is not None  # stopped and reaped: no process left behind
 
 
 def test_labels_from_the_totalsegmentator_label_map(win):

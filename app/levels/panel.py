@@ -1,6 +1,6 @@
 """The Levels panel: the labelled levels (confidence, notes), who made the labelling, and the tools that make or
-change it: Auto-label (in a worker, with progress and Cancel), Load labels from a label map, name / remove / add a
-vertebra, undo and redo.
+change it: Auto-label (in a separate process, with progress and Cancel), Load labels from a label map, name / remove /
+add a vertebra, undo and redo.
 
 When the automatic labelling finds vertebrae but no anatomical anchor, its message (asking the user to name one
 vertebra) is shown in the banner until the user names one.
@@ -258,13 +258,14 @@ class LevelsPanel(QWidget):
 
     # -- tasks ----------------------------------------------------------------------------------------------
     def auto_label(self, backend: str | None = None) -> TaskWorker | None:
-        """Label the open volume in a worker; the result replaces the labelling (undoable)."""
-        from core.spine.autolabel import auto_label
+        """Label the open volume in a child process, watched from a worker thread; the result replaces the labelling
+        (undoable). Cancel stops the child process; a backend that crashes cannot take the window with it."""
+        from core.spine.autolabel.process import auto_label_in_subprocess
 
         volume = self.state.volume
         if volume is None:
             return None
-        worker = TaskWorker(auto_label, volume, backend, description="Auto-labelling the vertebrae")
+        worker = TaskWorker(auto_label_in_subprocess, volume, backend, description="Auto-labelling the vertebrae")
         return self._start(worker, "Auto-label")
 
     def load_labelmap(self, path: str | Path, numbering: str) -> TaskWorker | None:
