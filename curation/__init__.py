@@ -12,5 +12,5 @@ No Qt, no VTK (import-linter contract). The pieces, in the order data flows thro
 - ``quality``: schema, near duplicates (MinHash), MCQ answer positions, PHI scan, case-level splits, leakage.
 - ``review``: review queue, decisions, Cohen's kappa between reviewers.
 - ``export`` / ``datasheet``: chat-messages JSONL with image paths, a Hugging Face dataset, a datasheet with a plot.
-- ``cli``: the ``spinemed-curate`` command; ``build_dataset``: the project's dataset (spinemed-curated-v1).
+- ``cli``: the ``spinemed-curate`` command; ``build_dataset``: the project's dataset (spinemed-curated-v2).
 """

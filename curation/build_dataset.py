@@ -1,4 +1,4 @@
-"""Rebuild the project's curated dataset (resources/datasets/spinemed-curated-v1) from the knowledge base and the
+"""Rebuild the project's curated dataset (resources/datasets/spinemed-curated-v2) from the knowledge base and the
 labelled sample studies:
 
     .venv/bin/python -m curation.build_dataset [--samples ../shared/data/spine-samples] [--llm-jobs 60]
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from core.paths import REPO_ROOT
+from core.spinebench.holdout import BENCHMARK_CASES
 from curation.cli import salt_for
 from curation.export import export
 from curation.generate.llm import LlamaJsonGenerator
@@ -36,7 +37,7 @@ SAMPLE_CASES = {
     "ts_ct_dicom_T11-T12": ("totalseg:example_ct_dicom", "totalseg"),
     "ts_mr_abdomen_generic_vertebrae_discs": ("totalseg:example_mr", "totalseg"),
 }
-DEFAULT_OUT = REPO_ROOT / "resources" / "datasets" / "spinemed-curated-v1"
+DEFAULT_OUT = REPO_ROOT / "resources" / "datasets" / "spinemed-curated-v2"
 DEFAULT_STORE = REPO_ROOT / "build" / "curation" / "curation.db"
 DEFAULT_SAMPLES = REPO_ROOT.parent / "shared" / "data" / "spine-samples"
 
@@ -76,7 +77,7 @@ def build(samples: Path, store_path: Path, out: Path, llm_jobs: int, model: Path
     log(f"gates: {gates}")
     # the committed export has no hf/ copy (it would double the bytes): `spinemed-curate export` writes it
     result = export(store, out, image_root=store_path.parent / "images", include=("auto_gated",), hf=hf,
-                    title="SpineMed curated dataset v1")
+                    title="SpineMed curated dataset v2", held_out_cases=BENCHMARK_CASES)
     summary = {"counts": result.counts, "leakage_ok": result.leakage_ok, "gates": gates["counts"], **timing,
                "seconds": round(time.perf_counter() - t0, 1)}
     store.close()

@@ -260,6 +260,7 @@ def cmd_review(args, store: CurationStore) -> int:
 
 # --- export / stats -------------------------------------------------------------------------------------------------
 def cmd_export(args, store: CurationStore) -> int:
+    from core.spinebench.holdout import BENCHMARK_CASES
     from curation.export import export
     from curation.quality import run_gates
 
@@ -269,8 +270,9 @@ def cmd_export(args, store: CurationStore) -> int:
     include = tuple(s for s, on in (("auto_gated", args.include_auto_gated), ("pending", args.include_unreviewed))
                     if on)
     try:
+        held = BENCHMARK_CASES if args.hold_out_benchmark else frozenset()
         result = export(store, args.out, image_root=db.parent / "images", include=include, hf=not args.no_hf,
-                        title=args.title)
+                        title=args.title, held_out_cases=held | frozenset(args.hold_out_case))
     except (ValueError, RuntimeError) as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 1
@@ -354,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--no-hf", action="store_true")
     exp.add_argument("--no-gates", action="store_true")
     exp.add_argument("--title", default="SpineMed curated dataset")
+    exp.add_argument("--hold-out-case", action="append", default=[], metavar="CASE_ID",
+                     help="put every item of this case in the bench split (repeatable)")
+    exp.add_argument("--no-hold-out-benchmark", dest="hold_out_benchmark", action="store_false",
+                     help="do not pin SpineBench's cases (core.spinebench.holdout) to the bench split")
 
     sub.add_parser("stats", help="counts in the store")
     return p

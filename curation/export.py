@@ -160,7 +160,8 @@ def select(store: CurationStore, include: tuple[str, ...] = ()) -> list[dict[str
 
 def export(store: CurationStore, out: Path | str, *, image_root: Path | str, include: tuple[str, ...] = (),
            hf: bool = True, datasheet: bool = True, title: str = "SpineMed curated dataset",
-           ratios: dict[str, float] | None = None, seed: str = "spinemed-v1") -> ExportResult:
+           ratios: dict[str, float] | None = None, seed: str = "spinemed-v1",
+           held_out_cases: frozenset[str] | set[str] = frozenset()) -> ExportResult:
     out = Path(out)
     image_root = Path(image_root)
     items = select(store, include)
@@ -170,7 +171,7 @@ def export(store: CurationStore, out: Path | str, *, image_root: Path | str, inc
     texts = {i["id"]: dedup_text(i) for i in items}
     blocks = {i["id"]: "|".join(i["images"] or []) for i in items}
     pairs = near_duplicate_pairs(texts, 0.8, blocks=blocks)
-    splits = assign_splits(items, pairs, ratios=ratios, seed=seed)
+    splits = assign_splits(items, pairs, ratios=ratios, seed=seed, held_out_cases=held_out_cases)
     leak = leakage(items, splits)
     if not leak.ok:
         raise RuntimeError(f"leakage between train and bench: cases {leak.shared_cases}, groups "
@@ -204,6 +205,7 @@ def export(store: CurationStore, out: Path | str, *, image_root: Path | str, inc
                 "review_status": dict(Counter(r["meta"]["review_status"] for r in records)),
                 "leakage": {"ok": leak.ok, "checked": "cases, groups and near duplicates (jaccard >= 0.8) between "
                                                       "train and bench"},
+                "held_out_cases": sorted(held_out_cases),
                 "near_duplicate_pairs_merged_into_groups": len(pairs)}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     if datasheet:

@@ -173,9 +173,12 @@ class _UnionFind:
 
 
 def assign_splits(items: list[dict[str, Any]], dup_pairs: list[tuple[str, str, float]], *,
-                  ratios: dict[str, float] | None = None, seed: str = "spinemed-v1") -> dict[str, str]:
+                  ratios: dict[str, float] | None = None, seed: str = "spinemed-v1",
+                  held_out_cases: frozenset[str] | set[str] = frozenset()) -> dict[str, str]:
     """item id -> split. Whole groups (case or document, merged across near duplicates) go to one split; imaging
-    groups and knowledge groups are split separately so the benchmark gets both kinds."""
+    groups and knowledge groups are split separately so the benchmark gets both kinds. Every group that touches a
+    case of ``held_out_cases`` (the cases SpineBench is built from) goes to ``bench`` first and counts towards its
+    share, so no training item shares a patient with a benchmark item."""
     ratios = ratios or {"bench": 0.15, "val": 0.10}
     uf = _UnionFind()
     for it in items:
@@ -194,9 +197,14 @@ def assign_splits(items: list[dict[str, Any]], dup_pairs: list[tuple[str, str, f
         total = sum(len(v) for v in members.values())
         order = sorted(members, key=lambda g: hmac.new(seed.encode(), g.encode(), hashlib.sha256).hexdigest())
         free = list(order)
+        pinned = [g for g in order if any(by_id[i]["case_id"] in held_out_cases for i in members[g])]
+        for g in pinned:
+            free.remove(g)
+            for i in members[g]:
+                out[i] = "bench"
         for split in ("bench", "val"):
             want = ratios.get(split, 0.0) * total
-            filled = 0
+            filled = sum(len(members[g]) for g in pinned) if split == "bench" else 0
             for g in list(free):
                 if filled >= 0.75 * want:
                     break

@@ -121,3 +121,17 @@ def test_leakage_detected_and_prevented_by_merging_near_duplicates():
     merged = assign_splits(items, pairs, ratios={"bench": 0.5, "val": 0.0})
     assert merged[items[4]["id"]] == merged[items[7]["id"]]
     assert leakage(items, merged).ok
+
+
+def test_held_out_cases_go_to_bench_and_count_towards_its_share():
+    items = _items({f"case{i}": 6 for i in range(8)}, {f"doc{i}": 10 for i in range(12)})
+    held = {"case2", "case5"}
+    splits = assign_splits(items, [], held_out_cases=held)
+    by_case = {it["case_id"]: splits[it["id"]] for it in items if it["case_id"]}
+    assert by_case["case2"] == by_case["case5"] == "bench"
+    # 2 of 8 cases (25 %) already exceed the 15 % bench share: no other case is taken for bench
+    assert [c for c, s in by_case.items() if s == "bench"] == sorted(held)
+    assert any(s == "train" for s in by_case.values()) and leakage(items, splits).ok
+    # without pinning, the hash order decides, and at least one of the two cases is not held out
+    free = assign_splits(items, [])
+    assert {free[it["id"]] for it in items if it["case_id"] in held} != {"bench"}

@@ -14,7 +14,7 @@ from core.spinebench.schema import AXES, load_benchmark
 from core.spinebench.studies import load_study
 
 REPO = Path(__file__).resolve().parents[1]
-V1 = REPO / "resources" / "spinebench" / "v1"
+BENCH = REPO / "resources" / "spinebench" / "v2"
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def built(tmp_path_factory):
     samples = build.DEFAULT_SAMPLES
     if not samples.is_dir():
         pytest.skip(f"shared spine samples not found at {samples} (only present beside the project checkout)")
-    out = tmp_path_factory.mktemp("v1")
+    out = tmp_path_factory.mktemp("v2")
     build.build(out, samples, build.DEFAULT_CURATED, log=lambda s: None)
     return out
 
@@ -38,19 +38,19 @@ def test_rebuild_is_byte_identical(built, tmp_path):
 
 
 def test_committed_v1_is_what_the_generator_makes(built):
-    committed = json.loads((V1 / "manifest.json").read_text())
+    committed = json.loads((BENCH / "manifest.json").read_text())
     rebuilt = json.loads((built / "manifest.json").read_text())
     if committed["curation_export"]["present"] != rebuilt["curation_export"]["present"]:
         pytest.skip("the curation export appeared or went since v1 was built: rebuild it (`spinebench build`), "
                     "check the leakage section of the datasheet, and commit it")
-    assert _tree(V1) == _tree(built), "resources/spinebench/v1 is stale: run `spinebench build` and commit it"
+    assert _tree(BENCH) == _tree(built), "resources/spinebench/v2 is stale: run `spinebench build` and commit it"
 
 
 def test_committed_v1_loads_and_counts_match_the_datasheet():
-    bench = load_benchmark(V1)
+    bench = load_benchmark(BENCH)
     by_axis = {a: sum(1 for i in bench.items if i.axis == a) for a in AXES}
     assert bench.manifest["counts"]["by_axis"] == {a: n for a, n in by_axis.items() if n}
-    sheet = (V1 / "datasheet.md").read_text()
+    sheet = (BENCH / "datasheet.md").read_text()
     for axis, n in by_axis.items():
         assert f"| {axis} | {n} |" in sheet
     assert f"| **total** | **{len(bench.items)}** |" in sheet
@@ -95,7 +95,7 @@ def test_red_circle_is_drawn_on_the_target(built):
 
 
 def test_text_answers_by_construction():
-    items = {i.id: i for i in load_benchmark(V1).items}
+    items = {i.id: i for i in load_benchmark(BENCH).items}
 
     def answer(item_id):
         item = items[item_id]

@@ -14,7 +14,7 @@ from test_inference_transformers import _tiny_model  # the same tiny model (skip
 
 from core.spinebench.cli import main as cli_main
 
-V1 = Path(__file__).resolve().parents[1] / "resources" / "spinebench" / "v1"
+BENCH = Path(__file__).resolve().parents[1] / "resources" / "spinebench" / "v2"
 
 
 def test_run_hf_model_with_peft_adapter(tmp_path):
@@ -24,7 +24,7 @@ def test_run_hf_model_with_peft_adapter(tmp_path):
     cfg["max_position_embeddings"] = 4096  # rotary positions: the byte-level tokenizer makes long prompts
     (model / "config.json").write_text(json.dumps(cfg))
     out = tmp_path / "out"
-    code = cli_main(["run", "--backend", "hf", "--model", str(model), "--adapter", str(adapter), "--bench", str(V1),
+    code = cli_main(["run", "--backend", "hf", "--model", str(model), "--adapter", str(adapter), "--bench", str(BENCH),
                      "-o", str(out), "--limit", "2", "--axis", "level_identification", "--max-tokens-mcq", "4"])
     assert code == 0
     results = json.loads((out / "results.json").read_text())

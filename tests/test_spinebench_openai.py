@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 
 from core.inference.backend import BackendError, GenerationParams
-from core.inference.default_model import find_default_model
 from core.spinebench.clients import ModelSpec, OpenAIBackend, base_url, make_backend
 from core.spinebench.runner import RunConfig, evaluate_item, run
 from core.spinebench.schema import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
-V1 = REPO / "resources" / "spinebench" / "v1"
+BENCH = REPO / "resources" / "spinebench" / "v2"
 
 
 def _free_port() -> int:
@@ -32,12 +31,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, embedded_model):
     pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python's server extra (fastapi, uvicorn, "
                                                       "sse-starlette, starlette-context, pydantic-settings) missing")
-    model = find_default_model()
-    if model is None:
-        pytest.skip("embedded model missing: run scripts/setup.sh")
+    model = embedded_model
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"  # a file, not a pipe: llama.cpp logs would fill a pipe
     with open(log, "wb") as fh:
@@ -84,7 +81,7 @@ def test_chat_through_the_endpoint(server):
 
 def test_benchmark_run_with_endpoint_as_candidate_and_judge(server, tmp_path):
     spec = ModelSpec("openai", "smollm2", url=server)
-    cfg = RunConfig(bench=V1, out=tmp_path / "api", candidate=spec, judge=spec, limit=4, judge_retry=False,
+    cfg = RunConfig(bench=BENCH, out=tmp_path / "api", candidate=spec, judge=spec, limit=4, judge_retry=False,
                     axes=("level_identification", "report_generation"),
                     max_tokens={"mcq": 16, "open": 16, "report": 48, "dialogue": 16, "judge": 32})
     results = run(cfg, log=lambda s: None)
@@ -126,15 +123,15 @@ def test_vision_endpoint_receives_the_item_image(tmp_path):
     try:
         url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
         spec = ModelSpec("openai", "vlm", url=url, vision=True)
-        bench = load_benchmark(V1)
+        bench = load_benchmark(BENCH)
         item = next(i for i in bench.items if i.images)
         backend = make_backend(spec)
         assert backend.load().multimodal
-        rec = evaluate_item(item, bench, backend, None, True, RunConfig(bench=V1, out=tmp_path, candidate=spec))
+        rec = evaluate_item(item, bench, backend, None, True, RunConfig(bench=BENCH, out=tmp_path, candidate=spec))
     finally:
         srv.shutdown()
     parts = seen[0]["messages"][1]["content"]
     assert parts[0]["type"] == "image_url"
     sent = base64.b64decode(parts[0]["image_url"]["url"].removeprefix("data:image/png;base64,"))
-    assert sent == (V1 / item.images[0]).read_bytes() and parts[1]["type"] == "text"
+    assert sent == (BENCH / item.images[0]).read_bytes() and parts[1]["type"] == "text"
     assert (rec["extracted"], rec["image_withheld"]) == ("B", False)

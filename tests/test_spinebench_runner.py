@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from core.inference.default_model import find_default_model
 from core.spinebench.cli import main as cli_main
 from core.spinebench.clients import ModelSpec
 from core.spinebench.extract import extract_choice
@@ -17,21 +16,18 @@ from core.spinebench.runner import RunConfig, RunError, run, select_items
 from core.spinebench.schema import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
-V1 = REPO / "resources" / "spinebench" / "v1"
+BENCH = REPO / "resources" / "spinebench" / "v2"
 SHORT = {"mcq": 24, "open": 32, "report": 48, "dialogue": 24, "judge": 48}
 
 
 @pytest.fixture(scope="module")
-def model() -> Path:
-    path = find_default_model()
-    if path is None:
-        pytest.skip("embedded model missing: run scripts/setup.sh")
-    return path
+def model(embedded_model) -> Path:
+    return embedded_model
 
 
 def _cfg(model: Path, out: Path, **kw) -> RunConfig:
     spec = ModelSpec("gguf", str(model), n_ctx=4096, n_threads=1)
-    return RunConfig(bench=V1, out=out, candidate=spec, judge=kw.pop("judge", spec), limit=kw.pop("limit", 6),
+    return RunConfig(bench=BENCH, out=out, candidate=spec, judge=kw.pop("judge", spec), limit=kw.pop("limit", 6),
                      max_tokens=dict(kw.pop("max_tokens", SHORT)), **kw)
 
 
@@ -44,7 +40,7 @@ def first_run(model, tmp_path_factory):
 
 
 def test_stratified_subset_covers_every_kind_of_item():
-    items = load_benchmark(V1).items
+    items = load_benchmark(BENCH).items
     kinds = {(i.axis, i.format, i.modality) for i in items}
     chosen = select_items(items, len(kinds))
     assert len(chosen) == len(kinds) < len(items)
@@ -58,7 +54,7 @@ def test_run_writes_scored_results(first_run):
                                                "results.png"}
     records = [json.loads(line) for line in (out / "responses.jsonl").read_text().splitlines()]
     assert len(records) == len(results["items"]) == 6
-    bench = {i.id: i for i in load_benchmark(V1).items}
+    bench = {i.id: i for i in load_benchmark(BENCH).items}
     mcq = [r for r in records if r["format"] == "mcq"]
     assert mcq
     for r in mcq:  # correctness is what the extractor makes of the model's real reply
@@ -103,7 +99,7 @@ def test_rerun_resumes_and_refuses_another_configuration(model, first_run, tmp_p
 def test_cli_run_and_compare(model, first_run, tmp_path, capsys):
     src, _, _ = first_run
     out = tmp_path / "cli"
-    code = cli_main(["run", "--model", str(model), "--bench", str(V1), "-o", str(out), "--limit", "3",
+    code = cli_main(["run", "--model", str(model), "--bench", str(BENCH), "-o", str(out), "--limit", "3",
                      "--axis", "level_identification", "--max-tokens-mcq", "16"])
     assert code == 0 and "total" in capsys.readouterr().out
     assert len(json.loads((out / "results.json").read_text())["items"]) == 3

@@ -29,6 +29,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -423,6 +424,15 @@ def read_eval_result(out: Path) -> dict[str, Any] | None:
         return None
 
 
+def _resolve_command(name: str) -> str:
+    """A bare command name found on PATH, else beside this interpreter (the venv's bin/, which is not on PATH when
+    the venv is not activated, e.g. ``.venv/bin/spinemed-train``)."""
+    if os.sep in name or shutil.which(name):
+        return name
+    sibling = Path(sys.executable).parent / name
+    return str(sibling) if sibling.is_file() else name
+
+
 def run_eval_hook(command: str, model: Path, adapter: Path | None, out: Path) -> dict[str, Any]:
     """Run the SpineBench command (``eval.spinebench_command``) and read the JSON it writes at ``{out}`` (a JSON
     file, or a results folder with results.json as ``spinebench run -o`` writes)."""
@@ -430,7 +440,12 @@ def run_eval_hook(command: str, model: Path, adapter: Path | None, out: Path) ->
     line = command.format(model=shlex.quote(str(model)), out=shlex.quote(str(out)),
                           adapter_opt=f"--adapter {shlex.quote(str(adapter))}" if adapter else "")
     log.info("evaluation hook: %s", line)
-    proc = subprocess.run(shlex.split(line), capture_output=True, text=True, check=False)
+    argv = shlex.split(line)
+    argv[0] = _resolve_command(argv[0])
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        return {"error": f"cannot run {argv[0]}: {exc}", "command": line}
     if proc.returncode != 0:
         return {"error": f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}", "command": line}
     result = read_eval_result(out)

@@ -7,7 +7,7 @@
 - ``reports`` / ``dialogue``: report-generation prompts and multi-turn consultations, with deterministic checks.
 - ``curated``: reader of the curation export (chat JSONL) for pathology and surgical-planning items, and the
   case / near-duplicate leakage check against the training split.
-- ``build`` / ``datasheet``: regenerates ``resources/spinebench/v1`` deterministically, with its datasheet.
+- ``build`` / ``datasheet``: regenerates ``resources/spinebench/v2`` deterministically, with its datasheet.
 - ``extract``: multiple-choice answer extraction; ``judge``: the 10-dimension report judge.
 - ``metrics``: accuracies, report scores, bootstrap intervals, McNemar and paired bootstrap.
 - ``clients``: candidate/judge backends (GGUF, HF + adapter, OpenAI-compatible endpoint).

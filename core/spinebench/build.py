@@ -1,7 +1,7 @@
-"""Rebuild a SpineBench version (default ``resources/spinebench/v1``) deterministically, with its datasheet.
+"""Rebuild a SpineBench version (default ``resources/spinebench/v2``) deterministically, with its datasheet.
 
-    .venv/bin/spinebench build [--out resources/spinebench/v1] [--samples ../shared/data/spine-samples]
-                               [--curated resources/datasets/spinemed-curated-v1]
+    .venv/bin/spinebench build [--out resources/spinebench/v2] [--samples ../shared/data/spine-samples]
+                               [--curated resources/datasets/spinemed-curated-v2]
 
 Inputs: the labelled studies of ``SOURCES`` (read-only, beside the checkout), the knowledge base (landmark quotes)
 and, when present, the curation export (``bench.jsonl`` for pathology / surgical-planning items, ``train.jsonl`` and
@@ -21,13 +21,14 @@ from pathlib import Path
 from core import paths
 from core.spinebench import curated as curated_mod
 from core.spinebench import datasheet, dialogue, levelgen, reports
+from core.spinebench.holdout import BENCHMARK_CASES
 from core.spinebench.schema import Item, sha256_file, write_items
 from core.spinebench.studies import StudySpec, load_study
 
-VERSION = "v1"
+VERSION = "v2"
 DEFAULT_OUT = paths.RESOURCES / "spinebench" / VERSION
 DEFAULT_SAMPLES = paths.REPO_ROOT.parent / "shared" / "data" / "spine-samples"
-DEFAULT_CURATED = paths.RESOURCES / "datasets" / "spinemed-curated-v1"
+DEFAULT_CURATED = paths.RESOURCES / "datasets" / "spinemed-curated-v2"
 
 # case ids are those of curation/build_dataset.py SAMPLE_CASES, so the case-level leakage check sees the same case
 SOURCES = [
@@ -116,6 +117,9 @@ def build(out: Path = DEFAULT_OUT, samples: Path = DEFAULT_SAMPLES, curated: Pat
     sources = []
     level_img, report_items, dialogue_items = [], [], []
     for spec in SOURCES:
+        if spec.case_id not in BENCHMARK_CASES:
+            log(f"{spec.key}: case {spec.case_id} feeds training (core.spinebench.holdout): not used")
+            continue
         study = load_study(spec, samples)
         folder = samples / spec.folder
         used = [spec.labels] + ([spec.image] if spec.image else [])

@@ -6,7 +6,7 @@
     spinebench run ... --judge models/judge.gguf | --judge NAME --judge-url http://127.0.0.1:8001/v1
     spinebench run ... --limit 40                  # stratified subset; rerun the same command to resume
     spinebench compare results/a/results.json results/b/results.json [-o cmp.md]
-    spinebench build [--out resources/spinebench/v1]
+    spinebench build [--out resources/spinebench/v2]
     spinebench import public_spinebench.parquet -o benchmarks/external [--image-root DIR]
     spinebench run --bench benchmarks/external --model ...
 
@@ -23,7 +23,7 @@ from core import paths
 from core.inference.backend import BackendError
 from core.spinebench.schema import AXES, BenchmarkError
 
-DEFAULT_BENCH = paths.RESOURCES / "spinebench" / "v1"
+DEFAULT_BENCH = paths.RESOURCES / "spinebench" / "v2"
 
 
 def _add_model(p: argparse.ArgumentParser, prefix: str = "") -> None:

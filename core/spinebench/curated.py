@@ -1,6 +1,6 @@
 """Pathology and surgical-planning items from the curation export, and the train/bench leakage check.
 
-The curation export (``resources/datasets/spinemed-curated-v1/{train,val,bench}.jsonl``) is read as the chat JSONL
+The curation export (``resources/datasets/spinemed-curated-v2/{train,val,bench}.jsonl``) is read as the chat JSONL
 that ``training.data`` documents; this module relies only on this part of it::
 
     {"messages": [{"role": "system"|"user"|"assistant", "content": "text" | [{"type": "text", "text": ...},

@@ -85,10 +85,12 @@ optimistic):
 Level-identification images mark one level with a red circle and name a reference vertebra (blue square); the answer
 is the label map's name for the circled level (discs not labelled in the map are placed in the gap between two
 labelled vertebrae). The VerSe case has no image in the samples: its views are rendered from the segmentation mask
-and the question says so. The 20-slice TotalSegmentator CT gives no level-identification items (in its 38 mm slab
-the T11 and T12 masks overlap in height, so a marker cannot single out one level); it gives report and consultation
-contexts. The generic TotalSegmentator MR has no level names: it is used only for report and consultation items that
-test not naming levels.
+and the question says so.
+
+Cases: only the three cases of `core/spinebench/holdout.py` (a thoracolumbar CT, a lumbar CT crop, a cervical MR)
+give image, report and consultation items; curation pins them to its `bench` split, so no training record comes
+from a benchmark patient. The other three samples (a cervical MR crop, a 20-slice CT, a generic abdominal MR) feed
+the curated training data instead. (v1 used all six and then dropped 67 items that leaked; v2 holds them out first.)
 
 ## Pathology assessment and surgical planning
 {cur_text}
@@ -97,7 +99,7 @@ test not naming levels.
 {leak_text}
 
 ## Known limitations
-- Few cases (six studies), small crops; level-ID items from one study share its anatomy.
+- Few cases (three held-out studies), small crops; level-ID items from one study share its anatomy.
 - Landmark items quote the project knowledge base, which is not clinician-reviewed.
 - Report measurements are read from label masks (mid-column heights), not measured by a radiologist; the checks test
   that a report quotes them faithfully, not that they are clinically meaningful.
