@@ -16,18 +16,14 @@ from PySide6.QtWidgets import QApplication
 from app.chat.chat_panel import ChatPanel, linkify_levels
 from core.consult import ConversationStore, Measurement, StudyContext
 from core.inference.backend import GenerationParams
-from core.inference.default_model import find_default_model
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO / "docs" / "screenshots" / "chat_panel.png"
 
 
 @pytest.fixture
-def model_path() -> Path:
-    path = find_default_model()
-    if path is None:
-        pytest.skip("embedded model missing: run scripts/setup.sh")
-    return path
+def model_path(embedded_model) -> Path:
+    return embedded_model
 
 
 def _context() -> StudyContext:

@@ -8,15 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from core.inference.default_model import find_default_model
-
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def run(spinemed_home):
-    if find_default_model() is None:
-        pytest.skip("embedded model missing: run scripts/setup.sh")
+def run(spinemed_home, embedded_model):
     env = {**os.environ, "SPINEMED_HOME": str(spinemed_home), "QT_QPA_PLATFORM": "", "DISPLAY": ""}
 
     def _run(*args: str, stdin: str = "") -> subprocess.CompletedProcess:

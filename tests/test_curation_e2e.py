@@ -12,10 +12,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 from PIL import Image
 
-from core.inference.default_model import find_default_model
 from core.paths import REPO_ROOT
 from curation.cli import main
 from curation.store import CurationStore
@@ -59,10 +57,8 @@ def _check_trace(rec: dict, store: CurationStore, export_dir: Path) -> None:
         assert [p["type"] for p in msgs[1]["content"]] == ["image"] * len(rec["images"]) + ["text"]
 
 
-def test_end_to_end_with_the_embedded_model(tmp_path, samples, capsys, monkeypatch):
-    model = find_default_model()
-    if model is None:
-        pytest.skip("embedded model missing: run scripts/setup.sh")
+def test_end_to_end_with_the_embedded_model(tmp_path, samples, capsys, monkeypatch, embedded_model):
+    model = embedded_model
     db = str(tmp_path / "cur" / "curation.db")
     out = _run(["--db", db, "ingest", "knowledge", "--only", "disc-degeneration-pfirrmann,spondylolisthesis-grading"],
                capsys)

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from app.cli import main as cli_main
-from core.inference.default_model import find_default_model
 from core.report import ReportStore, SpineReport
 from tests.conftest import BUNDLED_CT, SAMPLES
 
@@ -16,9 +15,7 @@ LABELMAP = SAMPLES / "ts_ct_dicom_T11-T12" / "seg_total_v2.nii.gz"
 
 
 @pytest.fixture
-def ready():
-    if find_default_model() is None:
-        pytest.skip("embedded model missing: run scripts/setup.sh")
+def ready(embedded_model):
     if not LABELMAP.is_file():
         pytest.skip(f"label map of the sample not found at {LABELMAP}")
 

@@ -137,6 +137,20 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ship(args: argparse.Namespace) -> int:
+    from training.ship import ShipError, ship
+
+    try:
+        d = ship(args.run_dir, args.models_dir, args.alpha)
+    except ShipError as exc:
+        print(f"spinemed-train ship: {exc}", file=sys.stderr)
+        return 2
+    print(d.reason)
+    print(f"before/after table: {d.table_path}")
+    print(f"default adapter: {'written ' + str(d.pointer_path) if d.ship else 'none (the base model is the default)'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spinemed-train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -188,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("gguf")
     r.add_argument("--dest", help="models folder (default: <SpineMed data>/models)")
     r.set_defaults(func=cmd_register)
+
+    s = sub.add_parser("ship", help="make a trained adapter the workstation's default if SpineBench shows it is "
+                                    "significantly better than the base")
+    s.add_argument("run_dir", help="the training output_dir (with eval/spinebench-base and eval/spinebench-adapter)")
+    s.add_argument("--models-dir", default="resources/models", help="where the adapter is registered")
+    s.add_argument("--alpha", type=float, default=0.05, help="significance level of the before/after comparison")
+    s.set_defaults(func=cmd_ship)
     return p
 
 

@@ -278,10 +278,13 @@ class ChatPanel(QWidget):
 
     def load_model(self, path: Path | str | None = None, **options: Any) -> None:
         """Load ``path`` (default: the registry's choice for this study) in the worker thread."""
-        path = path or ModelRegistry().selected(self.study_key or None)
+        registry = ModelRegistry()
+        path = path or registry.selected(self.study_key or None)
         if path is None:
             self._on_load_failed("no model found: run scripts/setup.sh or add a model")
             return
+        if "adapter" not in options:
+            options["adapter"] = registry.selected_adapter(path)
         self.model_label.setText(f"Model: loading {Path(path).name}…")
         self.send_button.setEnabled(False)
         self._load_requested.emit({"path": Path(path), "previous": self.backend, **options})
@@ -291,7 +294,8 @@ class ChatPanel(QWidget):
     def _on_loaded(self, backend: Any) -> None:
         self.backend = backend
         info = self.model_info = backend.info()
-        label = f"Model: {Path(info.model_path).name} · {info.device_label()} · ctx {info.n_ctx}"
+        adapter = f" + {Path(info.lora_path).stem}" if info.lora_path else ""
+        label = f"Model: {Path(info.model_path).name}{adapter} · {info.device_label()} · ctx {info.n_ctx}"
         self.model_label.setText(label)
         self.model_label.setToolTip("\n".join([info.model_name, *info.notes]))
         self.model_label.setStyleSheet("color:#a33;" if info.notes else "color:#444;")

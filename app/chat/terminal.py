@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--level", help="selected level, e.g. L4-L5")
     p.add_argument("--levels", help="levels in view, comma separated (e.g. L3-L4,L4,L4-L5)")
     p.add_argument("--model", dest="consult_model", type=Path, help="GGUF file or HF folder (default: selected model)")
-    p.add_argument("--adapter", type=Path, help="LoRA adapter (GGUF for llama.cpp, PEFT folder for transformers)")
+    p.add_argument("--adapter", help="LoRA adapter (GGUF for llama.cpp, PEFT folder for transformers); 'none' runs "
+                   "the model alone (default: the model settings' choice, else the shipped SpineMed adapter)")
     p.add_argument("--mmproj", type=Path, help="vision projector GGUF of a multimodal model")
     p.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
     p.add_argument("--n-ctx", type=int, default=4096, help="context window in tokens")
@@ -81,17 +82,21 @@ def open_consultation(args: argparse.Namespace, err: TextIO) -> Consultation:
     elif args.level:
         ctx.levels_in_view = [args.level]
     ctx.selected_level = args.level
-    model = args.consult_model or getattr(args, "model", None) or ModelRegistry().selected(study_key)
+    registry = ModelRegistry()
+    model = args.consult_model or getattr(args, "model", None) or registry.selected(study_key)
     if model is None:
         raise SystemExit("spinemed: no model found: run scripts/setup.sh (embedded model) or pass --model")
+    adapter = (None if args.adapter == "none" else Path(args.adapter)) if args.adapter \
+        else registry.selected_adapter(model)
     try:
-        backend = backend_for_model(model, adapter=args.adapter, mmproj=args.mmproj, n_ctx=args.n_ctx,
+        backend = backend_for_model(model, adapter=adapter, mmproj=args.mmproj, n_ctx=args.n_ctx,
                                     n_gpu_layers=args.gpu_layers, n_threads=args.threads)
         info = backend.load()
     except (BackendError, ModelValidationError) as exc:
         raise SystemExit(f"spinemed: {exc}") from exc
     print(f"model: {info.model_name} ({Path(info.model_path).name}) on {info.device_label()}, "
-          f"context {info.n_ctx} tokens", file=err)
+          f"context {info.n_ctx} tokens" + (f", adapter {Path(info.lora_path).name}" if info.lora_path else ""),
+          file=err)
     for note in info.notes:
         print(f"note: {note}", file=err)
     store = ConversationStore()

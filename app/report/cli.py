@@ -53,10 +53,11 @@ def _backend(args: argparse.Namespace, study_key: str):
     from core.inference.backend import backend_for_model
     from core.inference.registry import ModelRegistry
 
-    path = args.report_model or getattr(args, "model", None) or ModelRegistry().selected(study_key)
+    registry = ModelRegistry()
+    path = args.report_model or getattr(args, "model", None) or registry.selected(study_key)
     if path is None:
         raise ValueError("no model: pass --model FILE.gguf or run the set-up that places the embedded model")
-    return backend_for_model(path, n_threads=args.threads)
+    return backend_for_model(path, n_threads=args.threads, adapter=registry.selected_adapter(path))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

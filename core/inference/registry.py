@@ -5,6 +5,8 @@
     reg.add_path("/opt/models/medgemma.gguf")  # validated first; persisted
     reg.select(path)                           # global choice;  reg.select(path, study_key=key) for one study
     reg.selected(study_key)                    # per-study -> global -> embedded default model
+    reg.selected_adapter(model_path)           # the user's adapter choice -> the shipped default adapter -> None
+    reg.select_adapter("none")                 # run base models alone; a path chooses an adapter; None = default
 
 Models are GGUF files (models, LoRA adapters, multimodal projectors) and Hugging Face folders (a model with
 config.json, or a PEFT adapter with adapter_config.json) found in ``core.paths.model_dirs()`` and in the paths the user
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from core import paths
-from core.inference import default_model
+from core.inference import default_adapter, default_model
 from core.inference.gguf_header import GGUFError, read_gguf, validate_gguf
 
 _LICENCE_NAMES = ("license", "licence", "copying")
@@ -201,7 +203,8 @@ def validate_model(path: Path | str, kind: str = "model") -> ModelMetadata:
     """Check a model before loading it: readable, complete, and of the expected kind."""
     meta = read_metadata(path, validate=True)
     if meta.kind != kind:
-        raise ModelValidationError(f"{path}: this is a {meta.format} {meta.kind}, not a {kind}")
+        article = "an" if kind[:1] in "aeiou" else "a"
+        raise ModelValidationError(f"{path}: this is a {meta.format} {meta.kind}, not {article} {kind}")
     return meta
 
 
@@ -228,7 +231,7 @@ class ModelRegistry:
         self._settings = self._load()
 
     def _load(self) -> dict[str, Any]:
-        empty: dict[str, Any] = {"user_paths": [], "global": None, "per_study": {}}
+        empty: dict[str, Any] = {"user_paths": [], "global": None, "per_study": {}, "adapter": None}
         if not self.settings_path.is_file():
             return empty
         try:
@@ -313,5 +316,32 @@ class ModelRegistry:
         return default_model.find_default_model()
 
     def selection(self) -> dict[str, Any]:
-        return {"global": self._settings["global"], "per_study": dict(self._settings["per_study"])}
+        return {"global": self._settings["global"], "per_study": dict(self._settings["per_study"]),
+                "adapter": self._settings["adapter"]}
+
+    # adapters
+    def select_adapter(self, choice: Path | str | None) -> None:
+        """``None``: the shipped default adapter (when it fits the model); ``"none"``: no adapter; a path: that
+        LoRA GGUF / PEFT folder (validated first)."""
+        value = None
+        if choice == "none":
+            value = "none"
+        elif choice is not None:
+            resolved = Path(choice).expanduser().resolve()
+            validate_model(resolved, kind="adapter")
+            value = str(resolved)
+        self._settings["adapter"] = value
+        self._save()
+
+    def adapter_status(self, model: Path | str | None) -> default_adapter.AdapterStatus:
+        """Which adapter goes with ``model`` and why."""
+        choice = self._settings["adapter"]
+        if choice == "none":
+            return default_adapter.AdapterStatus(None, "adapters switched off in the model settings")
+        if choice:
+            return default_adapter.AdapterStatus(Path(choice), f"adapter chosen by the user: {Path(choice).name}")
+        return default_adapter.default_adapter_status(model)
+
+    def selected_adapter(self, model: Path | str | None) -> Path | None:
+        return self.adapter_status(model).adapter
 

@@ -31,10 +31,11 @@ class DraftJob:
             from core.inference.backend import backend_for_model
             from core.inference.registry import ModelRegistry
 
-            path = ModelRegistry().selected(self.study_key)
+            registry = ModelRegistry()
+            path = registry.selected(self.study_key)
             if path is None:
                 raise RuntimeError("no model found: run scripts/setup.sh or add a model")
-            self._own = backend_for_model(path)
+            self._own = backend_for_model(path, adapter=registry.selected_adapter(path))
         return self._own
 
     def unload(self) -> None:
