@@ -22,7 +22,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from core.studies import StudyLoadError, load_series, scan
+from core.studies import StudyLoadError, dicom_load, load_series, scan
 from core.studies import dicom as dicom_loader
 from core.tasks import Cancelled, CancelToken
 
@@ -391,7 +391,7 @@ def test_compressed_series_decodes_in_worker_processes(tmp_path, monkeypatch):
         ds.compress(JPEG2000Lossless)
         save(ds, tmp_path / "j2k" / path.name)
     expected = load_series(only_series(scan(tmp_path / "raw")))
-    monkeypatch.setattr(dicom_loader, "_PROCESS_MIN_SLICES", 2)
+    monkeypatch.setattr(dicom_load, "_PROCESS_MIN_SLICES", 2)
     volume = load_series(only_series(scan(tmp_path / "j2k")))
     assert np.array_equal(volume.data, expected.data)
 

@@ -1,0 +1,191 @@
+"""Loading a DICOM series source into a :class:`Volume`: headers checked for one layout, slices placed by geometry,
+pixels read in threads (native) or worker processes (large compressed stacks), progress reported, cancel honoured.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import numpy as np
+
+from core.studies.dicom_file import DicomFileProblem, read_header
+from core.studies.dicom_geometry import StackGeometry, multiframe_geometry, projection_affine, stack_geometry
+from core.studies.dicom_header import DicomHeader
+from core.studies.dicom_pixels import (
+    Int16Overflow,
+    PixelPlan,
+    decode_frames,
+    pixel_plan,
+    prepare_stored,
+    read_raw_frame,
+    rescale_frames,
+    rescale_into,
+)
+from core.studies.dicom_series import layout_key
+from core.studies.errors import StudyLoadError
+from core.studies.sources import SeriesSource
+from core.studies.volume import Volume
+from core.tasks import Cancelled, CancelToken, ProgressFn, check, report
+
+_PROCESS_MIN_SLICES = 48  # compressed stacks at least this long decode in worker processes
+
+
+def _worker_count() -> int:
+    # Native reads are memory copies from the page cache or waits on the disk: a few more threads than cores help.
+    return max(2, min(8, (os.cpu_count() or 2) + 2))
+
+
+def load_series(source: SeriesSource, progress: ProgressFn | None = None,
+                cancel: CancelToken | None = None) -> Volume:
+    """Load a DICOM series into a Volume (values rescaled to real-world units, geometry in LPS)."""
+    if not source.files:
+        raise StudyLoadError(source.series_uid or "?", "the series has no files")
+    headers = []
+    for path in source.files:
+        try:
+            headers.append(read_header(path))
+        except DicomFileProblem as exc:
+            raise StudyLoadError(path, exc.reason) from None
+    check(cancel)
+    first = headers[0]
+    if first.frames > 1 or len(headers) == 1 and not first.has_geometry:
+        if len(headers) > 1:
+            raise StudyLoadError(first.path, "a multi-frame file must be loaded as its own series")
+        data, affine = _load_single_file(first, progress, cancel)
+    else:
+        layouts = {layout_key(h) for h in headers}
+        if len(layouts) > 1 or not first.has_geometry:
+            raise StudyLoadError(first.path, "images of different size or orientation in one series (scan again)")
+        geom = stack_geometry([h.ipp for h in headers], first.iop, first.pixel_spacing)  # type: ignore[misc]
+        if len(set(geom.slice_index)) != len(headers):
+            raise StudyLoadError(first.path, "several images at the same slice position (scan again to split them)")
+        ordered = [headers[i] for i in geom.order]
+        data = _read_stack(ordered, geom.slice_index, geom.n_slices, progress, cancel)
+        affine = geom.affine
+    report(progress, 1.0, "Loaded")
+    return Volume(
+        data=data, affine=affine, modality=first.modality, series_description=first.series_description,
+        series_uid=source.series_uid, study_uid=first.study_uid, patient_age=first.patient_age,
+        patient_sex=first.patient_sex, source_paths=[Path(p) for p in source.files], body_part=first.body_part,
+    )
+
+
+def _read_stack(headers: list[DicomHeader], slice_index: list[int], n_slices: int,
+                progress: ProgressFn | None, cancel: CancelToken | None) -> np.ndarray:
+    rows, cols = headers[0].rows, headers[0].cols
+    try:
+        plan = pixel_plan(headers)
+        buf = _read_slices(headers, slice_index, n_slices, rows, cols, plan, progress, cancel)
+    except Int16Overflow:
+        plan = pixel_plan(headers, force_float=True)
+        buf = _read_slices(headers, slice_index, n_slices, rows, cols, plan, progress, cancel)
+    # (slice, row, column) in memory -> data[i=column, j=row, k=slice] as a view (F-ordered, as VTK wants it).
+    return buf.transpose(2, 1, 0)
+
+
+def _read_slices(headers, slice_index, n_slices, rows, cols, plan: PixelPlan, progress, cancel) -> np.ndarray:
+    buf = np.empty((n_slices, rows, cols), dtype=plan.out_dtype)
+    filled = np.zeros(n_slices, dtype=bool)
+    filled[slice_index] = True
+    lo = None
+    if _use_processes(headers):
+        try:
+            lo = _fill_with_processes(buf, headers, slice_index, plan, progress, cancel)
+        except (BrokenProcessPool, OSError):
+            lo = None  # no child processes on this system: decode in threads instead
+    if lo is None:
+        lo = _fill_with_threads(buf, headers, slice_index, plan, progress, cancel)
+    if not filled.all():
+        buf[~filled] = lo if np.isfinite(lo) else 0
+    return buf
+
+
+def _use_processes(headers: Sequence[DicomHeader]) -> bool:
+    """Compressed stacks only: pylibjpeg/openjpeg decode holds the GIL, so threads do not run in parallel.
+
+    Measured on 2 cores, 512x512 JPEG 2000 slices (~29 ms each): 60 slices 1.72 s in threads vs 1.30 s in two
+    spawned processes (0.4 s start-up included). Small series stay in threads.
+    """
+    return (len(headers) >= _PROCESS_MIN_SLICES and (os.cpu_count() or 1) > 1
+            and not all(h.fast_native for h in headers))
+
+
+def _drain(pool, futures: dict, handle, progress, cancel) -> float:
+    """Wait for the futures, pass each result to ``handle(n, result) -> min``; report progress, honour cancel."""
+    total, done, lo = len(futures), 0, np.inf
+    pending = set(futures)
+    try:
+        while pending:
+            finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                lo = min(lo, handle(futures[fut], fut.result()))
+            done += len(finished)
+            report(progress, done / total, f"Reading images {done}/{total}")
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    return lo
+
+
+def _fill_with_threads(buf, headers, slice_index, plan: PixelPlan, progress, cancel) -> float:
+    local = threading.local()
+
+    def work(n: int) -> tuple[float, float]:
+        h = headers[n]
+        out = buf[slice_index[n]]
+        raw = prepare_stored(read_raw_frame(h, out, plan, local), h)
+        return rescale_into(raw, out, plan, h.slope, h.intercept)
+
+    with ThreadPoolExecutor(max_workers=_worker_count(), thread_name_prefix="dicom-load") as pool:
+        futures = {pool.submit(work, n): n for n in range(len(headers))}
+        return _drain(pool, futures, lambda n, result: result[0], progress, cancel)
+
+
+def _fill_with_processes(buf, headers, slice_index, plan: PixelPlan, progress, cancel) -> float:
+    def handle(n: int, frames: np.ndarray) -> float:
+        h = headers[n]
+        return rescale_into(prepare_stored(frames[0], h), buf[slice_index[n]], plan, h.slope, h.intercept)[0]
+
+    # "spawn": forking a process that runs Qt and other threads can deadlock the child.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(8, os.cpu_count() or 2), mp_context=ctx) as pool:
+        futures = {pool.submit(decode_frames, h): n for n, h in enumerate(headers)}
+        return _drain(pool, futures, handle, progress, cancel)
+
+
+def _load_single_file(h: DicomHeader, progress: ProgressFn | None,
+                      cancel: CancelToken | None) -> tuple[np.ndarray, np.ndarray]:
+    """One file: a radiograph, a single slice, or an enhanced multi-frame volume."""
+    report(progress, 0.05, "Reading image")
+    if h.frames > 1:
+        geom, _ = multiframe_geometry(h)
+    elif h.has_geometry:
+        geom = stack_geometry([h.ipp], h.iop, h.pixel_spacing,  # type: ignore[list-item,arg-type]
+                              single_slice_step=h.spacing_between_slices or h.slice_thickness or 1.0)
+    else:
+        affine, _ = projection_affine(h)
+        geom = StackGeometry([0], [0], 1, affine)
+    if h.fast_native:
+        count = h.frames * h.rows * h.cols
+        frames = np.fromfile(h.path, dtype=h.stored_dtype, count=count, offset=h.pixel_offset)  # type: ignore[arg-type]
+        if frames.size != count:
+            raise StudyLoadError(h.path, "truncated: pixel data ends early")
+        frames = frames.reshape(h.frames, h.rows, h.cols)
+    else:
+        frames = decode_frames(h)
+    check(cancel)
+    report(progress, 0.6, "Converting")
+    frames = prepare_stored(frames, h)
+    rescale = h.frame_rescale or [(h.slope, h.intercept)] * h.frames
+    try:
+        buf = rescale_frames(frames, geom, rescale, pixel_plan([h]))
+    except Int16Overflow:
+        buf = rescale_frames(frames, geom, rescale, pixel_plan([h], force_float=True))
+    return buf.transpose(2, 1, 0), geom.affine
