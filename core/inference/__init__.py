@@ -6,4 +6,5 @@
 - ``transformers_backend``: HF folders (+ PEFT adapter) through transformers; needs the ``train`` extra.
 - ``gguf_header``: GGUF header reader and completeness check; ``registry``: local models, metadata, selection.
 - ``default_model`` / ``fetch_default_model``: the embedded SmolLM2-135M-Instruct GGUF.
+- ``openai_http``: JSON client for a user-named OpenAI-compatible endpoint (only that URL, no redirects followed).
 """

@@ -2,22 +2,20 @@
 HTTP endpoint the user names (as candidate or as judge).
 
 ``OpenAIBackend`` implements the parts of ``core.inference.backend.ChatBackend`` the runner uses (load, chat_stream,
-info, unload, last_stats). It sends requests only to the URL it is given - ``http.client`` does not follow redirects,
-so no request goes to another host - with ``POST <base>/chat/completions`` (non-streaming), an optional bearer token
-read from an environment variable the user names, and images as ``data:image/png;base64`` parts when ``vision`` is on.
+info, unload, last_stats). It sends requests only to the URL it is given, through ``core.inference.openai_http`` (no
+redirect followed: a 3xx is an error, so no request goes to another host), with ``POST <base>/chat/completions``
+(non-streaming), an optional bearer token read from an environment variable the user names, and images as
+``data:image/png;base64`` parts when ``vision`` is on.
 """
 from __future__ import annotations
 
 import base64
-import http.client
-import json
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from core.inference.backend import (
     BackendError,
@@ -28,6 +26,7 @@ from core.inference.backend import (
     ModelLoadError,
     backend_for_model,
 )
+from core.inference.openai_http import OpenAIHttpClient, base_url
 from core.tasks import CancelToken
 
 KINDS = ("auto", "gguf", "hf", "openai")
@@ -90,24 +89,16 @@ def make_backend(spec: ModelSpec) -> Any:
                              n_threads=spec.n_threads)
 
 
-def base_url(url: str) -> str:
-    """'http://h:8000' / 'http://h:8000/v1/' / '.../v1/chat/completions' -> 'http://h:8000/v1'."""
-    url = url.rstrip("/")
-    for tail in ("/chat/completions", "/completions"):
-        url = url.removesuffix(tail)
-    return url if url.endswith("/v1") else url + "/v1"
-
-
 class OpenAIBackend:
     name = "openai"
 
     def __init__(self, url: str, model: str, *, api_key: str | None = None, vision: bool = False,
                  timeout: float = 600.0) -> None:
         self.base = base_url(url)
-        parts = urlsplit(self.base)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BackendError(f"{url}: not an http(s) URL")
-        self._parts = parts
+        try:
+            self._client = OpenAIHttpClient(self.base, api_key=api_key, timeout=timeout)
+        except ValueError as exc:
+            raise BackendError(f"{url}: not an http(s) URL") from exc
         self.model = model
         self.api_key = api_key
         self.vision = vision
@@ -119,26 +110,8 @@ class OpenAIBackend:
 
     # --- HTTP -------------------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
-        cls = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
-        conn = cls(self._parts.hostname, self._parts.port, timeout=self.timeout)
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        try:
-            conn.request(method, self._parts.path + path, body=json.dumps(body) if body is not None else None,
-                         headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        except OSError as exc:
-            raise BackendError(f"{self.base}{path}: request failed ({exc})") from exc
-        finally:
-            conn.close()
-        if resp.status >= 300:
-            raise BackendError(f"{self.base}{path}: HTTP {resp.status} {raw[:300].decode('utf-8', 'replace')}")
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise BackendError(f"{self.base}{path}: not a JSON response ({exc})") from exc
+        """JSON from ``<base><path>``; failures raise ``EndpointError`` (a BackendError) naming the URL."""
+        return self._client.request_json(method, path, body)
 
     # --- ChatBackend subset -----------------------------------------------------------------------------------
     @property

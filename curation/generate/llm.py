@@ -6,8 +6,9 @@ runtime's public chat API.
   parses unless it is cut by ``max_tokens``. It uses llama-cpp-python directly because the runtime's public
   ``ChatBackend.chat_stream`` has no grammar / response-format parameter yet.
 - :class:`OpenAIJsonGenerator` posts to ``<base_url>/v1/chat/completions`` of a llama.cpp or vLLM server on the
-  user's own network (stdlib HTTP, no extra dependency), with retries (exponential backoff on connection errors,
-  429 and 5xx), a shared rate limit, and the schema sent the way the server understands it (``schema_mode``).
+  user's own network (``core.inference.openai_http``: stdlib ``http.client``, only that URL, no redirect followed),
+  with retries (exponential backoff on connection errors, 408, 429 and 5xx), a shared rate limit, and the schema sent
+  the way the server understands it (``schema_mode``).
 - :class:`ChatBackendGenerator` wraps any ``core.inference`` backend (public API, unconstrained): the first JSON
   object in the reply is parsed.
 
@@ -18,11 +19,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from core.inference.openai_http import EndpointError, OpenAIHttpClient
 
 Message = dict[str, Any]
 
@@ -171,8 +172,8 @@ class OpenAIJsonGenerator:
             raise ValueError(f"{base_url!r}: expected an http(s) URL of an OpenAI-compatible server")
         if schema_mode not in ("llama-cpp", "openai", "none"):
             raise ValueError(f"unknown schema_mode {schema_mode!r}")
-        self.url = base_url.rstrip("/") + ("/chat/completions" if base_url.rstrip("/").endswith("/v1")
-                                           else "/v1/chat/completions")
+        self._client = OpenAIHttpClient(base_url, api_key=api_key, timeout=timeout_s)
+        self.url = self._client.base + "/chat/completions"
         self.model = model
         self.name = f"openai-compatible:{model}"
         self.schema_mode = schema_mode
@@ -191,36 +192,39 @@ class OpenAIJsonGenerator:
 
     def generate(self, messages: list[Message], schema: dict[str, Any], *, max_tokens: int = 400,
                  seed: int = 0, temperature: float = 0.3) -> GenResult:
-        data = json.dumps(self._body(messages, schema, max_tokens, seed, temperature)).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
+        body = self._body(messages, schema, max_tokens, seed, temperature)
         start = time.perf_counter()
         last_error = ""
         for attempt in range(self.retries + 1):
             self.limiter.wait()
-            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
-                    out = json.loads(resp.read().decode("utf-8"))
+                out = self._client.chat_completions(body)
                 choice = out["choices"][0]
                 raw = choice["message"].get("content") or ""
                 parsed, error = _parse(raw, choice.get("finish_reason"))
                 usage = out.get("usage") or {}
                 return GenResult(parsed, raw, error, time.perf_counter() - start, usage.get("prompt_tokens", 0),
                                  usage.get("completion_tokens", 0))
-            except urllib.error.HTTPError as exc:
-                last_error = f"HTTP {exc.code}: {exc.read()[:200].decode('utf-8', 'replace')}"
-                if exc.code not in (408, 429) and exc.code < 500:
-                    break  # a client error will not get better by retrying
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-                last_error = f"connection failed: {exc}"
-            except (ValueError, KeyError, IndexError) as exc:
+            except EndpointError as exc:
+                last_error = _endpoint_error(exc)
+                if not exc.retryable:
+                    break  # a client error, a redirect or a non-JSON answer will not get better by retrying
+            except (KeyError, IndexError, TypeError, AttributeError) as exc:
                 last_error = f"unexpected response: {exc}"
                 break
             if attempt < self.retries:
                 time.sleep(self.backoff_s * (2 ** attempt))
         return GenResult(None, "", last_error, time.perf_counter() - start)
+
+
+def _endpoint_error(exc: EndpointError) -> str:
+    if exc.kind == "http":
+        return f"HTTP {exc.status}: {exc.body[:200]}"
+    if exc.kind == "json":
+        return f"unexpected response: {exc}"
+    if exc.kind in ("connection", "timeout"):
+        return f"connection failed: {exc}"
+    return str(exc)  # a redirect, not followed
 
 
 class ChatBackendGenerator:
