@@ -1,8 +1,9 @@
 """Read a GGUF file's header (metadata and tensor table) without loading the model, and validate the file.
 
 A small parser of the GGUF v2/v3 layout (magic ``GGUF``, version, tensor count, key/value metadata, tensor infos,
-aligned tensor data), so listing models needs no extra dependency and never touches the weights. Large arrays
-(the tokenizer's vocabulary and merges) are skipped, only their length is kept.
+aligned tensor data) that never touches the weights and skips large arrays (the tokenizer's vocabulary and merges,
+only their length is kept): ``gguf.GGUFReader`` reads them all and takes ~30x longer, too slow to list a folder of
+models. The type tables come from the ``gguf`` package.
 
 ``read_gguf(path)`` returns a :class:`GGUFHeader`; ``validate_gguf(path)`` additionally checks that every tensor's
 data lies inside the file, which catches an interrupted download or copy. Both raise :class:`GGUFError`, whose
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
+
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
 _SMALL_ARRAY = 64  # arrays up to this length are kept as values; longer ones only as their length
@@ -24,26 +27,12 @@ _SMALL_ARRAY = 64  # arrays up to this length are kept as values; longer ones on
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 
-# ggml tensor types: id -> (name, elements per block, bytes per block), as in ggml's type traits.
-GGML_TYPES: dict[int, tuple[str, int, int]] = {
-    0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20), 6: ("Q5_0", 32, 22),
-    7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 9: ("Q8_1", 32, 36), 10: ("Q2_K", 256, 84), 11: ("Q3_K", 256, 110),
-    12: ("Q4_K", 256, 144), 13: ("Q5_K", 256, 176), 14: ("Q6_K", 256, 210), 15: ("Q8_K", 256, 292),
-    16: ("IQ2_XXS", 256, 66), 17: ("IQ2_XS", 256, 74), 18: ("IQ3_XXS", 256, 98), 19: ("IQ1_S", 256, 50),
-    20: ("IQ4_NL", 32, 18), 21: ("IQ3_S", 256, 110), 22: ("IQ2_S", 256, 82), 23: ("IQ4_XS", 256, 136),
-    24: ("I8", 1, 1), 25: ("I16", 1, 2), 26: ("I32", 1, 4), 27: ("I64", 1, 8), 28: ("F64", 1, 8),
-    29: ("IQ1_M", 256, 56), 30: ("BF16", 1, 2), 34: ("TQ1_0", 256, 54), 35: ("TQ2_0", 256, 66),
-    39: ("MXFP4", 32, 17),
-}
-
-# general.file_type (llama_ftype) -> the quantisation name users know
-FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
-    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
-    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
-    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
-    36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4_MOE",
-}
+# ggml tensor types and llama file types come from the `gguf` package (llama.cpp's own Python package), so new
+# quantisations are known as soon as it is upgraded.
+GGML_TYPES: dict[int, tuple[str, int, int]] = {  # id -> (name, elements per block, bytes per block)
+    int(t): (t.name, *GGML_QUANT_SIZES[t]) for t in GGMLQuantizationType if t in GGML_QUANT_SIZES}
+FILE_TYPES = {  # general.file_type (llama_ftype) -> the quantisation name users know
+    int(f): f.name.removeprefix("MOSTLY_").removeprefix("ALL_") for f in LlamaFileType if f.name != "GUESSED"}
 
 
 class GGUFError(ValueError):
