@@ -20,6 +20,7 @@ transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 llama_cpp = pytest.importorskip("llama_cpp")
 
+from core.hashing import sha256_file
 from core.inference.default_model import find_default_model
 from core.inference.gguf_header import read_gguf
 from training import export
@@ -195,7 +196,7 @@ def test_registered_adapter_is_listed_by_the_registry(trained, monkeypatch, tmp_
                                                    "test-spinemed-lora.md"}
     sidecar = json.loads((folder / "test-spinemed-lora.json").read_text())
     assert sidecar["kind"] == "lora-adapter" and sidecar["base"]["file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert sidecar["base"]["sha256"] == export.sha256_file(find_default_model())
+    assert sidecar["base"]["sha256"] == sha256_file(find_default_model())
     monkeypatch.setenv("SPINEMED_MODELS_DIR", str(root / "models"))
     entries = {e.path.name: e for e in ModelRegistry(tmp_path / "models.json").list_models()}
     entry = entries["test-spinemed-lora.gguf"]

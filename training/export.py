@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import re
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from core.hashing import sha256_file
 
 log = logging.getLogger("spinemed.export")
 
@@ -311,14 +312,6 @@ def merge_to_hf(adapter_dir: Path | str, base: Path | str, out_dir: Path | str, 
 
 
 # --- sidecar and registration ---------------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_sidecar(gguf_path: Path, base_gguf: Path, run_info: dict[str, Any] | None = None) -> Path:
     """``<adapter>.json`` beside the GGUF: which base it applies to (file name, sha256) and how it was made."""
     base_gguf = Path(base_gguf)

@@ -8,12 +8,12 @@ adapter" and the base runs alone; :func:`default_adapter_status` says why, for t
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from core import paths
+from core.hashing import sha256_file
 
 SHIPPED_DIR = paths.RESOURCES / "models"
 POINTER = "default_adapter.json"
@@ -34,14 +34,6 @@ def read_sidecar(adapter: Path) -> dict | None:
     return data if isinstance(data, dict) and data.get("kind") == "lora-adapter" else None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def adapter_matches(adapter: Path, base: Path, check_hash: bool = False) -> tuple[bool, str]:
     """Whether ``adapter``'s sidecar names ``base`` (file name and size; sha256 too when ``check_hash``)."""
     side = read_sidecar(adapter)
@@ -54,7 +46,7 @@ def adapter_matches(adapter: Path, base: Path, check_hash: bool = False) -> tupl
         return False, f"{base}: {exc.strerror or exc}"
     if want.get("file") != base.name or want.get("size") != size:
         return False, f"{adapter.name} was trained on {want.get('file')}, not on {base.name}"
-    if check_hash and want.get("sha256") != _sha256(base):
+    if check_hash and want.get("sha256") != sha256_file(base):
         return False, f"{base.name} differs from the file {adapter.name} was trained on (sha256)"
     return True, ""
 

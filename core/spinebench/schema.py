@@ -19,11 +19,12 @@ One item per JSON line::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from core.hashing import sha256_file
 
 AXES = ("level_identification", "pathology_assessment", "surgical_planning", "report_generation", "consultation")
 FORMATS = ("mcq", "open", "report", "dialogue")
@@ -121,10 +122,6 @@ class Benchmark:
 
     def fingerprint(self) -> str:
         return sha256_file(self.folder / "items.jsonl")[:16]
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def load_benchmark(folder: Path | str) -> Benchmark:

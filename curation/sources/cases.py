@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from core.hashing import sha256_file
 from core.knowledge.levels import normalise_level
 from core.spine.anatomy import STANDARD
 from core.spine.numbering import Numbering, get_numbering
@@ -78,14 +79,6 @@ class LabelledCase:
             return "unknown"
         return next(iter(regions)) if len(regions) == 1 else "-".join(
             r for r in ("cervical", "thoracic", "lumbar", "sacral") if r in regions)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_volume(path: Path, modality: str | None = None) -> Volume:
@@ -144,7 +137,7 @@ def store_case(store: CurationStore, case: LabelledCase) -> str:
     sha = hashlib.sha256()
     for p in files:
         if p.is_file():
-            sha.update(file_sha256(p).encode())
+            sha.update(sha256_file(p).encode())
     meta = {
         "subject": case.subject, "numbering": case.numbering, "levels": case.levels, "discs": list(case.discs),
         "partial": case.partial,
