@@ -132,7 +132,8 @@ def _cmd_levels_eval(args: argparse.Namespace) -> int:
 
     try:
         labelmap, _ = load_volume(args.reference)
-        reference = reference_from_labelmap(labelmap, get_numbering(args.numbering))
+        # body centres with the canal line carried over from neighbouring vertebrae for masks cut by the field of view
+        reference = reference_from_labelmap(labelmap, get_numbering(args.numbering), canal_from_neighbours=True)
         if not reference.points:
             print(f"error: no vertebra labels of the {args.numbering} numbering in {args.reference}", file=sys.stderr)
             return 2

@@ -4,9 +4,11 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from app.cli import main as cli_main
 from core.spine.autolabel import AutoLabelError, auto_label, get_backend
+from core.spine.autolabel.ct_column import _detach, _slice_masks
 from core.spine.autolabel.totalseg import TotalSegmentatorBackend, run_subprocess
 from core.spine.evaluation import evaluate
 from core.spine.numbering import get_numbering
@@ -48,6 +50,15 @@ def test_phantom_named_from_the_last_rib():
     lab = auto_label(ph.volume)
     _check_exact(ph, lab)
     assert lab.anchor == "T12" and "rib" in lab.message
+
+
+def test_phantom_named_from_the_skull_base():
+    """A neck phantom from C1 (skull base, C1 ring, C2 with its dens) to T2: the skull anchor names C2."""
+    ph = spine_phantom(first="C1", last="T2", shape=(160, 150, 140), spacing=SPACING, ribs=False, seed=6,
+                       endplates=True)
+    lab = auto_label(ph.volume)
+    _check_exact(ph, lab)
+    assert lab.anchor == "C2" and "skull" in lab.message
 
 
 def test_phantom_without_anchor_is_left_unnamed_and_says_so():
@@ -107,6 +118,59 @@ def test_cancel_stops_the_labeller():
     token.cancel()
     with pytest.raises(Cancelled):
         auto_label(ph.volume, progress=None, cancel=token)
+
+
+def test_a_soft_focus_in_a_body_is_not_taken_for_the_canal_where_the_ring_is_open():
+    """Between two pedicle levels the canal is not enclosed by bone; a soft hole inside the body (fatty marrow, a
+    venous channel) then is the only canal-like hole in the slice. The canal a few mm higher or lower lies straight
+    behind it, so it is the body's interior, not the canal (density cannot tell: fatty marrow is as low as CSF)."""
+    step = 1.5
+    g, i, j = _vertebra_slices(step)
+    canal, solid = _slice_masks(g.copy(), g.copy(), step, None)
+    focus = np.hypot(i - 45, j - 42) < 6
+    for k in range(g.shape[2]):
+        assert not (canal[:, :, k] & focus).any(), k
+        if k not in range(8, 13):
+            assert canal[:, :, k].any(), k  # the real canal where its ring is closed
+    assert solid[:, :, 10][focus].all()  # the focus is filled as part of the body
+
+
+def test_a_contrast_filled_aorta_on_the_body_is_detached():
+    """Enhanced blood is as dense as cancellous bone: a body (30 mm wide) with an aorta (22 mm) lying on its front,
+    fused through a waist, is split at the waist and the body kept (the piece touching the canal's front wall)."""
+    step = 1.0
+    i, j = np.meshgrid(np.arange(80.0), np.arange(80.0), indexing="ij")
+    body = ((i - 40) / 16) ** 2 + ((j - 45) / 13) ** 2 < 1
+    aorta = np.hypot(i - 50, j - 22) < 11
+    blob = body | aorta | ((np.abs(i - 46) < 5) & (j > 24) & (j < 40))  # the waist
+    assert ndimage.label(blob)[1] == 1
+    kept = _detach(blob, step, front=58, ci=40)
+    assert kept is not None and kept[40, 45] and not kept[50, 20]
+    bi, bj = np.nonzero(kept)
+    assert abs(bi.mean() - 40) < 2.5 and abs(bj.mean() - 45) < 2.5
+    assert _detach(body, step, front=58, ci=40).sum() == body.sum()  # a body alone is left whole
+
+
+
+def _vertebra_slices(step=1.5, nz=20, open_slices=range(8, 13)):
+    """Axial CT slices (HU) of a body with a soft focus (50 HU, ~110 mm2) in its back half, and the canal behind it
+    enclosed by its ring except in ``open_slices`` (the foramina, between two pedicle levels)."""
+    n = 60
+    i, j = np.meshgrid(np.arange(n) * step, np.arange(n) * step, indexing="ij")
+    base = np.full((n, n), 40.0, np.float32)
+    body = ((i - 45) / 22) ** 2 + ((j - 34) / 16) ** 2  # a lumbar body, 44 x 32 mm
+    base[body < 1] = 480.0
+    base[body < 0.8] = 220.0
+    base[np.hypot(i - 45, j - 42) < 6] = 50.0
+    r = np.hypot(i - 45, j - 58)
+    g = np.repeat(base[:, :, None], nz, axis=2)
+    for k in range(nz):
+        ring = (r >= 7) & (r < 12)
+        if k in open_slices:
+            ring &= np.abs(j - 58) >= 4  # the foramina: the ring is open on both sides
+        g[:, :, k][ring] = 500.0
+        g[:, :, k][r < 7] = 10.0
+    return g, i, j
 
 
 def _real_ct(samples, image, reference, numbering):

@@ -99,3 +99,35 @@ def test_body_centres_match_verse_manual_centroids(samples):
     assert np.mean(errors) < 4.0 and max(errors) < 10.0
     ev = evaluate(SpineLabelling([VertebraLabel(n, p) for n, p in manual.items()]), ref)
     assert ev.identification_rate == 1.0
+
+
+@pytest.mark.parametrize("folder,stem,cut", [("tptbox_ct_lumbar_crop_L2-L4", "sub-ct_seg-%s_label-22_msk", "L2"),
+                                             ("tptbox_mri_cervical_crop_C5-C7", "sub-mri_seg-%s_label-6_msk", "C5")])
+def test_canal_from_neighbours_finds_the_body_of_a_vertebra_cut_by_the_field_of_view(samples, folder, stem, cut):
+    """A vertebra cut below its pedicles encloses no canal: by default its reference is the whole-mask centre (with
+    its posterior elements, far behind the body); with ``canal_from_neighbours`` the body is taken in front of the
+    nearest vertebrae's canal line. Checked against the masks' own vertebral-body subregions (TPTBox 49/50)."""
+    vert = load_series(scan(samples / folder / f"{stem % 'vert'}.nii.gz").series[0])
+    sub = np.rint(np.asarray(load_series(scan(samples / folder / f"{stem % 'subreg'}.nii.gz").series[0])
+                             .as_closest_lps().data)).astype(int)
+    lps = vert.as_closest_lps()
+    data = np.rint(np.asarray(lps.data)).astype(int)
+    verse = get_numbering("verse")
+    old = reference_from_labelmap(vert, verse)
+    new = reference_from_labelmap(vert, verse, canal_from_neighbours=True)
+    assert any(n.startswith(f"{cut}: ") and "whole-mask" in n for n in old.notes)
+    assert any(n.startswith(f"{cut}: ") and "nearest vertebrae" in n for n in new.notes)
+    for name, point in new.points.items():
+        body = lps.voxel_to_patient(np.argwhere((data == verse.encode(name)) & np.isin(sub, [49, 50])).mean(axis=0))
+        assert np.linalg.norm(np.subtract(point, body)) < 4.0, name
+    body = lps.voxel_to_patient(np.argwhere((data == verse.encode(cut)) & np.isin(sub, [49, 50])).mean(axis=0))
+    assert np.linalg.norm(np.subtract(old.points[cut], body)) > 10.0  # what the default gives
+
+
+def test_robust_canal_line_matches_verse_manual_centroids(samples):
+    folder = samples / "verse004_labels_only_T9-L5"
+    mask = load_series(scan(folder / "sub-verse004_seg-vert_msk.nii.gz").series[0])
+    manual = verse_centroid_json(json.loads((folder / "sub-verse004_seg-subreg_ctd.json").read_text()), mask)
+    ref = reference_from_labelmap(mask, get_numbering("verse"), canal_from_neighbours=True)
+    errors = [np.linalg.norm(np.subtract(ref.points[n], manual[n])) for n in manual]
+    assert np.mean(errors) < 3.0 and max(errors) < 10.0

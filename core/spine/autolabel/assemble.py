@@ -2,9 +2,10 @@
 built-in CT and MR labellers.
 
 Each segment between two discs is a vertebra; its centre is the column point half-way along it (for S1, 15 mm below
-the L5-S1 disc: half an S1 body, since the sacrum goes on far below). Discs get the column point and tangent. The
-anchors are reconciled (:func:`naming.reconcile`); without one the vertebrae stay unnamed and the message asks the
-user to name one of them.
+the L5-S1 disc: half an S1 body, since the sacrum goes on far below; for C2, 0.8 pitch above the C2-C3 disc: the
+centre of its body and dens, since the column may run on above it into the skull). Discs get the column point and
+tangent. The anchors are reconciled (:func:`naming.reconcile`); without one the vertebrae stay unnamed and the
+message asks the user to name one of them.
 """
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from core.spine.autolabel.refine import refine_centres
 from core.spine.labelling import DiscLabel, Provenance, SpineLabelling, VertebraLabel
 
 S1_OFFSET_MM = 15.0
+# C2: body ~1.1 pitch tall (20-24 mm) with the narrower dens (~0.8 pitch) on it; the centre of that bone lies ~0.8
+# pitch above the C2-C3 disc (the body outweighs the dens), wherever the segment above the disc ends (at most at its
+# top).
+C2_OFFSET_OF_PITCH = 0.8
 
 
 def build_labelling(det: Detection, grid: IsoGrid, anchors: list[Anchor], method: str, version: str,
@@ -31,11 +36,17 @@ def build_labelling(det: Detection, grid: IsoGrid, anchors: list[Anchor], method
     if anchor is not None:
         names, conf = names_from_anchor(n, anchor, config)
     col = det.column
+    full = [b - a for a, b, partial in det.segments if not partial]
+    pitch = float(np.median(full)) if full else (float(np.median(np.diff(det.disc_s))) if len(det.disc_s) > 1
+                                                  else None)
     vertebrae = []
     for idx, (a, b, partial) in enumerate(det.segments):
         s_mid = (a + b) / 2.0
         if names[idx] == "S1":
             s_mid = min(b, a + S1_OFFSET_MM)
+            partial = False
+        elif names[idx] == "C2" and pitch and idx + 1 < n:  # a C2 with the disc below it
+            s_mid = max(a, b - C2_OFFSET_OF_PITCH * pitch)
             partial = False
         p = col.points[int(np.clip(round(s_mid / col.ds), 0, len(col.points) - 1))]
         vertebrae.append(VertebraLabel(names[idx], tuple(grid.to_patient(p)), round(conf[idx], 3), partial=partial))

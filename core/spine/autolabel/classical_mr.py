@@ -1,7 +1,7 @@
 """The built-in MR labeller: classical image analysis for sagittal (or 3D) spine MR, no model weights.
 
 Pipeline: isotropic working grid -> canal and body/disc column (:mod:`mr_column`) -> anchors (:mod:`mr_anchors`:
-C2 under the skull base, the sacrum) -> names (:mod:`naming`). Without an anchor the vertebrae are returned unnamed,
+C2, the tall top vertebra with its dens; the sacrum) -> names (:mod:`naming`). Without an anchor the vertebrae are returned unnamed,
 with a message asking the user to name one of them. Works on T2 (bright canal) and, less tested, T1 (dark canal).
 """
 from __future__ import annotations
@@ -44,10 +44,10 @@ class ClassicalMR:
         if det is None or not det.segments:
             raise AutoLabelError("no spinal column found in this MR (no spinal canal with alternating vertebral "
                                  "bodies and discs in front of it)")
-        report(progress, 0.9, "Looking for anatomical anchors (C2 under the skull base, sacrum)")
+        report(progress, 0.9, "Looking for anatomical anchors (C2 with its dens, sacrum)")
         anchors = [a for a in (mr_anchors.sacrum(det, facts), mr_anchors.c2(det, facts)) if a is not None]
         labelling = build_labelling(det, grid, anchors, self.name, self.version,
-                                    "C2 under the skull base, or the sacrum", refine="mr")
+                                    "C2 with its dens, or the sacrum", refine="mr")
         labelling.series_uid = volume.series_uid
         report(progress, 1.0, labelling.message)
         return labelling

@@ -26,6 +26,11 @@ BONE_HU = 150.0  # cortex of the body and the walls of the canal (on block maxim
 CLOSE_GAPS_MM = 3.0
 CANAL_AREA_MM2 = (50.0, 600.0)  # a stenotic canal is ~70 mm2; foramina transversaria are smaller
 FILL_MAX_MM2 = 2500.0  # soft interior of the largest vertebral body; the pelvic ring encloses far more
+# A hole with another canal-like hole 8-45 mm straight behind it is a body's interior, not the canal: "straight" is
+# within half the width of the widest bodies, 25 mm left-right (a soft interior may lie anywhere in its body), and the
+# hole behind may be up to 10 mm higher or lower (the canal is a tube; it is enclosed by bone only at the pedicles).
+BEHIND_SIDE_MM = 25.0
+BEHIND_ALONG_MM = 10.0
 
 
 @dataclass
@@ -51,7 +56,10 @@ class Detection:
 def _slice_masks(g: np.ndarray, peak: np.ndarray, step: float, cancel: CancelToken | None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Per axial slice: (canal, solid). The canal is a low-density hole of canal size enclosed by bone with no
-    similar hole right behind it (that would make it a body's soft interior and the one behind the canal).
+    similar hole straight behind it (that would make it a body's soft interior and the one behind the canal). The
+    canal is a tube along the spine, so the hole behind may be in a nearby slice: at the level of the foramina the
+    canal is open and only the body's interior is enclosed; density cannot tell them apart (fatty or osteoporotic
+    marrow is as low as the canal's contents), position can.
     ``solid`` is bone with its other enclosed holes filled: an osteoporotic body, whose interior is barely denser
     than muscle, still shows as a solid blob inside its cortical shell, while a disc does not."""
     lo, hi = (a / step**2 for a in CANAL_AREA_MM2)
@@ -59,6 +67,7 @@ def _slice_masks(g: np.ndarray, peak: np.ndarray, step: float, cancel: CancelTok
     canal = np.zeros(g.shape, dtype=bool)
     solid = peak > BONE_HU
     close = max(1, round(CLOSE_GAPS_MM / step))
+    found = {}  # slice -> (labels, idx, sizes, candidates, their centres)
     for k in range(g.shape[2]):
         if k % 16 == 0:
             check(cancel)
@@ -75,16 +84,24 @@ def _slice_masks(g: np.ndarray, peak: np.ndarray, step: float, cancel: CancelTok
         sizes = ndimage.sum_labels(np.ones_like(labels), labels, idx)
         means = ndimage.mean(g[:, :, k], labels, idx)
         cand = idx[(sizes >= lo) & (sizes <= hi) & (means < 150.0)]
+        centres = np.array(ndimage.center_of_mass(holes, labels, cand)).reshape(-1, 2)
+        found[k] = (labels, idx, sizes, cand, centres)
+    ks = np.concatenate([np.full(len(f[4]), k) for k, f in found.items()]) if found else np.zeros(0)
+    everywhere = np.concatenate([f[4] for f in found.values()]) if found else np.zeros((0, 2))
+    reach = round(BEHIND_ALONG_MM / step)
+    for k, (labels, idx, sizes, cand, centres) in found.items():
+        if k % 16 == 0:
+            check(cancel)
         if cand.size:
-            centres = np.array(ndimage.center_of_mass(holes, labels, cand)).reshape(-1, 2)
-            dx = np.abs(centres[:, 0][:, None] - centres[:, 0][None, :]) * step
-            dy = (centres[:, 1][None, :] - centres[:, 1][:, None]) * step  # [a, b]: b behind a when > 0
-            has_behind = ((dx < 10.0) & (dy > 8.0) & (dy < 45.0)).any(axis=1)
+            other = everywhere[np.abs(ks - k) <= reach]
+            dx = np.abs(centres[:, 0][:, None] - other[:, 0][None, :]) * step
+            dy = (other[:, 1][None, :] - centres[:, 1][:, None]) * step  # [a, b]: b behind a when > 0
+            has_behind = ((dx < BEHIND_SIDE_MM) & (dy > 8.0) & (dy < 45.0)).any(axis=1)
             cand, centres = cand[~has_behind], centres[~has_behind]
+        sl = solid[:, :, k]
         filled = sl | (np.isin(labels, idx[sizes <= fill_max]) & ~np.isin(labels, cand))
         best = _best_canal(filled, labels, cand, centres if cand.size else None, step)
-        canal_k = labels == best if best else np.zeros_like(sl)
-        canal[:, :, k] = canal_k
+        canal[:, :, k] = labels == best if best else False
         sl[:] = filled | (np.isin(labels, cand[cand != best]) & np.isin(labels, idx[sizes <= fill_max]))
     return canal, solid
 
@@ -185,24 +202,42 @@ def _extent(values: np.ndarray, min_len: int, gap: int) -> tuple[int, int] | Non
     return (int(ks[0]), int(ks[-1])) if len(ks) >= min_len else None
 
 
+def _canal_fronts(canal, path, k0, k1, step) -> np.ndarray:
+    """Per slice k0..k1, the grid j of the canal's front wall behind the path (NaN where the canal is not enclosed
+    there and no slice within 15 mm has it: the wall is continuous, so it is interpolated between slices)."""
+    fronts = np.full(k1 - k0 + 1, np.nan)
+    reach = round(45.0 / step)
+    for n, k in enumerate(range(k0, k1 + 1)):
+        pi, pj = path[k]
+        behind = canal[max(0, pi - 4): pi + 5, pj: pj + reach + 1, k]
+        if behind.any():
+            fronts[n] = pj + int(np.nonzero(behind.any(axis=0))[0].min())
+    known = np.nonzero(np.isfinite(fronts))[0]
+    if known.size == 0:
+        return fronts
+    idx = np.arange(len(fronts))
+    filled = np.interp(idx, known, fronts[known])
+    gap = np.min(np.abs(idx[:, None] - known[None, :]), axis=1) * step
+    return np.where(gap <= 15.0, filled, np.nan)
+
+
 def _refine_centres(solid, canal, path, k0, k1, step) -> np.ndarray:
     """Centre of the bone blob in front of the canal near the path in each slice (NaN where there is none)."""
     radius = round(35.0 / step)
     opening = max(1, round(5.0 / step))  # detaches a contrast-filled aorta or rib heads touching the body
     out = np.full((k1 - k0 + 1, 2), np.nan)
     nx, ny = solid.shape[:2]
+    fronts = _canal_fronts(canal, path, k0, k1, step)
     for n, k in enumerate(range(k0, k1 + 1)):
         pi, pj = path[k]
         i0, i1 = max(0, pi - radius), min(nx, pi + radius + 1)
         j0, j1 = max(0, pj - radius), min(ny, pj + radius + 1)
         bone = solid[i0:i1, j0:j1, k].copy()
-        cn = canal[i0:i1, j0:j1, k]
         ci, cj = pi - i0, pj - j0
-        behind = cn[max(0, ci - 4): ci + 5, cj:]
         front = None
-        if behind.any():
-            front = cj + int(np.nonzero(behind.any(axis=0))[0].min())
-            bone[:, front:] = False
+        if np.isfinite(fronts[n]):
+            front = round(float(fronts[n])) - j0
+            bone[:, max(0, front):] = False
         bone = ndimage.binary_opening(np.pad(bone, opening), iterations=opening)[opening:-opening, opening:-opening]
         labels, nlab = ndimage.label(bone)
         if nlab == 0:
@@ -213,7 +248,9 @@ def _refine_centres(solid, canal, path, k0, k1, step) -> np.ndarray:
             if dist[ci, cj] * step > 8.0:
                 continue
             lab = labels[ii[ci, cj], jj[ci, cj]]
-        blob = labels == lab
+        blob = _detach(labels == lab, step, front, ci)
+        if blob is None:
+            continue
         if front is not None:
             # a body is about as deep as it is wide just in front of the canal; anything deeper in front of it
             # is another structure fused to it here (an aorta with a calcified wall, an osteophyte)
@@ -227,6 +264,33 @@ def _refine_centres(solid, canal, path, k0, k1, step) -> np.ndarray:
         bi, bj = np.nonzero(blob)
         out[n] = (i0 + bi.mean(), j0 + bj.mean())
     return out
+
+
+def _detach(blob: np.ndarray, step: float, front: int | None, ci: int) -> np.ndarray | None:
+    """The vertebral body out of a bone blob, without what is joined to it through a waist narrower than the body's
+    own half-size: a contrast-filled aorta (enhanced blood is as dense as cancellous bone) lying on the body, a bridging
+    osteophyte, a rib head. A body is one compact piece of bone, the thickest one in front of the canal: the blob is
+    eroded to its cores (points deeper than half the body's inscribed radius, which a narrower waist separates) and
+    each point goes to its nearest core. The piece kept is the one touching the canal's front wall (the body's
+    posterior wall), else the thickest. None when a canal is known and no piece touches it."""
+    dt = ndimage.distance_transform_edt(np.pad(blob, 1))[1:-1, 1:-1]
+    r = 0.5 * float(dt.max())
+    if r * step <= 5.0:  # no thicker than the fixed opening already applied: nothing more to cut
+        return blob
+    cores, n = ndimage.label(dt >= r)
+    if n <= 1:
+        return blob
+    _, (ii, jj) = ndimage.distance_transform_edt(cores == 0, return_indices=True)
+    owner = np.where(blob, cores[ii, jj], 0)
+    if front is not None:
+        near = owner[max(0, ci - round(8.0 / step)): ci + round(8.0 / step) + 1,
+                     max(0, front - round(6.0 / step)): max(0, front)]
+        touching = np.unique(near[near > 0])
+        if touching.size == 0:
+            return None
+        sizes = ndimage.sum_labels(np.ones_like(owner), owner, touching)
+        return owner == touching[int(np.argmax(sizes))]
+    return owner == cores[np.unravel_index(int(np.argmax(dt)), dt.shape)]
 
 
 def _smooth_curve(pts: np.ndarray, sigma: float) -> np.ndarray:

@@ -124,6 +124,12 @@ def _quality(pos: list[float], score: list[float], pitch: float) -> float:
     return float(sum(score) * (0.5 + 0.5 * fit))
 
 
+def disc_quality(pos: list[float], score: list[float], pitch: float | None) -> float:
+    """How convincing a set of discs is (the criterion :func:`find_discs` chooses the pitch by): their total score,
+    discounted when their spacing does not fit the pitch."""
+    return _quality(pos, score, pitch) if pitch else 0.0
+
+
 def find_discs(profile: np.ndarray, ds: float, sign: float, pitch: float | None = None, bands: bool = True
                ) -> tuple[list[float], list[float], float | None]:
     """Disc positions (mm from the start of the profile), their scores (0..1) and the pitch used.

@@ -11,12 +11,13 @@ percentiles, so no absolute MR value is assumed. Two properties of every spine M
    alternating column 6-30 mm in front of it. The canal is traced slice to slice (dynamic programming, as on CT),
    bright polarity first, dark if that finds nothing convincing.
 
-The body centre line lies in front of the canal, in the middle of the alternating band (its anterior-posterior
-extent in each slice). Intensities sampled on small disks along that line give the body/disc profile: its period
-(autocorrelation) is the vertebral pitch; discs are the extrema of the *narrower* phase of the band-passed profile
-(discs are thinner than bodies at every level of the spine, whatever their brightness: bright healthy discs on T2,
-dark degenerated ones). Vertebrae are the segments between consecutive discs; a segment cut by the end of the column
-is partial.
+The body centre line runs in front of the canal's anterior wall (the bodies' posterior wall), first 8 mm in front of
+it, then 0.4 pitch in front (a body is about as deep as the pitch) until that agrees with the pitch found.
+Intensities sampled on small disks along that line give the body/disc profile: its period (autocorrelation) is the
+vertebral pitch; discs come from the endplates around them, or else are the extrema of the *narrower* phase of the
+band-passed profile (:mod:`discs`: discs are thinner than bodies at every level of the spine, whatever their
+brightness: bright healthy discs on T2, dark degenerated ones). Discs are kept from the line on which they stand out
+best. Vertebrae are the segments between consecutive discs; a segment cut by the end of the column is partial.
 """
 from __future__ import annotations
 
@@ -24,11 +25,16 @@ import numpy as np
 from scipy import ndimage
 
 from core.spine.autolabel.ct_column import Column, Detection, disk_profile, segments_from_discs, trace
-from core.spine.autolabel.discs import find_discs
+from core.spine.autolabel.discs import disc_quality, find_discs
 from core.tasks import CancelToken, ProgressFn, check, report
 
 CANAL_FRONT_MM = (6.0, 30.0)  # where the body/disc column lies in front of the canal centre
 MIN_ALTERNATION = 3.0  # body/disc alternation in front of the canal, relative to the image's median: a spine
+# Where the body line starts, in front of the canal's anterior wall, before the pitch is known: half the depth of
+# the shallowest adult bodies (C3-C7, 15-17 mm deep), so inside every body. Nearer the posterior wall the line runs
+# through the basivertebral veins, which enter each body at the middle of its posterior wall (bright on T2): a
+# disc-like mark in mid-body that makes twice the pitch look as good as the true one.
+FIRST_INSET_MM = 8.0
 
 
 def normalise(g: np.ndarray) -> np.ndarray:
@@ -171,16 +177,25 @@ def detect(g: np.ndarray, step: float, progress: ProgressFn | None = None,
     report(progress, 0.6, "Following the vertebral bodies")
     canal = recentre(g, path, k0, k1, step, polarity)
     front = canal_front(g, canal, k0, step, polarity)
-    column, discs, prom, pitch = None, [], [], None
-    inset = 5.0
-    for _attempt in range(2):  # first 5 mm in front of the bodies' posterior wall, then through their middle
+    column, best = None, None
+    inset = FIRST_INSET_MM
+    for _attempt in range(3):  # first FIRST_INSET_MM in front of the bodies' posterior wall, then their middle
         column = _column(g, canal[:, 0], front - inset / step, k0, k1, step)
-        discs, prom, pitch = find_discs(column.profile, column.ds, sign=-1.0)
+        found = find_discs(column.profile, column.ds, sign=-1.0)
+        quality = disc_quality(*found)
+        if best is None or quality >= best[1]:  # ties: the later line, nearer the bodies' middle
+            best = (column, quality, *found)
+        pitch = found[2]
         # a body is about as deep as the pitch (0.8-1.1 pitches from C3 to L5): its centre ~0.4 pitch in front
         new_inset = float(np.clip(0.4 * pitch, 5.0, 16.0)) if pitch else inset
         if abs(new_inset - inset) < 2.0:
             break
         inset = new_inset
+    # Discs span the whole depth of the column, but stand out better on some lines than on others (veins, fat
+    # marrow, a bulging disc): they are taken from the line where they are strongest and most regular, and moved,
+    # slice for slice, onto the last line (through the bodies' middle) on which the vertebrae are placed.
+    disc_line, _quality, discs, prom, pitch = best
+    discs = _transfer(discs, disc_line, column)
     check(cancel)
     pts, ds = column.points, column.ds
     length = (len(pts) - 1) * ds
@@ -189,6 +204,16 @@ def detect(g: np.ndarray, step: float, progress: ProgressFn | None = None,
              "top_gap_mm": (g.shape[2] - 1 - k1) * step, "bottom_gap_mm": k0 * step, "alternation": facts_contrast}
     notes = [f"MR: {facts['polarity']}, vertebral pitch {pitch:.0f} mm" if pitch else "MR: no vertebral pitch found"]
     return Detection(column, discs, segments, prom, notes), facts
+
+
+def _transfer(discs: list[float], src: Column, dst: Column) -> list[float]:
+    """Positions along ``src`` (mm from its cranial end) -> positions along ``dst`` at the same slices (both lines
+    have one point per slice of the same range, cranial first, so their k decreases along them)."""
+    if src is dst or not discs:
+        return list(discs)
+    ks = np.interp(np.asarray(discs) / src.ds, np.arange(len(src.points)), src.points[:, 2])
+    s_dst = np.interp(-ks, -dst.points[:, 2], np.arange(len(dst.points)) * dst.ds)
+    return [float(x) for x in s_dst]
 
 
 def _column(g: np.ndarray, ci: np.ndarray, cj: np.ndarray, k0: int, k1: int, step: float) -> Column:
