@@ -83,7 +83,12 @@ def _run(tmp: Path, base_scores, tuned_scores, models: Path) -> Path:
 def test_ship_writes_the_pointer_only_for_a_significant_gain(tmp_path):
     models = tmp_path / "models"
     run = _run(tmp_path, [0.0] * 40 + [1.0] * 20, [1.0] * 40 + [1.0] * 20, models)
+    card = models / "spine-lora" / "spine-lora.md"
+    card.write_text("# spine-lora\n\nmodel card\n")
     d = ship(run, models)
+    assert "model card" in card.read_text() and "Decision (alpha 0.05)" in card.read_text()
+    ship(run, models)  # twice: the section is replaced, not repeated
+    assert card.read_text().count("shipping decision") == 1
     assert d.ship and (models / POINTER).is_file()
     assert json.loads((models / POINTER).read_text())["adapter"] == "spine-lora/spine-lora.gguf"
     assert "Decision" in d.table_path.read_text() and "beats the base" in d.reason

@@ -54,6 +54,18 @@ def decide(cmp: dict[str, Any], alpha: float = 0.05) -> tuple[bool, str]:
     return False, f"no significant improvement over the base ({summary}): the base model stays the default"
 
 
+_CARD_SECTION = "## SpineBench before/after and the shipping decision"
+
+
+def _add_to_card(card: Path, table: str) -> None:
+    """Put the paired comparison (with its p-values) and the decision in the registered model card."""
+    if not card.is_file():
+        return
+    text = card.read_text(encoding="utf-8").split(_CARD_SECTION)[0].rstrip()
+    body = table.split("\n", 1)[1].strip()  # drop the comparison's own title
+    card.write_text(f"{text}\n\n{_CARD_SECTION}\n\n{body}\n", encoding="utf-8")
+
+
 def ship(run_dir: Path | str, models_dir: Path | str, alpha: float = 0.05) -> ShipDecision:
     run_dir, models_dir = Path(run_dir), Path(models_dir)
     info = json.loads((run_dir / "run_info.json").read_text(encoding="utf-8")) \
@@ -74,6 +86,7 @@ def ship(run_dir: Path | str, models_dir: Path | str, alpha: float = 0.05) -> Sh
     text = compare_markdown(cmp, "base", f"base + {adapter.stem}")
     text += f"\nDecision (alpha {alpha}): {reason}.\n"
     table.write_text(text, encoding="utf-8")
+    _add_to_card(registered.with_suffix(".md"), text)
     pointer = models_dir / POINTER
     if ok:
         pointer.write_text(json.dumps({"adapter": f"{adapter.stem}/{adapter.name}", "decision": reason,
