@@ -7,6 +7,7 @@ import pytest
 from scipy import ndimage
 
 from app.cli import main as cli_main
+from core.spine.anatomy import STANDARD
 from core.spine.autolabel import AutoLabelError, auto_label, get_backend
 from core.spine.autolabel.ct_column import _detach, _slice_masks
 from core.spine.autolabel.totalseg import TotalSegmentatorBackend, run_subprocess
@@ -31,8 +32,10 @@ def _check_exact(ph, lab):
     assert ev.identification_rate == 1.0
 
 
-def test_phantom_named_from_the_sacrum():
-    ph = spine_phantom(first="T11", last="S1", shape=SHAPE, spacing=SPACING, seed=1)
+@pytest.mark.parametrize("endplates", [False, True])
+def test_phantom_named_from_the_sacrum(endplates):
+    """With dense endplates this once lost T12-L1: a lumbar body's two endplates were taken for one disc."""
+    ph = spine_phantom(first="T11", last="S1", shape=SHAPE, spacing=SPACING, seed=1, endplates=endplates)
     seen = []
     lab = auto_label(ph.volume, progress=lambda f, m: seen.append(f))
     _check_exact(ph, lab)
@@ -45,8 +48,9 @@ def test_phantom_named_from_the_sacrum():
     assert lab.provenance.method == "classical-ct" and lab.series_uid == ph.volume.series_uid
 
 
-def test_phantom_named_from_the_last_rib():
-    ph = spine_phantom(first="T9", last="L3", shape=SHAPE, spacing=SPACING, seed=2)
+@pytest.mark.parametrize("endplates", [False, True])
+def test_phantom_named_from_the_last_rib(endplates):
+    ph = spine_phantom(first="T9", last="L3", shape=SHAPE, spacing=SPACING, seed=2, endplates=endplates)
     lab = auto_label(ph.volume)
     _check_exact(ph, lab)
     assert lab.anchor == "T12" and "rib" in lab.message
@@ -59,6 +63,49 @@ def test_phantom_named_from_the_skull_base():
     lab = auto_label(ph.volume)
     _check_exact(ph, lab)
     assert lab.anchor == "C2" and "skull" in lab.message
+
+
+ISO, THICK = (0.8, 0.8, 0.8), (0.7, 0.7, 3.0)  # thin-slice isotropic; thick axial slices
+
+
+def _fov(first: str, last: str, spacing) -> tuple[int, int, int]:
+    """A 220 x 200 mm field of view, tall enough for first..last whole (the phantom starts 10 mm below its top)."""
+    names = STANDARD.vertebrae[STANDARD.index(first): STANDARD.index(last) + 1]
+    pitch = {"C": 19.0, "T": 27.0, "L": 37.0, "S": 90.0}  # the phantom's body + disc heights; the sacrum block
+    length = 10.0 + sum(pitch[name[0]] for name in names) + 15.0
+    return tuple(round(extent / step) for extent, step in zip((220.0, 200.0, length), spacing))
+
+
+@pytest.mark.parametrize("first,last,ribs,spacing,endplates", [
+    pytest.param(first, last, first[0] == "T", spacing, endplates,  # ribs when thoracic vertebrae are in view
+                 id=f"{first}-{last}-{'0.8iso' if spacing == ISO else '0.7x0.7x3'}-{'endplates' if endplates else 'plain'}")
+    for first, last, endplates in [("T11", "S1", True), ("T8", "S1", True), ("L1", "S1", True), ("T8", "S1", False)]
+    for spacing in (ISO, THICK)
+])
+def test_phantom_fields_of_view_every_level_found_and_named(first, last, ribs, spacing, endplates):
+    """Dense cortical endplates (as on every real CT), a pitch changing from thoracic to lumbar, thin and thick
+    slices: every vertebra is found, named from the sacrum and placed within 3 mm of its body centre (S1 within
+    4 mm: its centre is put 15 mm below its superior endplate, half an S1 body, not measured)."""
+    ph = spine_phantom(first=first, last=last, shape=_fov(first, last, spacing), spacing=spacing, ribs=ribs, seed=1,
+                       endplates=endplates)
+    lab = auto_label(ph.volume)
+    assert [v.name for v in lab.vertebrae] == list(ph.centres), lab.message
+    assert lab.anchor == "S1"
+    errors = {v.name: float(np.linalg.norm(np.subtract(v.centroid, ph.centres[v.name]))) for v in lab.vertebrae}
+    assert all(err < (4.0 if name == "S1" else 3.0) for name, err in errors.items()), errors
+
+
+@pytest.mark.parametrize("spacing", [ISO, THICK], ids=["0.8iso", "0.7x0.7x3"])
+def test_phantom_thoracic_only_with_ribs_found_in_order_unnamed(spacing):
+    """T4-T10 with ribs on every vertebra and dense endplates: no anchor in view (ribs on all, no sacrum or skull),
+    so the vertebrae stay unnamed, but each is found in order within 3 mm of its centre, and naming one names all."""
+    ph = spine_phantom(first="T4", last="T10", shape=_fov("T4", "T10", spacing), spacing=spacing, ribs=True, seed=1,
+                       endplates=True)
+    lab = auto_label(ph.volume)
+    assert len(lab.vertebrae) == len(ph.centres) and not lab.named, lab.message
+    for v, (name, centre) in zip(lab.vertebrae, ph.centres.items()):
+        assert np.linalg.norm(np.subtract(v.centroid, centre)) < 3.0, name
+    assert [v.name for v in lab.renamed_from(3, "T7", user="test").vertebrae] == list(ph.centres)
 
 
 def test_phantom_without_anchor_is_left_unnamed_and_says_so():

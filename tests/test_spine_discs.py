@@ -1,8 +1,10 @@
 """Discs from endplates along a column profile (core.spine.autolabel.discs), on profiles with known discs."""
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from core.spine.autolabel.discs import band_discs, find_discs
+from core.spine.autolabel.ct_discs import ct_discs
+from core.spine.autolabel.discs import band_discs, endplate_peaks, find_discs
 
 DS = 1.0
 
@@ -55,3 +57,75 @@ def test_without_endplates_the_narrower_band_is_the_disc():
 def test_too_short_or_flat_profiles_give_nothing():
     assert find_discs(np.ones(10), DS, sign=1.0) == ([], [], None)
     assert find_discs(np.full(200, 7.0), DS, sign=1.0)[0] == []
+
+
+# CT discs chained along the column (core.spine.autolabel.ct_discs): dense endplates, a pitch changing along the spine
+
+def _ct_column(bodies, discs, marrow=210.0, disc_val=90.0, endplate=480.0, islands=(), seed=0):
+    """CT-like profile along the column (1 mm samples): soft tissue (40 HU) beyond both ends, bodies of ``marrow``
+    closed by 2 mm dense endplates, discs between them; ``islands``: 3 mm dense spots inside bodies (bone islands).
+    Returns the profile and the disc centres."""
+    lead = 15.0
+    prof = np.full(int(2 * lead + sum(bodies) + sum(discs)), 40.0)
+    s, centres = lead, []
+    for n, body in enumerate(bodies):
+        a, b = round(s), round(s + body)
+        prof[a:b] = marrow
+        prof[a: a + 2] = prof[b - 2: b] = endplate
+        s += body
+        if n < len(discs):
+            prof[round(s): round(s + discs[n])] = disc_val
+            centres.append(round(s) + discs[n] / 2.0)
+            s += discs[n]
+    for at in islands:
+        prof[at - 1: at + 2] = endplate
+    prof = ndimage.gaussian_filter1d(prof, 0.8) + np.random.default_rng(seed).normal(0.0, 8.0, len(prof))
+    return prof, centres
+
+
+def _assert_discs(found, centres, tol=1.5):
+    assert len(found) == len(centres), (np.round(found, 1), centres)
+    assert np.max(np.abs(np.subtract(found, centres))) <= tol, (np.round(found, 1), centres)
+
+
+@pytest.mark.parametrize("marrow,disc_val", [(210.0, 90.0), (60.0, 100.0)])  # healthy; osteoporotic, darker than discs
+def test_ct_chain_follows_the_pitch_from_thoracic_to_lumbar(marrow, disc_val):
+    """T9..L4-like: 21 mm bodies / 6 mm discs, then 27 / 10 (the phantom's abrupt T12-L1 change, pitch 27 -> 37).
+    Every endplate is found next to marrow (measured within its reach: a far-away minimum used to put an endplate's
+    half-prominence level below the marrow, making it as wide as the body), and no body (two endplates of one
+    vertebra) is taken for a disc."""
+    prof, centres = _ct_column([21] * 4 + [27] * 4, [6] * 3 + [8] + [10] * 3, marrow=marrow, disc_val=disc_val)
+    assert len(endplate_peaks(prof, DS, 1.0)[0]) == 2 * 8
+    pos, score, height = ct_discs(prof, DS, [], [], [])
+    _assert_discs(pos, centres)
+    assert all(0 < s <= 1 for s in score) and all(h < 15.0 for h in height)
+
+
+def test_ct_chain_from_neck_to_low_back():
+    """C3..L3-like: the pitch grows from 19 to 39 mm level by level; cervical bodies (14 mm between endplates 12 mm
+    apart) are not taken for discs (a disc is under ~half the pitch)."""
+    bodies = [14] * 5 + [17, 19, 21, 22, 23, 24, 24, 25, 27, 28, 29]
+    discs = [5] * 5 + [4, 4, 5, 5, 6, 6, 7, 8, 9, 10]
+    prof, centres = _ct_column(bodies, discs)
+    _assert_discs(ct_discs(prof, DS, [], [], [])[0], centres)
+
+
+@pytest.mark.parametrize("marrow,disc_val", [(210.0, 90.0), (60.0, 100.0)])
+def test_ct_chain_keeps_both_discs_of_a_compressed_body(marrow, disc_val):
+    """A fractured lumbar body squeezed to 13 mm (no taller than a disc): its two endplates are not a disc, its two
+    discs are (each is thinner than the normal body on its other side), though the pitch drops to 0.6 and back."""
+    prof, centres = _ct_column([27, 27, 13, 27, 27, 27], [10] * 5, marrow=marrow, disc_val=disc_val)
+    _assert_discs(ct_discs(prof, DS, [], [], [])[0], centres)
+
+
+def test_ct_chain_ignores_a_bone_island_and_bridges_a_disc_it_cannot_see():
+    prof, centres = _ct_column([27] * 5, [10] * 4, islands=[15 + 27 + 10 + 13])  # a dense spot mid-body
+    _assert_discs(ct_discs(prof, DS, [], [], [])[0], centres)
+    prof, centres = _ct_column([27] * 6, [10] * 5)
+    mid = round(centres[2])
+    prof[mid - 8: mid + 8] = 210.0  # one disc invisible on this profile (no endplates, marrow density)
+    pos = ct_discs(prof, DS, [], [], [])[0]
+    _assert_discs(pos, centres[:2] + centres[3:])  # the others still found; nothing made up in its place
+    pos, score, height = ct_discs(prof, DS, [centres[2] + 1.0], [0.8], [9.0])  # a solid-bone dip shows it
+    _assert_discs(pos, centres)
+    assert score[2] == pytest.approx(0.4) and height[2] == 9.0  # a dip counts half a pair of endplates

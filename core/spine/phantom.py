@@ -28,6 +28,8 @@ _DENS_RADII = (5.0, 5.5)  # dens half-width, half-depth (mm)
 _C1_HEIGHT = 12.0  # the atlas ring, around the upper part of the dens
 _BASION_GAP = 5.0  # dens tip to the basion (front rim of the foramen magnum)
 _SKULL_ROOM = 30.0  # extra room kept above the column for the skull base when the phantom starts at C1
+_SACRAL_TILT = 0.35  # the sacrum moves back by this many mm per mm down from S1's top
+_S1_CENTRE_MM = 15.0  # S1's centre below its top: half an S1 body
 
 
 @dataclass
@@ -95,12 +97,13 @@ def spine_phantom(first: str = "T10", last: str = "S1", shape=(160, 160, 120), s
     for n, (name, top, bottom) in enumerate(layout):
         if name == "C1":  # no body
             continue
-        zc = (top + bottom) / 2 if name != "S1" else top - 15.0
+        zc = (top + bottom) / 2 if name != "S1" else top - _S1_CENTRE_MM
         if name == "C2":  # centre of the bone in front of the canal: body and dens, weighted by their volumes
             (hb, hd), (rx, ry) = _C2, _RADII["C"]
             vb, vd = rx * ry * hb, _DENS_RADII[0] * _DENS_RADII[1] * hd
             zc = bottom + (vb * hb / 2 + vd * (hb + hd / 2)) / (vb + vd)
-        centres[name] = (float(cx), float(centre_y(zc)), float(zc))
+        yc = centre_y(zc) + (_SACRAL_TILT * _S1_CENTRE_MM if name == "S1" else 0.0)  # where S1 is drawn
+        centres[name] = (float(cx), float(yc), float(zc))
         if n + 1 < len(layout):
             zd = (bottom + layout[n + 1][1]) / 2
             discs[config.disc_between(name, layout[n + 1][0])] = (float(cx), float(centre_y(zd)), float(zd))
@@ -209,7 +212,7 @@ def _rib(out, x, y, cx, cy, rx, ry, z, top, width, depth):
 
 def _sacrum(out, x, y, cx, cy, z, top, plate=False):
     drop = top - z
-    ycen = cy + 0.35 * drop  # the sacrum tilts backwards
+    ycen = cy + _SACRAL_TILT * drop  # the sacrum tilts backwards
     half_width = 50.0 - 0.3 * drop
     body = ((x - cx) / max(12.0, half_width)) ** 2 + ((y - ycen) / 18.0) ** 2 < 1.0
     out[body] = 480.0 if plate else 260.0  # S1's superior endplate, then sacral marrow

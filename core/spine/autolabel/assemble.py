@@ -1,11 +1,12 @@
 """From a detection (column, discs, segments) and anatomical anchors to a :class:`SpineLabelling`: shared by the
 built-in CT and MR labellers.
 
-Each segment between two discs is a vertebra; its centre is the column point half-way along it (for S1, 15 mm below
-the L5-S1 disc: half an S1 body, since the sacrum goes on far below; for C2, 0.8 pitch above the C2-C3 disc: the
-centre of its body and dens, since the column may run on above it into the skull). Discs get the column point and
-tangent. The anchors are reconciled (:func:`naming.reconcile`); without one the vertebrae stay unnamed and the
-message asks the user to name one of them.
+Each segment between two discs is a vertebra; its centre is the column point half-way along its body (between its
+endplates when the detection knows them, ``Detection.bodies``; for S1, 15 mm below its superior endplate: half an
+S1 body, since the sacrum goes on far below; for C2, 0.8 pitch above the C2-C3 disc: the centre of its body and dens,
+since the column may run on above it into the skull). Discs get the column point and tangent. The anchors are
+reconciled (:func:`naming.reconcile`); without one the vertebrae stay unnamed and the message asks the user to name
+one of them.
 """
 from __future__ import annotations
 
@@ -25,6 +26,13 @@ S1_OFFSET_MM = 15.0
 C2_OFFSET_OF_PITCH = 0.8
 
 
+def _s1_endplate(det: Detection, a: float) -> float:
+    """S1's superior endplate: half the L5-S1 disc's height below its centre ``a`` (the centre itself when the
+    height is not known)."""
+    half = {round(s, 6): h / 2.0 for s, h in zip(det.disc_s, det.disc_height)}
+    return a + half.get(round(a, 6), 0.0)
+
+
 def build_labelling(det: Detection, grid: IsoGrid, anchors: list[Anchor], method: str, version: str,
                     anchor_words: str, refine: str | None = None) -> SpineLabelling:
     """``anchor_words`` names the anchors looked for, for the message ("sacrum, skull base with C2, or the last
@@ -41,9 +49,10 @@ def build_labelling(det: Detection, grid: IsoGrid, anchors: list[Anchor], method
                                                   else None)
     vertebrae = []
     for idx, (a, b, partial) in enumerate(det.segments):
-        s_mid = (a + b) / 2.0
+        top, bottom = det.bodies[idx] if len(det.bodies) == n else (a, b)
+        s_mid = (top + bottom) / 2.0
         if names[idx] == "S1":
-            s_mid = min(b, a + S1_OFFSET_MM)
+            s_mid = min(b, _s1_endplate(det, a) + S1_OFFSET_MM)
             partial = False
         elif names[idx] == "C2" and pitch and idx + 1 < n:  # a C2 with the disc below it
             s_mid = max(a, b - C2_OFFSET_OF_PITCH * pitch)

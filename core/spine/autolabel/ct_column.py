@@ -8,8 +8,9 @@ Works on an isotropic HU grid (axes towards L, P, S; see :mod:`grid`):
 2. The column is the best slice-to-slice path through the score (dynamic programming, at most one voxel of
    movement per slice), trimmed to the stretch where bodies and canal are present.
 3. The body centre is refined in each slice (the bone blob in front of the canal), then smoothed.
-4. Density is sampled on small disks perpendicular to that centreline: discs are pairs of bright endplates close
-   together (:mod:`discs`; this holds in osteoporotic bone) and dips of the solid-bone fraction between the bodies.
+4. Density is sampled on small disks perpendicular to that centreline: discs are less dense gaps between two bright
+   endplates (this holds in osteoporotic bone) and dips of the solid-bone fraction between the bodies, chained
+   along the column with a pitch that may change from level to level (:mod:`ct_discs`).
    Vertebrae are the segments between consecutive discs; a segment cut by the end of the column is "partial".
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage, signal
 
-from core.spine.autolabel.discs import find_discs as endplate_discs
+from core.spine.autolabel.ct_discs import ct_discs
 from core.tasks import CancelToken, ProgressFn, check, report
 
 BONE_HU = 150.0  # cortex of the body and the walls of the canal (on block maxima, so thin cortex counts)
@@ -49,8 +50,11 @@ class Detection:
     column: Column
     disc_s: list[float]  # positions of discs (mm along the column from its cranial end)
     segments: list[tuple[float, float, bool]]  # vertebral segments (start, end, partial), cranial first
-    disc_depth: list[float] = field(default_factory=list)  # HU contrast of each disc dip
+    disc_depth: list[float] = field(default_factory=list)  # how clear each disc is (0..1)
     notes: list[str] = field(default_factory=list)
+    # height of each disc (mm, between its endplates; absent: unknown): the bodies end half of it from its centre
+    disc_height: list[float] = field(default_factory=list)
+    bodies: list[tuple[float, float]] = field(default_factory=list)  # each segment's body (absent: the segment)
 
 
 def _slice_masks(g: np.ndarray, peak: np.ndarray, step: float, cancel: CancelToken | None
@@ -357,51 +361,25 @@ def find_column(g: np.ndarray, peak: np.ndarray, step: float, progress: Progress
     return Column(pts, tang, ds, profile, (k0, k1)), solid
 
 
-def find_discs(column: Column) -> tuple[list[float], list[float]]:
-    """Disc positions (mm from the cranial end) as density dips along the column, with their depth in HU."""
+def solid_dips(column: Column) -> tuple[list[float], list[float], list[float]]:
+    """Dips of the solid-bone fraction along the column (mm from the cranial end), their depth (0..1) and their
+    width at half depth (mm): a disc is not enclosed by cortex, a body is (even an osteoporotic one, inside its
+    shell), so the width is the disc's height from the bone above to the bone below."""
     prof = ndimage.gaussian_filter1d(column.profile, 1.5 / column.ds, mode="nearest")
     if len(prof) < 5:
-        return [], []
+        return [], [], []
     prominence = 0.3  # the profile is the solid-bone fraction: ~1 in a body, ~0 in the middle of a disc
-    peaks, props = signal.find_peaks(-prof, prominence=prominence, distance=max(1, int(8.0 / column.ds)))
-    pos = [float(p) * column.ds for p in peaks]
-    depth = [float(x) for x in props["prominences"]]
-    pos, depth = _regularise(pos, depth)
-    return pos, depth
+    peaks, props = signal.find_peaks(-prof, prominence=prominence, distance=max(1, int(8.0 / column.ds)),
+                                     width=(None, None), rel_height=0.5)
+    return ([float(p) * column.ds for p in peaks], [float(x) for x in props["prominences"]],
+            [float(w) * column.ds for w in props["widths"]])
 
 
-def _regularise(pos: list[float], depth: list[float]) -> tuple[list[float], list[float]]:
-    """Drop the shallower of two dips much closer together than their neighbours (a split body, a nutrient canal)."""
-    changed = True
-    while changed and len(pos) >= 3:
-        changed = False
-        gaps = np.diff(pos)
-        med = float(np.median(gaps))
-        n = int(np.argmin(gaps))
-        if gaps[n] < 0.55 * med:
-            drop = n if depth[n] < depth[n + 1] else n + 1
-            del pos[drop], depth[drop]
-            changed = True
-    return pos, depth
-
-
-def merge_discs(column: Column, hu_profile: np.ndarray) -> tuple[list[float], list[float]]:
-    """Discs from the endplates (pairs of bright plates close together, :mod:`discs`), which hold in osteoporotic
-    bone whose interior is no denser than a disc, completed by the dips of the solid-bone profile
-    (:func:`find_discs`) that are at least 0.6 pitch from every endplate disc."""
-    dips, dip_depth = find_discs(column)
-    ep, ep_score, pitch = endplate_discs(hu_profile, column.ds, sign=1.0, bands=False)
-    keep = [n for n, sc in enumerate(ep_score) if sc >= 0.15]
-    ep, ep_score = [ep[n] for n in keep], [ep_score[n] for n in keep]
-    if not ep:
-        return dips, dip_depth
-    pos, depth = list(ep), list(ep_score)
-    for d, dd in zip(dips, dip_depth):
-        if all(abs(d - e) >= 0.6 * pitch for e in ep):
-            pos.append(d)
-            depth.append(dd)
-    order = np.argsort(pos)
-    return _regularise([pos[n] for n in order], [depth[n] for n in order])
+def merge_discs(column: Column, hu_profile: np.ndarray) -> tuple[list[float], list[float], list[float]]:
+    """Discs (positions, scores, heights) from the endplates (a less dense gap between two bright bands, which holds
+    in osteoporotic bone whose interior is no denser than a disc) and the dips of the solid-bone profile, chained
+    along the column with a pitch that may change from level to level (:mod:`ct_discs`)."""
+    return ct_discs(hu_profile, column.ds, *solid_dips(column))
 
 
 def segments_from_discs(discs: list[float], length: float, min_partial: float = 8.0
@@ -424,13 +402,34 @@ def detect(g: np.ndarray, peak: np.ndarray, step: float, progress: ProgressFn | 
     if column is None:
         return None, solid
     report(progress, 0.75, "Finding discs")
-    discs, depth = merge_discs(column, disk_profile(g, column.points, column.tangents, radius_vox=4.0 / step))
+    discs, depth, height = merge_discs(column, disk_profile(g, column.points, column.tangents,
+                                                            radius_vox=4.0 / step))
     length = (len(column.points) - 1) * column.ds
     segments = segments_from_discs(discs, length)
     if segments:
         segments[0] = _trim(segments[0], column, start=True, end=not discs)
         segments[-1] = _trim(segments[-1], column, start=not discs, end=True)
-    return Detection(column, discs, [seg for seg in segments if seg[1] - seg[0] >= 8.0], depth), solid
+    segments = [seg for seg in segments if seg[1] - seg[0] >= 8.0]
+    return Detection(column, discs, segments, depth, disc_height=height,
+                     bodies=_bodies(segments, discs, height, length, column.ds)), solid
+
+
+def _bodies(segments: list[tuple[float, float, bool]], discs: list[float], heights: list[float], length: float,
+            ds: float) -> list[tuple[float, float]]:
+    """Each segment's body along the column: a body is the marrow between its own endplates, which lie half a
+    disc height from the centres of the discs above and below it (its centre is then the body's, not shifted by a
+    quarter of the difference between the two discs' heights or, for an end vertebra trimmed to its bone, of one
+    disc). A body cut by an end of the column (bone up to it: the field of view cuts it) keeps the segment's ends:
+    its visible part is not bounded by its endplates, and its centre stays where it was."""
+    half = {round(s, 6): h / 2.0 for s, h in zip(discs, heights)}
+    out = []
+    for a, b, _partial in segments:
+        if a <= ds or b >= length - ds:
+            out.append((a, b))
+            continue
+        top, bottom = a + half.get(round(a, 6), 0.0), b - half.get(round(b, 6), 0.0)
+        out.append((top, bottom) if bottom > top else (a, b))
+    return out
 
 
 def _trim(seg: tuple[float, float, bool], column: Column, start: bool, end: bool) -> tuple[float, float, bool]:

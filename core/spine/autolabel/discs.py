@@ -1,4 +1,6 @@
-"""Discs along a column profile, from its endplates: shared by the CT and MR labellers.
+"""Discs along a column profile, from its endplates: the MR labeller's discs (:func:`find_discs`), and the endplates
+the CT labeller chains its discs from (:func:`endplate_peaks`, used by :mod:`ct_discs`, which lets the pitch change
+along the column instead of choosing one pitch for all of it).
 
 Every intervertebral disc lies between two endplates, and every endplate is a thin plate of cortical bone: bright
 on CT, dark on every MR sequence. Along the column, endplates come in pairs: the two around a disc are close (the
@@ -27,6 +29,7 @@ from scipy import ndimage, signal
 PITCH_MM = (10.0, 50.0)
 GAP_OF_PITCH = (0.10, 0.55)
 MAX_ENDPLATE_MM = 5.0  # width at half prominence of a CT endplate peak
+ENDPLATE_REACH_MM = 6.0  # a CT endplate's profile falls on both sides within this (disc, marrow)
 
 
 def pitch_candidates(profile: np.ndarray, ds: float, lo_mm: float = PITCH_MM[0], hi_mm: float = PITCH_MM[1]
@@ -53,15 +56,21 @@ def pitch_of(profile: np.ndarray, ds: float) -> float | None:
 
 
 def endplate_peaks(profile: np.ndarray, ds: float, sign: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """(peak indices, fine signed profile, its 5-95 % spread). On CT (sign +1) a peak must also be thin (an
-    endplate, not the plateau of a dense body between two discs); MR endplates are often blurred into the dark
-    rim of the disc, so no width limit is set there."""
+    """(peak indices, fine signed profile, its 5-95 % spread). On CT (sign +1) a peak must also be thin: an
+    endplate is a band of a few mm with less dense tissue on BOTH sides within ENDPLATE_REACH_MM (the disc on one,
+    the body's marrow on the other), not the plateau of a dense body between two discs. Its prominence and width
+    are measured within that reach: measured against the lowest point anywhere along the column (a disc or the
+    soft tissue beyond the column's end), the half-prominence level of an endplate can fall below the marrow next
+    to it, and the endplate then looks as wide as the whole body. MR endplates are often blurred into the dark rim
+    of the disc, so no width limit is set there."""
     fine = sign * ndimage.gaussian_filter1d(profile, 0.75 / ds, mode="nearest")
     spread = float(np.percentile(fine, 95) - np.percentile(fine, 5))
     if spread <= 0:
         return np.array([], dtype=int), fine, spread
     width = (None, MAX_ENDPLATE_MM / ds) if sign > 0 else None
-    peaks, _ = signal.find_peaks(fine, prominence=0.08 * spread, distance=max(1, round(2.0 / ds)), width=width)
+    wlen = 2 * round(ENDPLATE_REACH_MM / ds) + 1 if sign > 0 else None
+    peaks, _ = signal.find_peaks(fine, prominence=0.08 * spread, distance=max(1, round(2.0 / ds)), width=width,
+                                 wlen=wlen)
     return peaks, fine, spread
 
 
