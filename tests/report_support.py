@@ -1,10 +1,32 @@
 """Shared fixtures of the report tests (tests/test_report*.py)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 
 import pytest
+
+from core.report.study import labelling_from_labelmap, open_study
+from tests.conftest import BUNDLED_CT, SAMPLES
+
+LABELMAP = SAMPLES / "ts_ct_dicom_T11-T12" / "seg_total_v2.nii.gz"
+
+
+@contextlib.contextmanager
+def labelled_bundled_ct(home, measurements=()):
+    """The bundled CT opened in a library under ``home``, labelled from its TotalSegmentator label map."""
+    if not LABELMAP.is_file():
+        pytest.skip(f"label map of the sample not found at {LABELMAP}")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SPINEMED_HOME", str(home))
+    try:
+        st = open_study(BUNDLED_CT)
+        st.labelling = labelling_from_labelmap(LABELMAP, "totalseg", st.series_uid)
+        st.context.measurements = list(measurements)
+        yield st
+    finally:
+        mp.undo()
 
 
 @pytest.fixture

@@ -22,12 +22,12 @@ from core.report import NeedsLabellingError, ReportStore, SpineReport, draft_rep
 from core.report.constrained import generate_json
 from core.report.export.text import render_text
 from core.report.model import DISCLAIMER
-from core.report.study import labelling_from_labelmap, open_study
+from core.report.study import open_study
 from core.tasks import Cancelled, CancelToken
-from tests.conftest import BUNDLED_CT, SAMPLES
+from tests.conftest import BUNDLED_CT
+from tests.report_support import labelled_bundled_ct
 
 REPO = Path(__file__).resolve().parents[1]
-LABELMAP = SAMPLES / "ts_ct_dicom_T11-T12" / "seg_total_v2.nii.gz"
 ARTIFACTS = REPO / "tests" / "_artifacts" / "report"
 SCREENSHOT = REPO / "docs" / "screenshots" / "report_pdf_page1.png"
 LEVELS = ["T11", "T11-T12", "T12"]
@@ -46,17 +46,8 @@ def backend(embedded_model):
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    if not LABELMAP.is_file():
-        pytest.skip(f"label map of the sample not found at {LABELMAP}")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SPINEMED_HOME", str(tmp_path_factory.mktemp("home")))
-    try:
-        st = open_study(BUNDLED_CT)
-        st.labelling = labelling_from_labelmap(LABELMAP, "totalseg", st.series_uid)
-        st.context.measurements = list(MEASUREMENTS)
+    with labelled_bundled_ct(tmp_path_factory.mktemp("home"), MEASUREMENTS) as st:
         yield st
-    finally:
-        mp.undo()
 
 
 @pytest.fixture(scope="module")

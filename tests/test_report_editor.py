@@ -17,12 +17,10 @@ from app.report.report_editor import ReportEditor
 from core.inference.backend import backend_for_model
 from core.inference.default_model import find_default_model
 from core.report import ReportLockedError, ReportStore, SpineReport
-from core.report.study import labelling_from_labelmap, open_study
 from tests.app_support import settle, wait_until  # also selects the xcb platform
-from tests.conftest import BUNDLED_CT, SAMPLES
+from tests.report_support import labelled_bundled_ct
 
 REPO = Path(__file__).resolve().parents[1]
-LABELMAP = SAMPLES / "ts_ct_dicom_T11-T12" / "seg_total_v2.nii.gz"
 SCREENSHOT = REPO / "docs" / "screenshots" / "report_editor.png"
 
 
@@ -36,16 +34,8 @@ def backend(embedded_model):
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    if not LABELMAP.is_file():
-        pytest.skip(f"label map of the sample not found at {LABELMAP}")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SPINEMED_HOME", str(tmp_path_factory.mktemp("home")))
-    try:
-        st = open_study(BUNDLED_CT)
-        st.labelling = labelling_from_labelmap(LABELMAP, "totalseg", st.series_uid)
+    with labelled_bundled_ct(tmp_path_factory.mktemp("home"), ()) as st:
         yield st
-    finally:
-        mp.undo()
 
 
 def _editor(backend, study, tmp_path, labelling="study") -> ReportEditor:
