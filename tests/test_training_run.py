@@ -193,7 +193,7 @@ def test_registered_adapter_is_listed_by_the_registry(trained, monkeypatch, tmp_
     assert result.registered and all(p.is_file() for p in result.registered)
     folder = root / "models" / "test-spinemed-lora"
     assert {p.name for p in folder.iterdir()} >= {"test-spinemed-lora.gguf", "test-spinemed-lora.json",
-                                                   "test-spinemed-lora.md"}
+                                                   "test-spinemed-lora.md", "training_curves.png"}
     sidecar = json.loads((folder / "test-spinemed-lora.json").read_text())
     assert sidecar["kind"] == "lora-adapter" and sidecar["base"]["file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert sidecar["base"]["sha256"] == sha256_file(find_default_model())

@@ -347,7 +347,7 @@ def read_sidecar(gguf_path: Path | str) -> dict[str, Any] | None:
 
 
 def register_adapter(gguf_path: Path | str, models_dir: Path | str) -> list[Path]:
-    """Copy the adapter GGUF, its sidecar, card (and the base's licence) into ``models_dir/<name>/``."""
+    """Copy the adapter GGUF, its sidecar, card and training curves into ``models_dir/<name>/``."""
     gguf_path = Path(gguf_path)
     if not gguf_path.is_file():
         raise ExportError(f"{gguf_path}: adapter GGUF not found")
@@ -358,7 +358,9 @@ def register_adapter(gguf_path: Path | str, models_dir: Path | str) -> list[Path
     dest = Path(models_dir) / gguf_path.stem
     dest.mkdir(parents=True, exist_ok=True)
     copied = []
-    for src in (gguf_path, gguf_path.with_suffix(".json"), gguf_path.with_suffix(".md")):
+    # the card shows the training curves saved beside it
+    for src in (gguf_path, gguf_path.with_suffix(".json"), gguf_path.with_suffix(".md"),
+                gguf_path.parent / "training_curves.png"):
         if src.is_file():
             if src.resolve() != (dest / src.name).resolve():
                 shutil.copy2(src, dest / src.name)
