@@ -307,6 +307,23 @@ def _smooth_curve(pts: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter1d(filled, sigma, axis=0, mode="nearest")
 
 
+def column_from_curve(g: np.ndarray, ci: np.ndarray, cj: np.ndarray, k0: int, k1: int, step: float,
+                      radius_mm: float) -> Column:
+    """The body line (grid i, j per slice k0..k1) resampled every 1 mm from its cranial end, with tangents pointing
+    cranially and the mean of ``g`` on a disk of ``radius_mm`` across the line at each sample."""
+    curve = np.column_stack([ci, cj, np.arange(k0, k1 + 1, dtype=float)])[::-1]  # cranial first
+    seg = np.linalg.norm(np.diff(curve, axis=0), axis=1) * step
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    ds = 1.0
+    s_new = np.arange(0.0, s[-1] + 1e-6, ds)
+    pts = np.stack([np.interp(s_new, s, curve[:, c]) for c in range(3)], axis=1)
+    tang = np.gradient(ndimage.gaussian_filter1d(pts, 3.0, axis=0, mode="nearest"), axis=0)
+    norms = np.linalg.norm(tang, axis=1, keepdims=True)
+    tang = np.where(norms > 1e-9, -tang / np.maximum(norms, 1e-9), np.array([[0, 0, 1.0]]))
+    profile = disk_profile(g, pts, tang, radius_vox=radius_mm / step)
+    return Column(pts, tang, ds, profile, (k0, k1))
+
+
 def disk_profile(g: np.ndarray, pts: np.ndarray, tangents: np.ndarray, radius_vox: float) -> np.ndarray:
     """Mean value of ``g`` on a disk of ``radius_vox`` perpendicular to each tangent, centred at each point."""
     ref = np.where(np.abs(tangents[:, [0]]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0, 1.0, 0]]))
@@ -348,17 +365,8 @@ def find_column(g: np.ndarray, peak: np.ndarray, step: float, progress: Progress
     if np.isnan(centres[:, 0]).all():
         return None, solid
     ij = _smooth_curve(centres, sigma=4.0 / step)
-    curve = np.column_stack([ij, np.arange(k0, k1 + 1, dtype=float)])[::-1]  # cranial first
-    seg = np.linalg.norm(np.diff(curve, axis=0), axis=1) * step
-    s = np.concatenate([[0.0], np.cumsum(seg)])
-    ds = 1.0
-    s_new = np.arange(0.0, s[-1] + 1e-6, ds)
-    pts = np.stack([np.interp(s_new, s, curve[:, c]) for c in range(3)], axis=1)
-    tang = np.gradient(ndimage.gaussian_filter1d(pts, 3.0, axis=0, mode="nearest"), axis=0)
-    norms = np.linalg.norm(tang, axis=1, keepdims=True)
-    tang = np.where(norms > 1e-9, -tang / np.maximum(norms, 1e-9), np.array([[0, 0, 1.0]]))
-    profile = disk_profile(solid.astype(np.float32), pts, tang, radius_vox=5.0 / step)
-    return Column(pts, tang, ds, profile, (k0, k1)), solid
+    column = column_from_curve(solid.astype(np.float32), ij[:, 0], ij[:, 1], k0, k1, step, radius_mm=5.0)
+    return column, solid
 
 
 def solid_dips(column: Column) -> tuple[list[float], list[float], list[float]]:

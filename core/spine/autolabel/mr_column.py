@@ -24,7 +24,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from core.spine.autolabel.ct_column import Column, Detection, disk_profile, segments_from_discs, trace
+from core.spine.autolabel.ct_column import (
+    Column,
+    Detection,
+    column_from_curve,
+    segments_from_discs,
+    trace,
+)
 from core.spine.autolabel.discs import disc_quality, find_discs
 from core.tasks import CancelToken, ProgressFn, check, report
 
@@ -218,15 +224,5 @@ def _transfer(discs: list[float], src: Column, dst: Column) -> list[float]:
 
 def _column(g: np.ndarray, ci: np.ndarray, cj: np.ndarray, k0: int, k1: int, step: float) -> Column:
     """The body line (grid i, j per slice k0..k1) resampled every 1 mm, with tangents and the intensity profile."""
-    curve = np.column_stack([ci, cj, np.arange(k0, k1 + 1, dtype=float)])[::-1]  # cranial first
-    seg = np.linalg.norm(np.diff(curve, axis=0), axis=1) * step
-    s = np.concatenate([[0.0], np.cumsum(seg)])
-    ds = 1.0
-    s_new = np.arange(0.0, s[-1] + 1e-6, ds)
-    pts = np.stack([np.interp(s_new, s, curve[:, c]) for c in range(3)], axis=1)
-    tang = np.gradient(ndimage.gaussian_filter1d(pts, 3.0, axis=0, mode="nearest"), axis=0)
-    norms = np.linalg.norm(tang, axis=1, keepdims=True)
-    tang = np.where(norms > 1e-9, -tang / np.maximum(norms, 1e-9), np.array([[0, 0, 1.0]]))
-    profile = disk_profile(g, pts, tang, radius_vox=2.5 / step)
-    return Column(pts, tang, ds, profile, (k0, k1))
+    return column_from_curve(g, ci, cj, k0, k1, step, radius_mm=2.5)
 
