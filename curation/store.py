@@ -244,9 +244,14 @@ class CurationStore:
     def update_item(self, item_id: str, **fields: Any) -> None:
         if "review_status" in fields and fields["review_status"] not in REVIEW_STATUSES:
             raise ValueError(f"unknown review status {fields['review_status']!r}")
-        fields["updated_at"] = now()
+        encoded = _encode(fields)
         with self._lock, self.db.conn:
-            self.db["items"].update(item_id, _encode(fields))
+            current = self.db["items"].get(item_id)  # raises NotFoundError for an unknown id
+            changed = {k: v for k, v in encoded.items() if current.get(k) != v}
+            if not changed:  # re-running the gates must not restamp unchanged items (the export carries the stamp)
+                return
+            changed["updated_at"] = now()
+            self.db["items"].update(item_id, changed)
 
     def add_revision(self, **fields: Any) -> int:
         fields.setdefault("created_at", now())

@@ -59,3 +59,16 @@ def test_reviews_set_the_human_status(store):
     store.add_review("it1", "drA", "reject", reason="duplicate")  # drA changes their mind: any reject rejects
     assert store.item("it1")["review_status"] == "rejected"
     assert [r["reviewer"] for r in store.reviews("it1")] == ["drA", "drB", "drA"]
+
+
+def test_an_update_that_changes_nothing_keeps_the_timestamp(store, monkeypatch):
+    import curation.store as store_mod
+
+    store.add_item(_item())
+    monkeypatch.setattr(store_mod, "now", lambda: "2030-01-01T00:00:00+00:00")
+    before = store.item("it1")
+    store.update_item("it1", content=before["content"], gate_report=before["gate_report"])
+    assert store.item("it1")["updated_at"] == before["updated_at"]  # e.g. the gates re-run on an unchanged item
+    store.update_item("it1", review_status="auto_gated")
+    after = store.item("it1")
+    assert after["review_status"] == "auto_gated" and after["updated_at"] == "2030-01-01T00:00:00+00:00"
