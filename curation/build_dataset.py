@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES)
     p.add_argument("--store", type=Path, default=DEFAULT_STORE)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    p.add_argument("--llm-jobs", type=int, default=60)
+    p.add_argument("--llm-jobs", type=int, default=60,
+                   help="LLM draft+revise jobs to run in this call: the next N not yet done in the store (a rerun "
+                        "adds N more; 0 re-exports what the store has)")
     p.add_argument("--model", type=Path, default=None)
     args = p.parse_args(argv)
     model = args.model
