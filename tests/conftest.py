@@ -1,6 +1,7 @@
 """Shared fixtures: an isolated SpineMed home per test, and the real samples in ../shared when present."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,19 @@ def samples() -> Path:
 @pytest.fixture
 def bundled_ct() -> Path:
     return BUNDLED_CT
+
+
+@contextlib.contextmanager
+def loaded_backend(path: Path, **options):
+    """A backend for ``path`` (backend_for_model options), loaded, and unloaded afterwards."""
+    from core.inference.backend import backend_for_model
+
+    backend = backend_for_model(path, **options)
+    backend.load()
+    try:
+        yield backend
+    finally:
+        backend.unload()
 
 
 @pytest.fixture(scope="session")

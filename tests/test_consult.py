@@ -27,6 +27,7 @@ from core.consult import (
 )
 from core.consult.prompt import load_template, user_turn
 from core.inference.backend import GenerationParams, backend_for_model
+from tests.conftest import loaded_backend
 
 REPO = Path(__file__).resolve().parents[1]
 SHORT = GenerationParams(max_tokens=32, temperature=0.0)
@@ -66,10 +67,8 @@ def model_path(embedded_model):
 
 @pytest.fixture(scope="module")
 def backend(model_path):
-    b = backend_for_model(model_path, n_ctx=4096)
-    b.load()
-    yield b
-    b.unload()
+    with loaded_backend(model_path, n_ctx=4096) as b:
+        yield b
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from core.inference.backend import (
 )
 from core.inference.gguf_header import read_gguf
 from core.inference.registry import ModelRegistry, ModelValidationError, read_metadata, validate_model
+from tests.conftest import loaded_backend
 
 SHORT = GenerationParams(max_tokens=24, temperature=0.0)
 
@@ -32,10 +33,8 @@ def model_path(embedded_model):
 
 @pytest.fixture(scope="module")
 def backend(model_path):
-    b = backend_for_model(model_path, n_ctx=2048)
-    b.load()
-    yield b
-    b.unload()
+    with loaded_backend(model_path, n_ctx=2048) as b:
+        yield b
 
 
 def _messages(question: str) -> list[dict]:

@@ -17,14 +17,14 @@ import pydicom
 import pytest
 
 from core.consult.context import Measurement
-from core.inference.backend import BackendError, backend_for_model
+from core.inference.backend import BackendError
 from core.report import NeedsLabellingError, ReportStore, SpineReport, draft_report, export_report
 from core.report.constrained import generate_json
 from core.report.export.text import render_text
 from core.report.model import DISCLAIMER
 from core.report.study import open_study
 from core.tasks import Cancelled, CancelToken
-from tests.conftest import BUNDLED_CT
+from tests.conftest import BUNDLED_CT, loaded_backend
 from tests.report_support import labelled_bundled_ct
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,10 +38,8 @@ MEASUREMENTS = [Measurement("disc height", "T11-T12", 6.8, "mm"),
 
 @pytest.fixture(scope="module")
 def backend(embedded_model):
-    b = backend_for_model(embedded_model, n_threads=1)
-    b.load()
-    yield b
-    b.unload()
+    with loaded_backend(embedded_model, n_threads=1) as b:
+        yield b
 
 
 @pytest.fixture(scope="module")

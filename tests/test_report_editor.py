@@ -14,10 +14,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from app.report.report_editor import ReportEditor
-from core.inference.backend import backend_for_model
 from core.inference.default_model import find_default_model
 from core.report import ReportLockedError, ReportStore, SpineReport
 from tests.app_support import settle, wait_until  # also selects the xcb platform
+from tests.conftest import loaded_backend
 from tests.report_support import labelled_bundled_ct
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,10 +26,8 @@ SCREENSHOT = REPO / "docs" / "screenshots" / "report_editor.png"
 
 @pytest.fixture(scope="module")
 def backend(embedded_model):
-    b = backend_for_model(embedded_model, n_threads=1)
-    b.load()
-    yield b
-    b.unload()
+    with loaded_backend(embedded_model, n_threads=1) as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
