@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from core.library.database import open_library_db
+from core.library.database import LibraryStore
 
 
 def now() -> str:
@@ -47,15 +45,7 @@ class StoredMessage:
         )
 
 
-class ConversationStore:
-    def __init__(self, db_path: Path | str | None = None) -> None:
-        self.path, self.db = open_library_db(db_path)
-        self._lock = threading.RLock()
-
-    def close(self) -> None:
-        with self._lock:
-            self.db.close()
-
+class ConversationStore(LibraryStore):
     # --- conversations ------------------------------------------------------------------------------------------
     def create_conversation(self, study_key: str, series_uid: str, title: str, model: str, system_prompt: str,
                             context_text: str) -> int:

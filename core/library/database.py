@@ -6,6 +6,7 @@ access with their own lock), WAL journal, foreign keys on, and the library's mig
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import sqlite_utils
@@ -24,3 +25,15 @@ def open_library_db(db_path: Path | str | None = None) -> tuple[Path, sqlite_uti
     db.execute("PRAGMA journal_mode = WAL")
     migrate(db)
     return path, db
+
+
+class LibraryStore:
+    """Base of the stores kept in the library file: the database, its path, one lock serialising access."""
+
+    def __init__(self, db_path: Path | str | None = None) -> None:
+        self.path, self.db = open_library_db(db_path)
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()

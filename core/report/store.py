@@ -12,11 +12,9 @@ accepted / rejected / edited / added / removed). Writes are single transactions;
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 
-from core.library.database import open_library_db
+from core.library.database import LibraryStore
 from core.report.model import ReportLockedError, SpineReport, now_iso
 
 
@@ -63,15 +61,7 @@ def diff_summary(old: SpineReport | None, new: SpineReport) -> str:
     return "; ".join(parts) or "no changes"
 
 
-class ReportStore:
-    def __init__(self, db_path: Path | str | None = None) -> None:
-        self.path, self.db = open_library_db(db_path)
-        self._lock = threading.RLock()
-
-    def close(self) -> None:
-        with self._lock:
-            self.db.close()
-
+class ReportStore(LibraryStore):
     # --- writing -------------------------------------------------------------------------------------------
     def save(self, report: SpineReport, author: str, study_key: str = "") -> VersionInfo:
         """Store ``report`` as a new version by ``author``; ``report.version`` is updated."""
