@@ -4,6 +4,7 @@ GUI tests need a real X display (Xvfb); VTK draws nothing under QT_QPA_PLATFORM=
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -110,3 +111,27 @@ def fraction_not_background(pixels: np.ndarray, background_rgb, tolerance: int =
     """Share of pixels differing from the background colour by more than ``tolerance`` in any channel."""
     diff = np.abs(pixels.astype(int) - np.asarray(background_rgb, int)[None, None, :]).max(axis=2)
     return float((diff > tolerance).mean())
+
+
+@contextlib.contextmanager
+def opened_ct_window(folder: Path):
+    """A main window with its own library in ``folder``, the CT sample imported and opened, 2D and 3D ready."""
+    from app.main_window import MainWindow
+    from core.library import Library
+
+    library = Library(folder / "library.db")
+    window = MainWindow(library=library)
+    window.resize(1500, 950)
+    window.show()
+    opened = []
+    window.volume_opened.connect(opened.append)
+    window.import_paths([ct_dicom_dir()], open_first=True)
+    wait_until(lambda: opened, what="the CT series to open")
+    wait_until(lambda: window.viewer.volume_view.prepared is not None, what="the 3D view to be prepared")
+    settle(0.3)
+    try:
+        yield window
+    finally:
+        window.close()
+        library.close()
+        settle(0.1)

@@ -16,7 +16,15 @@ from PySide6.QtCore import QPoint, Qt, QUrl
 from PySide6.QtTest import QTest
 
 from app.levels import dialogs, style
-from tests.app_support import artifacts_dir, ct_dicom_dir, ct_label_path, qimage_to_rgb, settle, wait_until
+from tests.app_support import (
+    artifacts_dir,
+    ct_dicom_dir,
+    ct_label_path,
+    opened_ct_window,
+    qimage_to_rgb,
+    settle,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(ct_dicom_dir() is None, reason="CT DICOM sample (resources/samples or ../shared) absent")
 
@@ -29,23 +37,8 @@ KNOWN_VOXELS = {"T11": (250.6, 347.6, 13.2), "T12": (245.3, 334.5, 8.6)}
 
 @pytest.fixture(scope="module")
 def window(qapp, tmp_path_factory):
-    from app.main_window import MainWindow
-    from core.library import Library
-
-    library = Library(tmp_path_factory.mktemp("levels-library") / "library.db")
-    win = MainWindow(library=library)
-    win.resize(1500, 950)
-    win.show()
-    opened = []
-    win.volume_opened.connect(opened.append)
-    win.import_paths([ct_dicom_dir()], open_first=True)
-    wait_until(lambda: opened, what="the CT series to open")
-    wait_until(lambda: win.viewer.volume_view.prepared is not None, what="the 3D view")
-    settle(0.3)
-    yield win
-    win.close()
-    library.close()
-    settle(0.1)
+    with opened_ct_window(tmp_path_factory.mktemp("levels-library")) as win:
+        yield win
 
 
 def known_labelling(volume, series_uid: str):

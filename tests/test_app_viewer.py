@@ -17,9 +17,9 @@ from tests.app_support import (
     ct_label_path,
     fraction_not_background,
     label_volume_lps,
+    opened_ct_window,
     send_wheel,
     settle,
-    wait_until,
     widget_gray,
 )
 
@@ -29,23 +29,8 @@ pytestmark = pytest.mark.skipif(ct_dicom_dir() is None, reason="CT DICOM sample 
 @pytest.fixture(scope="module")
 def ct_window(qapp, tmp_path_factory):
     """One main window with its own library, the CT sample imported and opened, 2D and 3D ready."""
-    from app.main_window import MainWindow
-    from core.library import Library
-
-    library = Library(tmp_path_factory.mktemp("library") / "library.db")
-    window = MainWindow(library=library)
-    window.resize(1500, 950)
-    window.show()
-    opened = []
-    window.volume_opened.connect(opened.append)
-    window.import_paths([ct_dicom_dir()], open_first=True)
-    wait_until(lambda: opened, what="the CT series to open")
-    wait_until(lambda: window.viewer.volume_view.prepared is not None, what="the 3D view to be prepared")
-    settle(0.3)
-    yield window
-    window.close()
-    library.close()
-    settle(0.1)
+    with opened_ct_window(tmp_path_factory.mktemp("library")) as window:
+        yield window
 
 
 @pytest.fixture
