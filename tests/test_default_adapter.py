@@ -101,6 +101,8 @@ def test_ship_writes_the_pointer_only_for_a_significant_gain(tmp_path):
 
 
 def test_ship_errors_are_clear(tmp_path):
+    with pytest.raises(ShipError, match="no such training output folder"):
+        ship(tmp_path / "missing", tmp_path / "models")
     with pytest.raises(ShipError, match="no adapter GGUF"):
         ship(tmp_path, tmp_path / "models")
     assert decide({"rows": {}})[0] is False

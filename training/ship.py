@@ -68,6 +68,8 @@ def _add_to_card(card: Path, table: str) -> None:
 
 def ship(run_dir: Path | str, models_dir: Path | str, alpha: float = 0.05) -> ShipDecision:
     run_dir, models_dir = Path(run_dir), Path(models_dir)
+    if not run_dir.is_dir():
+        raise ShipError(f"{run_dir}: no such training output folder")
     info = json.loads((run_dir / "run_info.json").read_text(encoding="utf-8")) \
         if (run_dir / "run_info.json").is_file() else {}
     name = info.get("name") or (info.get("config") or {}).get("name")
