@@ -173,7 +173,7 @@ def test_a_soft_focus_in_a_body_is_not_taken_for_the_canal_where_the_ring_is_ope
     behind it, so it is the body's interior, not the canal (density cannot tell: fatty marrow is as low as CSF)."""
     step = 1.5
     g, i, j = _vertebra_slices(step)
-    canal, solid = _slice_masks(g.copy(), g.copy(), step, None)
+    canal, solid = _slice_masks(g.copy(), g.copy(), step, np.full(g.shape[2], np.nan), None)
     focus = np.hypot(i - 45, j - 42) < 6
     for k in range(g.shape[2]):
         assert not (canal[:, :, k] & focus).any(), k

@@ -17,6 +17,10 @@ from scipy import ndimage
 from core.spine.autolabel.ct_column import Detection
 from core.spine.autolabel.naming import Anchor
 
+# the largest ribs hold ~30 cm3 of bone above 200 HU; an iliac wing (thin too, and near the column at the
+# sacroiliac joint) holds twice that or more
+MAX_RIB_MM3 = 45_000.0
+
 
 def _point(det: Detection, s: float) -> np.ndarray:
     c = det.column
@@ -127,7 +131,7 @@ def last_rib(det: Detection, bone: np.ndarray, step: float) -> Anchor | None:
         comp = labels[box] == lab
         size_mm3 = comp.sum() * step**3
         extent = max((sl.stop - sl.start) for sl in box[:2]) * step
-        if size_mm3 < 300.0 or extent < 40.0:
+        if size_mm3 < 300.0 or size_mm3 > MAX_RIB_MM3 or extent < 40.0:
             continue
         if ndimage.distance_transform_edt(np.pad(comp, 1)).max() * step > 8.0:  # too thick for a rib
             continue

@@ -4,7 +4,8 @@ Works on an isotropic HU grid (axes towards L, P, S; see :mod:`grid`):
 
 1. A body score per voxel: local mean density over ~10 mm in the axial plane (thick bone, not thin cortex), made
    much higher where a spinal canal lies just behind (posterior) - a low-density hole enclosed by bone in the axial
-   slice. This keeps the column apart from the sternum, ribs, pelvis and femurs.
+   slice (or, on thick slices, in a slab of a few mm), unpaired (no bone at its mirror image across the trunk's
+   midline). This keeps the column apart from the sternum, ribs, pelvis and femurs.
 2. The column is the best slice-to-slice path through the score (dynamic programming, at most one voxel of
    movement per slice), trimmed to the stretch where bodies and canal are present.
 3. The body centre is refined in each slice (the bone blob in front of the canal), then smoothed.
@@ -32,6 +33,15 @@ FILL_MAX_MM2 = 2500.0  # soft interior of the largest vertebral body; the pelvic
 # hole behind may be up to 10 mm higher or lower (the canal is a tube; it is enclosed by bone only at the pedicles).
 BEHIND_SIDE_MM = 25.0
 BEHIND_ALONG_MM = 10.0
+# a hole over 25 mm off the trunk's midline with bone within 10 mm of its mirror image is in a paired bone
+PAIR_OFF_MIDLINE_MM = 25.0
+PAIR_MIRROR_MM = 10.0
+MIN_TRUNK_MM = 120.0  # narrower "trunks" are pieces of a cropped image (the neck is wider than this)
+SLAB_HALF_MM = 4.0  # canal search where a slice has none: bone of the slices within this distance counts
+FILL_HALF_MM = 1.0  # marrow enclosed by the bone of the slices this close (at least the next ones) is filled:
+# more would bridge a thoracic disc (4-6 mm). Only marrow whose own slice's bone surrounds most of it (a shell
+# with a gap, not a disc between two rims) is filled.
+SHELL_CLOSED = 0.3
 
 
 @dataclass
@@ -57,57 +67,111 @@ class Detection:
     bodies: list[tuple[float, float]] = field(default_factory=list)  # each segment's body (absent: the segment)
 
 
-def _slice_masks(g: np.ndarray, peak: np.ndarray, step: float, cancel: CancelToken | None
+def _slice_masks(g: np.ndarray, peak: np.ndarray, step: float, mids: np.ndarray, cancel: CancelToken | None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Per axial slice: (canal, solid). The canal is a low-density hole of canal size enclosed by bone with no
-    similar hole straight behind it (that would make it a body's soft interior and the one behind the canal). The
+    similar hole straight behind it (that would make it a body's soft interior and the one behind the canal) and, off
+    the trunk's midline, no bone at its mirror image (that would make it a hole in a paired bone: a hip bone). The
     canal is a tube along the spine, so the hole behind may be in a nearby slice: at the level of the foramina the
     canal is open and only the body's interior is enclosed; density cannot tell them apart (fatty or osteoporotic
     marrow is as low as the canal's contents), position can.
+    The bony ring around the canal (body, pedicles, laminae) is complete over a few mm of each vertebra only, and its
+    parts lie at different heights: with thick slices no single slice may show it closed. Where a slice has no canal
+    of its own, the canal is looked for in the bone of a slab ``SLAB_HALF_MM`` thick on either side.
     ``solid`` is bone with its other enclosed holes filled: an osteoporotic body, whose interior is barely denser
-    than muscle, still shows as a solid blob inside its cortical shell, while a disc does not."""
-    lo, hi = (a / step**2 for a in CANAL_AREA_MM2)
-    fill_max = FILL_MAX_MM2 / step**2
+    than muscle, still shows as a solid blob inside its cortical shell, while a disc does not. A body's shell is
+    open where its vein leaves it (mid-height, at the back): marrow enclosed by the bone of the slices just above
+    and below (``FILL_HALF_MM``) is filled too, so that gap does not look like a disc."""
     canal = np.zeros(g.shape, dtype=bool)
     solid = peak > BONE_HU
     close = max(1, round(CLOSE_GAPS_MM / step))
-    found = {}  # slice -> (labels, idx, sizes, candidates, their centres)
+    for k in np.nonzero(solid.any(axis=(0, 1)))[0]:
+        if k % 16 == 0:
+            check(cancel)
+        # thin or osteoporotic cortex breaks up at this resolution: close small gaps so shells stay closed
+        solid[:, :, k] = ndimage.binary_closing(np.pad(solid[:, :, k], close),
+                                                iterations=close)[close:-close, close:-close]
+    slab = ndimage.maximum_filter1d(solid, size=2 * round(SLAB_HALF_MM / step) + 1, axis=2)
+    thin = ndimage.maximum_filter1d(solid, size=2 * max(1, round(FILL_HALF_MM / step)) + 1, axis=2)
+    own, own_found = _hole_candidates(g, solid, step, cancel)
+    wide, wide_found = _hole_candidates(g, slab, step, cancel)
+    fill_max = FILL_MAX_MM2 / step**2
     for k in range(g.shape[2]):
         if k % 16 == 0:
             check(cancel)
         sl = solid[:, :, k]
-        if not sl.any():
-            continue
-        # thin or osteoporotic cortex breaks up at this resolution: close small gaps so shells stay closed
-        sl[:] = ndimage.binary_closing(np.pad(sl, close), iterations=close)[close:-close, close:-close]
-        holes = ndimage.binary_fill_holes(sl) & ~sl
+        labels, sizes = own.get(k, (np.zeros(sl.shape, dtype=np.int32), np.zeros(0)))
+        small = np.isin(labels, 1 + np.nonzero(sizes <= fill_max)[0])
+        best_mask = np.zeros(sl.shape, dtype=bool)
+        for found, holes in ((own_found, own), (wide_found, wide)):
+            if k not in found:
+                continue
+            cand, centres = _canal_candidates(k, found, slab, mids, step)
+            slab_labels = holes[k][0]
+            filled = sl | (small & ~np.isin(slab_labels, cand))
+            best = _best_canal(filled, slab_labels, cand, centres if cand.size else None, step)
+            if best:
+                best_mask = (slab_labels == best) & ~sl
+                break
+        canal[:, :, k] = best_mask
+        inside_canal = np.isin(labels, np.unique(labels[best_mask]))
+        marrow = ndimage.binary_fill_holes(thin[:, :, k]) & ~thin[:, :, k]
+        mlab, n = ndimage.label(marrow)
+        msizes = ndimage.sum_labels(np.ones_like(mlab), mlab, np.arange(1, n + 1))
+        keep = [n + 1 for n in range(len(msizes)) if msizes[n] <= fill_max
+                and _rim_in_bone(mlab == n + 1, sl) >= SHELL_CLOSED]
+        marrow = np.isin(mlab, keep) & ~np.isin(mlab, np.unique(mlab[best_mask]))
+        sl[:] = sl | (small & ~inside_canal) | (marrow & ~best_mask)
+    return canal, solid
+
+
+def _rim_in_bone(region: np.ndarray, bone: np.ndarray) -> float:
+    """Fraction of the pixels just around ``region`` that are bone."""
+    rim = ndimage.binary_dilation(region) & ~region
+    return float(bone[rim].mean()) if rim.any() else 0.0
+
+
+def _hole_candidates(g: np.ndarray, bone: np.ndarray, step: float, cancel: CancelToken | None
+                     ) -> tuple[dict, dict]:
+    """Per slice, the holes enclosed by ``bone`` ({k: (labels, sizes)}) and the canal-sized, low-density ones among
+    them ({k: (candidate labels, their centres)})."""
+    lo, hi = (a / step**2 for a in CANAL_AREA_MM2)
+    holes_by_k, found = {}, {}
+    for k in np.nonzero(bone.any(axis=(0, 1)))[0]:
+        if k % 16 == 0:
+            check(cancel)
+        holes = ndimage.binary_fill_holes(bone[:, :, k]) & ~bone[:, :, k]
         if not holes.any():
             continue
         labels, n = ndimage.label(holes)
         idx = np.arange(1, n + 1)
         sizes = ndimage.sum_labels(np.ones_like(labels), labels, idx)
+        holes_by_k[int(k)] = (labels, sizes)
         means = ndimage.mean(g[:, :, k], labels, idx)
         cand = idx[(sizes >= lo) & (sizes <= hi) & (means < 150.0)]
-        centres = np.array(ndimage.center_of_mass(holes, labels, cand)).reshape(-1, 2)
-        found[k] = (labels, idx, sizes, cand, centres)
-    ks = np.concatenate([np.full(len(f[4]), k) for k, f in found.items()]) if found else np.zeros(0)
-    everywhere = np.concatenate([f[4] for f in found.values()]) if found else np.zeros((0, 2))
-    reach = round(BEHIND_ALONG_MM / step)
-    for k, (labels, idx, sizes, cand, centres) in found.items():
-        if k % 16 == 0:
-            check(cancel)
         if cand.size:
-            other = everywhere[np.abs(ks - k) <= reach]
-            dx = np.abs(centres[:, 0][:, None] - other[:, 0][None, :]) * step
-            dy = (other[:, 1][None, :] - centres[:, 1][:, None]) * step  # [a, b]: b behind a when > 0
-            has_behind = ((dx < BEHIND_SIDE_MM) & (dy > 8.0) & (dy < 45.0)).any(axis=1)
-            cand, centres = cand[~has_behind], centres[~has_behind]
-        sl = solid[:, :, k]
-        filled = sl | (np.isin(labels, idx[sizes <= fill_max]) & ~np.isin(labels, cand))
-        best = _best_canal(filled, labels, cand, centres if cand.size else None, step)
-        canal[:, :, k] = labels == best if best else False
-        sl[:] = filled | (np.isin(labels, cand[cand != best]) & np.isin(labels, idx[sizes <= fill_max]))
-    return canal, solid
+            found[int(k)] = (cand, np.array(ndimage.center_of_mass(holes, labels, cand)).reshape(-1, 2))
+    return holes_by_k, found
+
+
+def _canal_candidates(k: int, found: dict, slab: np.ndarray, mids: np.ndarray, step: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Slice k's candidates without those with a candidate straight behind them (a body's interior) or, off the
+    trunk's midline, with bone at their mirror image (a hole in a paired bone)."""
+    cand, centres = found[k]
+    reach = round(BEHIND_ALONG_MM / step)
+    near = [c for kk, (_, c) in found.items() if abs(kk - k) <= reach]
+    other = np.concatenate(near) if near else np.zeros((0, 2))
+    dx = np.abs(centres[:, 0][:, None] - other[:, 0][None, :]) * step
+    dy = (other[:, 1][None, :] - centres[:, 1][:, None]) * step  # [a, b]: b behind a when > 0
+    keep = ~((dx < BEHIND_SIDE_MM) & (dy > 8.0) & (dy < 45.0)).any(axis=1)
+    if np.isfinite(mids[k]):
+        r = round(PAIR_MIRROR_MM / step)
+        for n, (ci, cj) in enumerate(centres):
+            if keep[n] and abs(ci - mids[k]) * step > PAIR_OFF_MIDLINE_MM:
+                mi, mj = round(2.0 * mids[k] - ci), round(cj)
+                keep[n] = not slab[max(0, mi - r): mi + r + 1, max(0, mj - r): mj + r + 1, k].any()
+    return cand[keep], centres[keep]
 
 
 def _best_canal(filled: np.ndarray, labels: np.ndarray, cand: np.ndarray, centres: np.ndarray | None,
@@ -127,25 +191,43 @@ def _best_canal(filled: np.ndarray, labels: np.ndarray, cand: np.ndarray, centre
     return best
 
 
-def _trunk_weight(g: np.ndarray, step: float) -> np.ndarray:
-    """Per slice, a weight falling off with left-right distance from the trunk's midline (arms, table: low)."""
+def _trunk_midlines(g: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per slice, the trunk's left-right midline and width in grid voxels (NaN where the trunk is cut by the field
+    of view or absent: then there is no reliable midline)."""
+    mids = np.full(g.shape[2], np.nan)
+    widths = np.full(g.shape[2], np.nan)
     tissue = g > -400.0
     labels, n = ndimage.label(ndimage.binary_opening(tissue, iterations=2))
     if n == 0:
-        return np.ones(g.shape[::2], dtype=np.float32)
+        return mids, widths
     trunk = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
-    out = np.ones((g.shape[0], g.shape[2]), dtype=np.float32)
     i = np.arange(g.shape[0], dtype=float)
     for k in range(g.shape[2]):
         cols = trunk[:, :, k].any(axis=1)
         if cols.sum() < 3:
             continue
         xs = i[cols]
-        width = xs[-1] - xs[0] + 1
-        if xs[0] == 0 or xs[-1] == g.shape[0] - 1:  # trunk cut by the field of view: no reliable midline
+        if xs[0] == 0 or xs[-1] == g.shape[0] - 1 or (xs[-1] - xs[0] + 1) * step < MIN_TRUNK_MM:
             continue
-        mid = xs.mean()
-        out[:, k] = np.clip(1.0 - ((i - mid) / (0.35 * width)) ** 2, 0.2, 1.0)
+        mids[k], widths[k] = xs.mean(), xs[-1] - xs[0] + 1
+    return mids, widths
+
+
+def _filled_midlines(mids: np.ndarray) -> np.ndarray:
+    """Midlines of slices where the trunk is cut by the field of view, interpolated from slices where it is not
+    (the trunk's midline moves little from slice to slice); all NaN when no slice shows the whole trunk."""
+    known = np.nonzero(np.isfinite(mids))[0]
+    if known.size == 0:
+        return mids
+    return np.interp(np.arange(len(mids)), known, mids[known])
+
+
+def _trunk_weight(mids: np.ndarray, widths: np.ndarray, nx: int) -> np.ndarray:
+    """Per slice, a weight falling off with left-right distance from the trunk's midline (arms, table: low)."""
+    out = np.ones((nx, len(mids)), dtype=np.float32)
+    i = np.arange(nx, dtype=float)
+    for k in np.nonzero(np.isfinite(mids))[0]:
+        out[:, k] = np.clip(1.0 - ((i - mids[k]) / (0.35 * widths[k])) ** 2, 0.2, 1.0)
     return out
 
 
@@ -153,7 +235,8 @@ def body_score(g: np.ndarray, peak: np.ndarray, step: float, cancel: CancelToken
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(score 0..1 of being a vertebral body with a canal behind it, canal map, solid-bone map)."""
     w = max(3, round(10.0 / step) | 1)
-    canal, solid = _slice_masks(g, peak, step, cancel)
+    mids, widths = _trunk_midlines(g, step)
+    canal, solid = _slice_masks(g, peak, step, _filled_midlines(mids), cancel)
     # fraction of solid bone in a ~10 mm square: high only inside a body, not in thin cortex or around a canal
     frac = ndimage.uniform_filter(solid.astype(np.float32), size=(w, w, 1))
     body = np.clip((frac - 0.3) / 0.5, 0.0, 1.0)
@@ -168,7 +251,7 @@ def body_score(g: np.ndarray, peak: np.ndarray, step: float, cancel: CancelToken
     for d in range(max(1, round(3.0 / step)), round(40.0 / step) + 1):
         behind[:, : -d or None, :] |= near[:, d:, :]
     check(cancel)
-    trunk = _trunk_weight(g, step)
+    trunk = _trunk_weight(mids, widths, g.shape[0])
     return body * (0.15 + 0.85 * behind) * trunk[:, None, :], canal, solid
 
 
