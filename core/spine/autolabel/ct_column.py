@@ -107,11 +107,11 @@ def _slice_masks(g: np.ndarray, peak: np.ndarray, step: float, mids: np.ndarray,
             if k not in found:
                 continue
             cand, centres = _canal_candidates(k, found, slab, mids, step)
-            slab_labels = holes[k][0]
-            filled = sl | (small & ~np.isin(slab_labels, cand))
-            best = _best_canal(filled, slab_labels, cand, centres if cand.size else None, step)
+            hole_labels = holes[k][0]
+            filled = sl | (small & ~np.isin(hole_labels, cand))
+            best = _best_canal(filled, hole_labels, cand, centres if cand.size else None, step)
             if best:
-                best_mask = (slab_labels == best) & ~sl
+                best_mask = (hole_labels == best) & ~sl
                 break
         canal[:, :, k] = best_mask
         inside_canal = np.isin(labels, np.unique(labels[best_mask]))
