@@ -9,7 +9,7 @@ from scipy import ndimage
 from app.cli import main as cli_main
 from core.spine.anatomy import STANDARD
 from core.spine.autolabel import AutoLabelError, auto_label, get_backend
-from core.spine.autolabel.ct_column import _detach, _slice_masks
+from core.spine.autolabel.ct_column import _detach, _slice_masks, _symmetric_about
 from core.spine.autolabel.totalseg import TotalSegmentatorBackend, run_subprocess
 from core.spine.evaluation import evaluate
 from core.spine.numbering import get_numbering
@@ -294,3 +294,39 @@ def test_subprocess_runner_cancels_and_reports_failure():
         run_subprocess([sys.executable, "-c", "import time; time.sleep(30)"], None, token, poll_s=0.05)
     with pytest.raises(AutoLabelError, match="exit code 3"):
         run_subprocess([sys.executable, "-c", "print('Predicting...'); raise SystemExit(3)"], None, None)
+
+
+@pytest.mark.parametrize("spacing", [ISO, THICK], ids=["0.8iso", "0.7x0.7x3"])
+@pytest.mark.parametrize("below", [15.0, 30.0])
+def test_sacrum_cut_short_by_the_field_of_view_is_named_from_its_junction_with_the_iliac_bones(spacing, below):
+    """Only 15-30 mm of the sacrum in view (too little for the 'no disc for a long way' rule): the segment below the
+    lowest disc joins the iliac bones on both sides and the one above does not, so it is S1."""
+    length = 10.0 + 4 * 37.0 + below
+    shape = tuple(round(extent / step) for extent, step in zip((220.0, 200.0, length), spacing))
+    ph = spine_phantom(first="L2", last="S1", shape=shape, spacing=spacing, ribs=False, seed=1, endplates=True)
+    lab = auto_label(ph.volume)
+    assert lab.anchor == "S1" and "iliac" in lab.message, lab.message
+    assert [v.name for v in lab.vertebrae] == list(ph.centres)
+
+
+@pytest.mark.parametrize("first,last,ribs", [("L1", "L4", False), ("T6", "T10", True)])
+def test_no_sacrum_is_claimed_without_a_pelvis(first, last, ribs):
+    """A lumbar column cut above the sacrum, a mid-thoracic one with ribs on both sides of every vertebra: the
+    first-sacral rule finds nothing (ribs are smaller than iliac wings, and the vertebra above has them too)."""
+    ph = spine_phantom(first=first, last=last, shape=_fov(first, last, THICK), spacing=THICK, ribs=ribs, seed=2,
+                       endplates=True)
+    lab = auto_label(ph.volume)
+    assert lab.anchor is None and all(v.name is None for v in lab.vertebrae), lab.message
+
+
+def test_a_body_is_cut_to_its_narrower_half_width_about_the_canal():
+    """An enhanced aorta fused to the side of a body over a broad contact is cut away: the body is nearly
+    symmetric about its canal, so bone reaching much further to one side is not the body."""
+    i, j = np.meshgrid(np.arange(100.0), np.arange(80.0), indexing="ij")
+    body = ((i - 40) / 15) ** 2 + ((j - 40) / 12) ** 2 < 1
+    aorta = np.hypot(i - 68, j - 38) < 16  # overlaps the body's side: one blob
+    blob = body | aorta
+    cut = _symmetric_about(blob, ci=40, step=1.0)
+    bi, _ = np.nonzero(cut)
+    assert abs(bi.mean() - 40) < 2.0 and not cut[70, 38] and cut[30, 40]
+    assert _symmetric_about(body, ci=40, step=1.0).sum() == body.sum()  # a body alone is left whole

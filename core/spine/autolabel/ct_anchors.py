@@ -1,7 +1,9 @@
 """Anatomical anchors on CT that fix the names of detected vertebrae.
 
 - Sacrum: below the lowest disc the column goes on, without a disc, for much longer than one vertebra, and the bone
-  there reaches out to the iliac bones (sacral alae, sacroiliac joints) on both sides. Named S1.
+  there reaches out to the iliac bones (sacral alae, sacroiliac joints) on both sides. Named S1. When the column
+  stops soon below its lowest disc (a low-contrast sacrum on thick slices, or a field of view ending there), the
+  segment below that disc is S1 if its bone joins large bones on both sides and the vertebra above is free of them.
 - Skull: the column ends under a wide mass of bone (skull base); the vertebra under it, above the highest disc, is
   C2 (its dens reaches up inside the C1 ring). Named C2.
 - Last rib: ribs are found as thin, long bones whose inner end comes close to the column; the lowest vertebra a rib
@@ -20,6 +22,9 @@ from core.spine.autolabel.naming import Anchor
 # the largest ribs hold ~30 cm3 of bone above 200 HU; an iliac wing (thin too, and near the column at the
 # sacroiliac joint) holds twice that or more
 MAX_RIB_MM3 = 45_000.0
+# in an axial slice through the sacral alae an iliac wing shows well over 1000 mm2 of bone; a rib crossing the slice
+# obliquely, a few hundred
+ILIUM_AREA_MM2 = 800.0
 
 
 def _point(det: Detection, s: float) -> np.ndarray:
@@ -42,7 +47,7 @@ def sacrum(det: Detection, solid: np.ndarray, step: float) -> Anchor | None:
         return None
     pitch = _pitch(det) or 30.0
     if end - start < max(45.0, 1.5 * pitch):
-        return None
+        return _first_sacral(det, solid, step)
     sacral = total = 0
     for s in np.arange(start + 6.0, min(end, start + 36.0), 4.0):
         i, j, k = np.round(_point(det, s)).astype(int)
@@ -58,7 +63,40 @@ def sacrum(det: Detection, solid: np.ndarray, step: float) -> Anchor | None:
                   f"{end - start:.0f} mm, bone reaching the iliac bones on both sides)")
 
 
-def _reaches_ilium(sl: np.ndarray, ci: int, cj: int, step: float) -> bool:
+def _ilium_fraction(det: Detection, solid: np.ndarray, step: float, a: float, b: float, min_area_mm2: float
+                    ) -> tuple[float, int]:
+    """Fraction of the column's slices from ``a`` to ``b`` (mm along it, every 3 mm) whose bone reaches the iliac
+    bones on both sides, and how many slices that is."""
+    hits = total = 0
+    for s in np.arange(a, b + 1e-6, 3.0):
+        i, j, k = np.round(_point(det, s)).astype(int)
+        if 0 <= k < solid.shape[2]:
+            total += 1
+            hits += _reaches_ilium(solid[:, :, k], i, j, step, min_area_mm2)
+    return (hits / total if total else 0.0), total
+
+
+def _first_sacral(det: Detection, solid: np.ndarray, step: float) -> Anchor | None:
+    """S1 when the column ends (a low-contrast sacrum on thick slices is not traced further) just below its lowest
+    disc, in bone joined to large bones on both sides (the sacral alae at the sacroiliac joints), while the vertebra
+    above the disc is free of them. With a sacralised L5 (a transitional vertebra) the vertebra above is joined too:
+    no anchor then, the user names a level."""
+    if len(det.segments) < 2:
+        return None
+    start, end, _ = det.segments[-1]
+    below, n_below = _ilium_fraction(det, solid, step, start + 3.0, end, ILIUM_AREA_MM2)
+    if n_below < 3 or below < 0.5:
+        return None
+    a, b, _ = det.segments[-2]
+    above, _ = _ilium_fraction(det, solid, step, a, b, ILIUM_AREA_MM2)
+    if above >= 0.25:
+        return None
+    return Anchor(len(det.segments) - 1, "S1", 0.7,
+                  f"first sacral vertebra (below the lowest disc the bone joins the iliac bones on both sides in "
+                  f"{below:.0%} of its slices, the vertebra above in {above:.0%})")
+
+
+def _reaches_ilium(sl: np.ndarray, ci: int, cj: int, step: float, min_area_mm2: float = 300.0) -> bool:
     """Whether the bone around (ci, cj) is wide (alae) or nearly touches large bones on both sides (SI joints)."""
     labels, n = ndimage.label(sl)
     if n == 0:
@@ -74,7 +112,7 @@ def _reaches_ilium(sl: np.ndarray, ci: int, cj: int, step: float) -> bool:
     sides = set()
     for other in np.unique(labels[near & ~comp & (labels > 0)]):
         part = labels == other
-        if part.sum() * step**2 < 300.0:
+        if part.sum() * step**2 < min_area_mm2:
             continue
         sides.add("left" if np.nonzero(part)[0].mean() > ci else "right")
     return len(sides) == 2

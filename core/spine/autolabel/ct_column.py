@@ -37,6 +37,10 @@ BEHIND_ALONG_MM = 10.0
 PAIR_OFF_MIDLINE_MM = 25.0
 PAIR_MIRROR_MM = 10.0
 MIN_TRUNK_MM = 120.0  # narrower "trunks" are pieces of a cropped image (the neck is wider than this)
+# the body's centre is sought straight in front of the canal, which may lie this far to the side of the traced path
+CANAL_SIDE_MM = 20.0
+BODY_SEED_MM = 8.0  # ... starting this far in front of the canal's front wall
+SYMMETRY_SLACK = 1.15  # how much wider than its other half one half of a body may be (rotation, asymmetry)
 SLAB_HALF_MM = 4.0  # canal search where a slice has none: bone of the slices within this distance counts
 FILL_HALF_MM = 1.0  # marrow enclosed by the bone of the slices this close (at least the next ones) is filled:
 # more would bridge a thoracic disc (4-6 mm). Only marrow whose own slice's bone surrounds most of it (a shell
@@ -289,23 +293,29 @@ def _extent(values: np.ndarray, min_len: int, gap: int) -> tuple[int, int] | Non
     return (int(ks[0]), int(ks[-1])) if len(ks) >= min_len else None
 
 
-def _canal_fronts(canal, path, k0, k1, step) -> np.ndarray:
-    """Per slice k0..k1, the grid j of the canal's front wall behind the path (NaN where the canal is not enclosed
-    there and no slice within 15 mm has it: the wall is continuous, so it is interpolated between slices)."""
+def _canal_fronts(canal, path, k0, k1, step) -> tuple[np.ndarray, np.ndarray]:
+    """Per slice k0..k1, the grid j of the canal's front wall behind the path and the grid i of the canal's middle
+    (NaN where the canal is not enclosed there and no slice within 15 mm has it: the canal is continuous, so both
+    are interpolated between slices). The canal is looked for up to CANAL_SIDE_MM to either side of the path: the
+    path may run on something lying against the body (an enhanced aorta), the canal is behind the body itself."""
     fronts = np.full(k1 - k0 + 1, np.nan)
-    reach = round(45.0 / step)
+    middles = np.full(k1 - k0 + 1, np.nan)
+    reach, side = round(45.0 / step), round(CANAL_SIDE_MM / step)
     for n, k in enumerate(range(k0, k1 + 1)):
         pi, pj = path[k]
-        behind = canal[max(0, pi - 4): pi + 5, pj: pj + reach + 1, k]
+        i0 = max(0, pi - side)
+        behind = canal[i0: pi + side + 1, pj: pj + reach + 1, k]
         if behind.any():
             fronts[n] = pj + int(np.nonzero(behind.any(axis=0))[0].min())
+            middles[n] = i0 + float(np.nonzero(behind)[0].mean())
     known = np.nonzero(np.isfinite(fronts))[0]
     if known.size == 0:
-        return fronts
+        return fronts, middles
     idx = np.arange(len(fronts))
-    filled = np.interp(idx, known, fronts[known])
     gap = np.min(np.abs(idx[:, None] - known[None, :]), axis=1) * step
-    return np.where(gap <= 15.0, filled, np.nan)
+    near = gap <= 15.0
+    return (np.where(near, np.interp(idx, known, fronts[known]), np.nan),
+            np.where(near, np.interp(idx, known, middles[known]), np.nan))
 
 
 def _refine_centres(solid, canal, path, k0, k1, step) -> np.ndarray:
@@ -314,9 +324,11 @@ def _refine_centres(solid, canal, path, k0, k1, step) -> np.ndarray:
     opening = max(1, round(5.0 / step))  # detaches a contrast-filled aorta or rib heads touching the body
     out = np.full((k1 - k0 + 1, 2), np.nan)
     nx, ny = solid.shape[:2]
-    fronts = _canal_fronts(canal, path, k0, k1, step)
+    fronts, middles = _canal_fronts(canal, path, k0, k1, step)
     for n, k in enumerate(range(k0, k1 + 1)):
         pi, pj = path[k]
+        if np.isfinite(middles[n]):  # the body is straight in front of the canal
+            pi, pj = round(float(middles[n])), min(pj, round(float(fronts[n]) - BODY_SEED_MM / step))
         i0, i1 = max(0, pi - radius), min(nx, pi + radius + 1)
         j0, j1 = max(0, pj - radius), min(ny, pj + radius + 1)
         bone = solid[i0:i1, j0:j1, k].copy()
@@ -338,6 +350,8 @@ def _refine_centres(solid, canal, path, k0, k1, step) -> np.ndarray:
         blob = _detach(labels == lab, step, front, ci)
         if blob is None:
             continue
+        if np.isfinite(middles[n]):
+            blob = _symmetric_about(blob, ci, step)
         if front is not None:
             # a body is about as deep as it is wide just in front of the canal; anything deeper in front of it
             # is another structure fused to it here (an aorta with a calcified wall, an osteophyte)
@@ -353,13 +367,27 @@ def _refine_centres(solid, canal, path, k0, k1, step) -> np.ndarray:
     return out
 
 
+def _symmetric_about(blob: np.ndarray, ci: int, step: float) -> np.ndarray:
+    """``blob`` cut left and right to the body's half-width on its narrower side of the canal's middle (row ``ci``):
+    a body is nearly symmetric about its canal, so bone reaching much further to one side is something lying against
+    it (an enhanced aorta fused to it over a broad contact, a rib head, an osteophyte)."""
+    rows = np.nonzero(blob.any(axis=1))[0]
+    if rows.size == 0 or not rows[0] <= ci <= rows[-1]:
+        return blob
+    half = SYMMETRY_SLACK * min(ci - rows[0], rows[-1] - ci) + 2.0 / step
+    out = blob.copy()
+    out[: max(0, int(np.floor(ci - half)))] = False
+    out[int(np.ceil(ci + half)) + 1:] = False
+    return out
+
+
 def _detach(blob: np.ndarray, step: float, front: int | None, ci: int) -> np.ndarray | None:
     """The vertebral body out of a bone blob, without what is joined to it through a waist narrower than the body's
     own half-size: a contrast-filled aorta (enhanced blood is as dense as cancellous bone) lying on the body, a bridging
     osteophyte, a rib head. A body is one compact piece of bone, the thickest one in front of the canal: the blob is
     eroded to its cores (points deeper than half the body's inscribed radius, which a narrower waist separates) and
-    each point goes to its nearest core. The piece kept is the one touching the canal's front wall (the body's
-    posterior wall), else the thickest. None when a canal is known and no piece touches it."""
+    each point goes to its nearest core. The piece kept is the one lining most of the canal's front wall (the
+    body's posterior wall), else the thickest. None when a canal is known and no piece touches it."""
     dt = ndimage.distance_transform_edt(np.pad(blob, 1))[1:-1, 1:-1]
     r = 0.5 * float(dt.max())
     if r * step <= 5.0:  # no thicker than the fixed opening already applied: nothing more to cut
@@ -375,8 +403,9 @@ def _detach(blob: np.ndarray, step: float, front: int | None, ci: int) -> np.nda
         touching = np.unique(near[near > 0])
         if touching.size == 0:
             return None
-        sizes = ndimage.sum_labels(np.ones_like(owner), owner, touching)
-        return owner == touching[int(np.argmax(sizes))]
+        # the body's posterior wall lines the canal's front; a vessel or osteophyte reaches it at a corner at most
+        along = ndimage.sum_labels(np.ones_like(near), near, touching)
+        return owner == touching[int(np.argmax(along))]
     return owner == cores[np.unravel_index(int(np.argmax(dt)), dt.shape)]
 
 

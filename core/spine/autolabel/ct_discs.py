@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import ndimage, signal
 
 from core.spine.autolabel.discs import PITCH_MM, endplate_peaks
 
@@ -42,6 +43,7 @@ MIN_SCORE = 0.15  # band-pair contrast over the profile's spread below which a p
 MIN_CONTRAST_HU = 60.0
 DIP_WEIGHT = 0.5  # solid-bone dips count half as much as a pair of endplates
 MERGE_MM = 4.0  # a dip this close to a band pair is the same disc
+DENSE_REACH_MM = 9.0  # a disc's bone (its two endplates) lies within this of its middle
 RATIO_FREE = math.log(1.2)  # pitch change from one level to the next that costs nothing
 RATIO_RANGE = (0.55, 1.8)  # beyond these, a spacing is not one level of the same spine
 RATIO_COST = 1.0  # per unit of log ratio beyond RATIO_FREE
@@ -90,8 +92,34 @@ def candidates(hu_profile: np.ndarray, ds: float, dips: list[float], dip_depth: 
             pos.append(d)
             weight.append(w)
             height.append(gap_width(hu_profile, ds, d) or width)
+    for d, depth in density_dips(hu_profile, ds):
+        if all(abs(p - d) > MERGE_MM for p in pos):
+            pos.append(d)
+            weight.append(DIP_WEIGHT * depth)
+            height.append(gap_width(hu_profile, ds, d) or 0.0)
     order = np.argsort(pos, kind="stable")
     return np.asarray(pos)[order], np.asarray(weight)[order], np.asarray(height)[order]
+
+
+def density_dips(hu_profile: np.ndarray, ds: float) -> list[tuple[float, float]]:
+    """(position mm, depth 0..1) of low-density gaps with denser bone within DENSE_REACH_MM on both sides, by at
+    least MIN_CONTRAST_HU: a disc whose endplates are too blurred to make thin bands (3 mm slices) and whose level
+    is enclosed by bone in the axial plane (L5-S1 between the sacral alae), so it makes no solid-bone dip either.
+    The middle of a body is further than DENSE_REACH_MM from both its endplates, except in the neck, where the
+    chain's rule that a disc is thinner than the bodies beside it keeps it out."""
+    fine = ndimage.gaussian_filter1d(hu_profile, 0.75 / ds, mode="nearest")
+    spread = float(np.percentile(fine, 95) - np.percentile(fine, 5))
+    if spread <= 0:
+        return []
+    reach = round(DENSE_REACH_MM / ds)
+    out = []
+    for n in signal.argrelmin(fine, order=max(1, round(2.0 / ds)))[0]:
+        if n < reach or n > len(fine) - 1 - reach:
+            continue  # a side cut by the end of the column: no bone known there
+        depth = min(fine[n - reach: n].max(), fine[n + 1: n + reach + 1].max()) - fine[n]
+        if depth >= MIN_CONTRAST_HU:
+            out.append((float(n) * ds, min(1.0, depth / spread)))
+    return out
 
 
 def gap_width(hu_profile: np.ndarray, ds: float, at: float) -> float | None:
