@@ -326,7 +326,9 @@ def test_a_body_is_cut_to_its_narrower_half_width_about_the_canal():
     body = ((i - 40) / 15) ** 2 + ((j - 40) / 12) ** 2 < 1
     aorta = np.hypot(i - 68, j - 38) < 16  # overlaps the body's side: one blob
     blob = body | aorta
+    assert np.nonzero(blob)[0].mean() - 40 > 10.0  # the centre of the fused blob lies in the aorta's direction
     cut = _symmetric_about(blob, ci=40, step=1.0)
     bi, _ = np.nonzero(cut)
-    assert abs(bi.mean() - 40) < 2.0 and not cut[70, 38] and cut[30, 40]
+    # the slack (a body may be 15 % wider on one side, plus 2 mm) leaves a sliver of the aorta
+    assert abs(bi.mean() - 40) < 4.0 and not cut[70, 38] and cut[30, 40]
     assert _symmetric_about(body, ci=40, step=1.0).sum() == body.sum()  # a body alone is left whole
