@@ -332,3 +332,23 @@ def test_a_body_is_cut_to_its_narrower_half_width_about_the_canal():
     # the slack (a body may be 15 % wider on one side, plus 2 mm) leaves a sliver of the aorta
     assert abs(bi.mean() - 40) < 4.0 and not cut[70, 38] and cut[30, 40]
     assert _symmetric_about(body, ci=40, step=1.0).sum() == body.sum()  # a body alone is left whole
+
+
+def test_two_shoulders_above_a_column_are_not_a_skull():
+    """A column traced up to the top of a thoracic phantom with 50 mm of soft tissue above it, where two separate bone
+    masses lie 35-105 mm to either side (shoulders): together as wide as a skull base, but in two pieces, so no C2
+    is named. The same masses joined across the midline above the column are taken for the skull base."""
+    ph = spine_phantom(first="T2", last="T8", shape=(160, 150, 120), spacing=(1.5, 1.5, 2.0), ribs=True, seed=3,
+                       endplates=True)
+    data = np.pad(ph.volume.data, ((0, 0), (0, 0), (0, 25)), constant_values=40)
+    nz = ph.volume.data.shape[2]
+    ci = data.shape[0] // 2
+    blocks = data.copy()
+    for side in (-1, 1):
+        a, b = sorted((ci + side * round(35 / 1.5), ci + side * round(105 / 1.5)))
+        blocks[a:b, 50:100, nz + 5: nz + 23] = 700
+    lab = auto_label(Volume(blocks, ph.volume.affine, modality="CT"))
+    assert lab.anchor != "C2" and not any((v.name or "").startswith("C") for v in lab.vertebrae), lab.message
+    joined = blocks.copy()
+    joined[ci - 30: ci + 30, 50:100, nz + 5: nz + 23] = 700
+    assert auto_label(Volume(joined, ph.volume.affine, modality="CT")).anchor == "C2"

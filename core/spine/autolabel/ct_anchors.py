@@ -4,7 +4,7 @@
   there reaches out to the iliac bones (sacral alae, sacroiliac joints) on both sides. Named S1. When the column
   stops soon below its lowest disc (a low-contrast sacrum on thick slices, or a field of view ending there), the
   segment below that disc is S1 if its bone joins large bones on both sides and the vertebra above is free of them.
-- Skull: the column ends under a wide mass of bone (skull base); the vertebra under it, above the highest disc, is
+- Skull: the column ends under one wide piece of bone (skull base); the vertebra under it, above the highest disc, is
   C2 (its dens reaches up inside the C1 ring). Named C2.
 - Last rib: ribs are found as thin, long bones whose inner end comes close to the column; the lowest vertebra a rib
   reaches is T12, provided at least one vertebra below it is in view without ribs.
@@ -130,13 +130,26 @@ def skull(det: Detection, solid: np.ndarray, step: float) -> Anchor | None:
     ks = range(k_top + int(10 / step), min(solid.shape[2], k_top + int(40 / step) + 1))
     wide = 0
     for k in ks:
-        cols = np.nonzero(solid[:, :, k].any(axis=1))[0]
-        if cols.size and (ci - cols.min()) * step > 45.0 and (cols.max() - ci) * step > 45.0 \
-                and solid[:, :, k].sum() * step**2 > 2000.0:
+        if _one_piece_across(solid[:, :, k], ci, step):
             wide += 1
     if not len(ks) or wide < 0.5 * len(ks):
         return None
     return Anchor(0, "C2", 0.75, "skull base above the column (the vertebra under it, above the highest disc, is C2)")
+
+
+def _one_piece_across(sl: np.ndarray, ci: int, step: float) -> bool:
+    """Whether one piece of bone of at least 2000 mm2 reaches 45 mm to both sides of the column (row ``ci``): the
+    skull base is one bony ring around the foramen magnum, joined to both temporal bones. The two shoulders (or the
+    two hip bones) above a column whose trace stopped early are as wide together, but are two pieces."""
+    labels, n = ndimage.label(sl)
+    if n == 0:
+        return False
+    for box, lab in zip(ndimage.find_objects(labels), range(1, n + 1)):
+        rows = box[0]
+        if (ci - rows.start) * step > 45.0 and (rows.stop - 1 - ci) * step > 45.0 \
+                and (labels[box] == lab).sum() * step**2 > 2000.0:
+            return True
+    return False
 
 
 def last_rib(det: Detection, bone: np.ndarray, step: float) -> Anchor | None:
