@@ -61,7 +61,7 @@ def test_too_short_or_flat_profiles_give_nothing():
 
 # CT discs chained along the column (core.spine.autolabel.ct_discs): dense endplates, a pitch changing along the spine
 
-def _ct_column(bodies, discs, marrow=210.0, disc_val=90.0, endplate=480.0, islands=(), seed=0):
+def _ct_column(bodies, discs, marrow=210.0, disc_val=90.0, endplate=480.0, islands=(), seed=0, blur=0.8):
     """CT-like profile along the column (1 mm samples): soft tissue (40 HU) beyond both ends, bodies of ``marrow``
     closed by 2 mm dense endplates, discs between them; ``islands``: 3 mm dense spots inside bodies (bone islands).
     Returns the profile and the disc centres."""
@@ -79,7 +79,7 @@ def _ct_column(bodies, discs, marrow=210.0, disc_val=90.0, endplate=480.0, islan
             s += discs[n]
     for at in islands:
         prof[at - 1: at + 2] = endplate
-    prof = ndimage.gaussian_filter1d(prof, 0.8) + np.random.default_rng(seed).normal(0.0, 8.0, len(prof))
+    prof = ndimage.gaussian_filter1d(prof, blur) + np.random.default_rng(seed).normal(0.0, 8.0, len(prof))
     return prof, centres
 
 
@@ -129,3 +129,18 @@ def test_ct_chain_ignores_a_bone_island_and_bridges_a_disc_it_cannot_see():
     pos, score, height = ct_discs(prof, DS, [centres[2] + 1.0], [0.8], [9.0])  # a solid-bone dip shows it
     _assert_discs(pos, centres)
     assert score[2] == pytest.approx(0.4) and height[2] == 9.0  # a dip counts half a pair of endplates
+
+
+@pytest.mark.parametrize("body,disc,marrow,blur", [
+    (20, 4, 130.0, 1.5), (20, 4, 200.0, 1.5), (22, 5, 130.0, 1.3), (18, 4, 60.0, 1.3), (18, 4, 100.0, 1.5),
+    (16, 4, 160.0, 1.2),
+])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ct_chain_finds_thin_thoracic_discs_on_blurred_slices(body, disc, marrow, blur, seed):
+    """Thoracic levels on 1.5-3 mm slices: 4-5 mm discs (100 HU) whose two endplates (330 HU) blur together, with
+    marrow from osteoporotic (60 HU) to normal. The gap between the endplates keeps only 30-50 HU, and each body's
+    own two endplates, with its marrow between, make a pair as strong as a disc's: it must not be taken for one
+    (it is the pair between two narrower pairs), nor the middle of the marrow for a gap."""
+    prof, centres = _ct_column([body] * 7, [disc] * 6, marrow=marrow, disc_val=100.0, endplate=330.0, blur=blur,
+                               seed=seed)
+    _assert_discs(ct_discs(prof, DS, [], [], [])[0], centres, tol=2.0)

@@ -41,9 +41,13 @@ MIN_SCORE = 0.15  # band-pair contrast over the profile's spread below which a p
 # ... and in HU: cortical endplates stand >= 60 HU above the disc between them even in osteoporotic bone and on
 # 3 mm slices (100-300 HU on the real samples); the texture of marrow (trabeculae, veins) makes bumps of 20-40 HU.
 MIN_CONTRAST_HU = 60.0
+# A thin disc (thoracic, 3-6 mm) between blurred endplates 8 mm apart or less keeps only 30-50 HU of its gap on
+# 1.5-3 mm slices: such pairs count from 35 HU. Marrow texture can make one too; the chain's pitch rules weigh it.
+THIN_GAP_MM, THIN_CONTRAST_HU = 8.0, 35.0
 DIP_WEIGHT = 0.5  # solid-bone dips count half as much as a pair of endplates
 MERGE_MM = 4.0  # a dip this close to a band pair is the same disc
-DENSE_REACH_MM = 9.0  # a disc's bone (its two endplates) lies within this of its middle
+DENSE_REACH_MM = 9.0
+DENSE_MAX_WIDTH_MM = 10.0  # a disc's bone (its two endplates) lies within this of its middle
 RATIO_FREE = math.log(1.2)  # pitch change from one level to the next that costs nothing
 RATIO_RANGE = (0.55, 1.8)  # beyond these, a spacing is not one level of the same spine
 RATIO_COST = 1.0  # per unit of log ratio beyond RATIO_FREE
@@ -69,9 +73,21 @@ def band_pairs(profile: np.ndarray, ds: float) -> list[tuple[float, float, float
             if contrast <= 0 or any(fine[p] > inner + 0.5 * contrast for p in peaks[n + 1: m]):
                 continue
             score = min(1.0, contrast / spread)
-            if score >= MIN_SCORE and contrast >= MIN_CONTRAST_HU:
-                out.append(((a + b) / 2.0 * ds, score, gap))
-    return out
+            if score >= MIN_SCORE and contrast >= (THIN_CONTRAST_HU if gap <= THIN_GAP_MM else MIN_CONTRAST_HU):
+                out.append((n, m, score, gap))
+    # a body between two thin discs is a pair too (its own two endplates, with marrow between): it is the pair whose
+    # two bands are each the outer band of a narrower pair, the discs on either side of it (or the last band there is)
+    ends = {}
+    for n, m, _, gap in out:
+        ends.setdefault(n, []).append((m, gap))
+        ends.setdefault(m, []).append((n, gap))
+    kept = []
+    for n, m, score, gap in out:
+        above = n == 0 or any(k < n and g < gap for k, g in ends.get(n, []))  # nothing before the first band
+        below = m == len(peaks) - 1 or any(k > m and g < gap for k, g in ends.get(m, []))
+        if not (above and below):
+            kept.append(((peaks[n] + peaks[m]) / 2.0 * ds, score, gap))
+    return kept
 
 
 def candidates(hu_profile: np.ndarray, ds: float, dips: list[float], dip_depth: list[float],
@@ -93,10 +109,12 @@ def candidates(hu_profile: np.ndarray, ds: float, dips: list[float], dip_depth: 
             weight.append(w)
             height.append(gap_width(hu_profile, ds, d) or width)
     for d, depth in density_dips(hu_profile, ds):
-        if all(abs(p - d) > MERGE_MM for p in pos):
+        width = gap_width(hu_profile, ds, d)
+        # a body's marrow between its two endplates is a gap too, but a wider one
+        if width is not None and width <= DENSE_MAX_WIDTH_MM and all(abs(p - d) > MERGE_MM for p in pos):
             pos.append(d)
             weight.append(DIP_WEIGHT * depth)
-            height.append(gap_width(hu_profile, ds, d) or 0.0)
+            height.append(width)
     order = np.argsort(pos, kind="stable")
     return np.asarray(pos)[order], np.asarray(weight)[order], np.asarray(height)[order]
 
