@@ -119,11 +119,9 @@ def _slice_masks(g: np.ndarray, peak: np.ndarray, step: float, mids: np.ndarray,
                 break
         canal[:, :, k] = best_mask
         inside_canal = np.isin(labels, np.unique(labels[best_mask]))
-        marrow = ndimage.binary_fill_holes(thin[:, :, k]) & ~thin[:, :, k]
-        mlab, n = ndimage.label(marrow)
-        msizes = ndimage.sum_labels(np.ones_like(mlab), mlab, np.arange(1, n + 1))
-        keep = [n + 1 for n in range(len(msizes)) if msizes[n] <= fill_max
-                and _rim_in_bone(mlab == n + 1, sl) >= SHELL_CLOSED]
+        mlab, msizes = _slice_holes(thin[:, :, k])
+        keep = [lab for lab, size in enumerate(msizes, start=1)
+                if size <= fill_max and _rim_in_bone(mlab == lab, sl) >= SHELL_CLOSED]
         marrow = np.isin(mlab, keep) & ~np.isin(mlab, np.unique(mlab[best_mask]))
         sl[:] = sl | (small & ~inside_canal) | (marrow & ~best_mask)
     return canal, solid
@@ -144,18 +142,22 @@ def _hole_candidates(g: np.ndarray, bone: np.ndarray, step: float, cancel: Cance
     for k in np.nonzero(bone.any(axis=(0, 1)))[0]:
         if k % 16 == 0:
             check(cancel)
-        holes = ndimage.binary_fill_holes(bone[:, :, k]) & ~bone[:, :, k]
-        if not holes.any():
+        labels, sizes = _slice_holes(bone[:, :, k])
+        if not sizes.size:
             continue
-        labels, n = ndimage.label(holes)
-        idx = np.arange(1, n + 1)
-        sizes = ndimage.sum_labels(np.ones_like(labels), labels, idx)
         holes_by_k[int(k)] = (labels, sizes)
+        idx = np.arange(1, sizes.size + 1)
         means = ndimage.mean(g[:, :, k], labels, idx)
         cand = idx[(sizes >= lo) & (sizes <= hi) & (means < 150.0)]
         if cand.size:
-            found[int(k)] = (cand, np.array(ndimage.center_of_mass(holes, labels, cand)).reshape(-1, 2))
+            found[int(k)] = (cand, np.array(ndimage.center_of_mass(labels > 0, labels, cand)).reshape(-1, 2))
     return holes_by_k, found
+
+
+def _slice_holes(bone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The holes enclosed by ``bone`` in one slice: labels (1..n) and sizes in pixels."""
+    labels, n = ndimage.label(ndimage.binary_fill_holes(bone) & ~bone)
+    return labels, ndimage.sum_labels(np.ones_like(labels), labels, np.arange(1, n + 1))
 
 
 def _canal_candidates(k: int, found: dict, slab: np.ndarray, mids: np.ndarray, step: float
