@@ -352,3 +352,27 @@ def test_two_shoulders_above_a_column_are_not_a_skull():
     joined = blocks.copy()
     joined[ci - 30: ci + 30, 50:100, nz + 5: nz + 23] = 700
     assert auto_label(Volume(joined, ph.volume.affine, modality="CT")).anchor == "C2"
+
+
+@pytest.mark.parametrize("first,last", [("C6", "T5"), ("C5", "T4")])
+def test_phantom_named_from_the_first_rib(first, last):
+    """The cervicothoracic junction: the highest vertebra a rib reaches, with a rib-free C7 above it, is T1."""
+    ph = spine_phantom(first=first, last=last, shape=_fov(first, last, ISO), spacing=ISO, ribs=True, seed=4,
+                       endplates=True)
+    lab = auto_label(ph.volume)
+    assert lab.anchor == "T1" and "first rib" in lab.message, lab.message
+    assert [v.name for v in lab.vertebrae] == list(ph.centres)
+
+
+def test_a_flat_transverse_process_is_not_a_rib():
+    """A long lumbar transverse process (60 mm out from the body, 10 mm tall, lying flat) at L1 beside the last
+    ribs' level: a rib slopes down as it goes out, this does not, so T12 stays the last rib-bearing vertebra."""
+    ph = spine_phantom(first="T9", last="L3", shape=SHAPE, spacing=SPACING, seed=2, endplates=True)
+    data = ph.volume.data.copy()
+    src = np.linalg.solve(ph.volume.affine[:3, :3], np.subtract(ph.centres["L1"], ph.volume.affine[:3, 3]))
+    i, j, k = np.round(src).astype(int)
+    sx, sy, sz = SPACING
+    data[i + round(20 / sx): i + round(80 / sx), j + round(12 / sy): j + round(20 / sy),
+         k - round(5 / sz): k + round(5 / sz)] = 500
+    lab = auto_label(Volume(data, ph.volume.affine, modality="CT"))
+    assert lab.anchor == "T12" and [v.name for v in lab.vertebrae] == list(ph.centres), lab.message

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from core.spine.autolabel.ct_discs import ct_discs
+from core.spine.autolabel.ct_discs import band_pairs, ct_discs
 from core.spine.autolabel.discs import band_discs, endplate_peaks, find_discs
 
 DS = 1.0
@@ -143,4 +143,14 @@ def test_ct_chain_finds_thin_thoracic_discs_on_blurred_slices(body, disc, marrow
     (it is the pair between two narrower pairs), nor the middle of the marrow for a gap."""
     prof, centres = _ct_column([body] * 7, [disc] * 6, marrow=marrow, disc_val=100.0, endplate=330.0, blur=blur,
                                seed=seed)
+    _assert_discs(ct_discs(prof, DS, [], [], [])[0], centres, tol=2.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ct_chain_finds_discs_whose_endplates_merge_into_one_band(seed):
+    """A narrowed 2 mm thoracic disc: with its two endplates it makes one bright band on 3 mm slices, with no gap
+    left in it, so there is no endplate pair; the band's middle is the disc. Each body's own two endplates (17 mm
+    apart, marrow between) make a pair as strong, which must not be taken for a disc."""
+    prof, centres = _ct_column([20] * 7, [2] * 6, marrow=130.0, disc_val=100.0, endplate=330.0, blur=1.5, seed=seed)
+    assert not any(abs(p - c) < 3.0 for p, _, _ in band_pairs(prof, DS) for c in centres)
     _assert_discs(ct_discs(prof, DS, [], [], [])[0], centres, tol=2.0)

@@ -1,7 +1,7 @@
 """The built-in CT labeller: classical image analysis, no model weights, a few seconds on a CPU.
 
 Pipeline: isotropic working grid (~2 mm for a large CT) -> spinal column, bodies and discs (:mod:`ct_column`) ->
-anchors (:mod:`ct_anchors`: sacrum, skull base, last rib) -> names (:mod:`naming`). Without an anchor the
+anchors (:mod:`ct_anchors`: sacrum, skull base, last rib, first rib) -> names (:mod:`naming`). Without an anchor the
 vertebrae are returned unnamed, with a message asking the user to name one of them.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def check_volume(volume: Volume, modality: str) -> None:
 class ClassicalCT:
     name = "classical-ct"
     version = VERSION
-    description = "Built-in CT method: column tracing, disc dips along the column, sacrum / skull / last-rib anchors"
+    description = "Built-in CT method: column tracing, disc dips along the column, sacrum / skull / last- and first-rib anchors"
 
     def available(self) -> tuple[bool, str]:
         return True, ""
@@ -75,7 +75,9 @@ class ClassicalCT:
 
     def _label(self, det: Detection, grid: IsoGrid, solid: np.ndarray) -> SpineLabelling:
         step = grid.step
+        bearing = ct_anchors.rib_bearing(det, grid.peak > 200.0, step)
         anchors = [a for a in (ct_anchors.sacrum(det, solid, step), ct_anchors.skull(det, solid, step),
-                               ct_anchors.last_rib(det, grid.peak > 200.0, step)) if a is not None]
+                               ct_anchors.last_rib(det, bearing), ct_anchors.first_rib(det, bearing))
+                   if a is not None]
         return build_labelling(det, grid, anchors, self.name, self.version,
-                               "sacrum, skull base with C2, or the last rib", refine="ct")
+                               "sacrum, skull base with C2, the last rib or the first rib", refine="ct")

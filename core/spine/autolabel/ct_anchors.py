@@ -8,6 +8,7 @@
   C2 (its dens reaches up inside the C1 ring). Named C2.
 - Last rib: ribs are found as thin, long bones whose inner end comes close to the column; the lowest vertebra a rib
   reaches is T12, provided at least one vertebra below it is in view without ribs.
+- First rib: the highest vertebra a rib reaches is T1, provided a vertebra above it (C7) is in view without ribs.
 
 Each returns an :class:`~core.spine.autolabel.naming.Anchor` or None, with the evidence in words.
 """
@@ -25,6 +26,9 @@ MAX_RIB_MM3 = 45_000.0
 # in an axial slice through the sacral alae an iliac wing shows well over 1000 mm2 of bone; a rib crossing the slice
 # obliquely, a few hundred
 ILIUM_AREA_MM2 = 800.0
+# a rib slopes down as it goes out, so its part beyond the body spans 20 mm or more from top to bottom (21-74 mm on
+# the real chest CT); a lumbar transverse process, as long and thin, lies flat (about 10 mm)
+MIN_RIB_DROP_MM = 15.0
 
 
 def _point(det: Detection, s: float) -> np.ndarray:
@@ -152,10 +156,9 @@ def _one_piece_across(sl: np.ndarray, ci: int, step: float) -> bool:
     return False
 
 
-def last_rib(det: Detection, bone: np.ndarray, step: float) -> Anchor | None:
-    """T12 from rib heads: the lowest detected vertebra a rib reaches, if vertebrae without ribs follow."""
-    if len(det.segments) < 2:
-        return None
+def _rib_heads(det: Detection, bone: np.ndarray, step: float) -> list[float]:
+    """Where ribs come closest to the column (mm along it): thin, long bones (not an iliac wing) whose inner end
+    lies beside or just behind the body, where the costovertebral joints are."""
     col = det.column
     k0, k1 = col.k_range
     pad = round(20.0 / step)
@@ -173,7 +176,7 @@ def last_rib(det: Detection, bone: np.ndarray, step: float) -> Anchor | None:
         work[:, :, n] &= (np.abs(di) < 160.0)
     labels, n = ndimage.label(work)
     if n == 0:
-        return None
+        return []
     objs = ndimage.find_objects(labels)
     rib_s = []
     for lab, box in enumerate(objs, start=1):
@@ -182,7 +185,8 @@ def last_rib(det: Detection, bone: np.ndarray, step: float) -> Anchor | None:
         comp = labels[box] == lab
         size_mm3 = comp.sum() * step**3
         extent = max((sl.stop - sl.start) for sl in box[:2]) * step
-        if size_mm3 < 300.0 or size_mm3 > MAX_RIB_MM3 or extent < 40.0:
+        drop = (box[2].stop - box[2].start) * step
+        if size_mm3 < 300.0 or size_mm3 > MAX_RIB_MM3 or extent < 40.0 or drop < MIN_RIB_DROP_MM:
             continue
         if ndimage.distance_transform_edt(np.pad(comp, 1)).max() * step > 8.0:  # too thick for a rib
             continue
@@ -195,18 +199,40 @@ def last_rib(det: Detection, bone: np.ndarray, step: float) -> Anchor | None:
             continue
         head = np.array([pi[m], pj[m], pk[m] + ka], dtype=float)
         rib_s.append(float(np.argmin(np.abs(col.points[:, 2] - head[2]))) * col.ds)
-    if not rib_s:
-        return None
+    return rib_s
+
+
+def rib_bearing(det: Detection, bone: np.ndarray, step: float) -> list[int]:
+    """Indices of the detected vertebrae a rib reaches (a head within the segment or up to 4 mm above it)."""
     bearing = set()
-    for s in rib_s:
+    for s in _rib_heads(det, bone, step):
         for n_seg, (a, b, _) in enumerate(det.segments):
             if a - 4.0 <= s <= b:
                 bearing.add(n_seg)
                 break
-    if not bearing:
+    return sorted(bearing)
+
+
+def last_rib(det: Detection, bearing: list[int]) -> Anchor | None:
+    """T12 from rib heads: the lowest detected vertebra a rib reaches (``bearing``: :func:`rib_bearing`), if
+    vertebrae without ribs follow."""
+    if len(det.segments) < 2 or not bearing:
         return None
-    last = max(bearing)
+    last = bearing[-1]
     below = det.segments[last + 1:]
     if not below or sum(b - a for a, b, _ in below) < 15.0:
         return None  # nothing (or only a sliver) below the last rib: T12 cannot be told from T11
     return Anchor(last, "T12", 0.7, "last rib-bearing vertebra (ribs reach it; none below)")
+
+
+def first_rib(det: Detection, bearing: list[int]) -> Anchor | None:
+    """T1 from rib heads: the highest detected vertebra a rib reaches (``bearing``: :func:`rib_bearing`), if a
+    vertebra without ribs is in view above it (C7; a cervical rib on C7, in under 1 % of people, would shift the
+    names by one: the confidence says so)."""
+    if len(det.segments) < 2 or not bearing:
+        return None
+    first = bearing[0]
+    above = det.segments[:first]
+    if not above or sum(b - a for a, b, _ in above) < 15.0:
+        return None  # nothing (or only a sliver) above the first rib: T1 cannot be told from T2
+    return Anchor(first, "T1", 0.65, "first rib-bearing vertebra (the first ribs reach it; none above)")

@@ -46,8 +46,13 @@ MIN_CONTRAST_HU = 60.0
 THIN_GAP_MM, THIN_CONTRAST_HU = 8.0, 35.0
 DIP_WEIGHT = 0.5  # solid-bone dips count half as much as a pair of endplates
 MERGE_MM = 4.0  # a dip this close to a band pair is the same disc
-DENSE_REACH_MM = 9.0
-DENSE_MAX_WIDTH_MM = 10.0  # a disc's bone (its two endplates) lies within this of its middle
+DENSE_REACH_MM = 9.0  # a disc's bone (its two endplates) lies within this of its middle
+DENSE_MAX_WIDTH_MM = 10.0  # ... and its gap is no wider than this at half depth (a body's marrow is wider)
+# a thin disc's two endplates blurred into one band: its width at half height (a single endplate is narrower)
+BAND_WIDTH_MM = (5.0, 10.0)
+BAND_REACH_MM = 12.0  # the band stands out of the marrow within this on either side
+BAND_WEIGHT = 0.35
+BAND_CLEAR_MM = 8.0  # a band counts only where no other cue marks a disc this close
 RATIO_FREE = math.log(1.2)  # pitch change from one level to the next that costs nothing
 RATIO_RANGE = (0.55, 1.8)  # beyond these, a spacing is not one level of the same spine
 RATIO_COST = 1.0  # per unit of log ratio beyond RATIO_FREE
@@ -115,8 +120,33 @@ def candidates(hu_profile: np.ndarray, ds: float, dips: list[float], dip_depth: 
             pos.append(d)
             weight.append(DIP_WEIGHT * depth)
             height.append(width)
+    for d, strength, width in merged_bands(hu_profile, ds):
+        if all(abs(p - d) > BAND_CLEAR_MM for p in pos):
+            pos.append(d)
+            weight.append(BAND_WEIGHT * strength)
+            height.append(max(1.0, width - 4.0))  # the disc inside the band, less its two endplates
     order = np.argsort(pos, kind="stable")
     return np.asarray(pos)[order], np.asarray(weight)[order], np.asarray(height)[order]
+
+
+def merged_bands(hu_profile: np.ndarray, ds: float) -> list[tuple[float, float, float]]:
+    """(position mm, strength 0..1, width mm) of the bright bands that thin discs make where no gap is left between
+    their endplates: a thin disc's two endplates are the densest part of its level, and blurred together with the
+    disc between them (thick slices, a narrowed disc) they make one band 5-10 mm wide centred on the disc, with the
+    marrow of the bodies on either side lower. Weighed less than a pair of bands: a dense spot in a body looks
+    alike, and the chain's pitch rules decide."""
+    fine = ndimage.gaussian_filter1d(hu_profile, 1.0 / ds, mode="nearest")
+    spread = float(np.percentile(fine, 95) - np.percentile(fine, 5))
+    if spread <= 0:
+        return []
+    lo, hi = (w / ds for w in BAND_WIDTH_MM)
+    _, props = signal.find_peaks(fine, prominence=MIN_CONTRAST_HU, width=(lo, hi), rel_height=0.5,
+                                 wlen=2 * round(BAND_REACH_MM / ds) + 1)
+    # the band's middle, between its half-height edges: its top is flat (two endplates), so the highest point on it
+    # is wherever the noise puts it
+    middles = (props["left_ips"] + props["right_ips"]) / 2.0
+    return [(float(c) * ds, min(1.0, float(prom) / spread), float(w) * ds)
+            for c, prom, w in zip(middles, props["prominences"], props["widths"])]
 
 
 def density_dips(hu_profile: np.ndarray, ds: float) -> list[tuple[float, float]]:
