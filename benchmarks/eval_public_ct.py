@@ -50,7 +50,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path(".cache/eval-public-ct"))
     args = parser.parse_args()
-    files = fetch(args.cache)
+    try:
+        files = fetch(args.cache)
+    except (OSError, subprocess.CalledProcessError, StopIteration, tarfile.TarError) as err:
+        print(f"error: could not fetch {SDIST} into {args.cache}: {err or type(err).__name__}", file=sys.stderr)
+        return 2
     spinemed = str(Path(sys.executable).with_name("spinemed"))
     studies = [("abdomen-pelvis CT, 3 mm, T11-S1", files / "example_ct.nii.gz",
                 files / "spine_report/example_ct_report/totalseg.nii.gz"),
