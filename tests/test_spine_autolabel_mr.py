@@ -45,6 +45,79 @@ def test_t2_phantom_without_anchor_is_unnamed():
     assert "no anatomical anchor" in lab.message and "Name one vertebra" in lab.message
 
 
+# Clinical lumbar MR: 15 sagittal slices of 4 mm (a 60 mm slab across the spine), 0.8 mm in plane, T11 to the sacrum
+LUMBAR = {"shape": (15, 340, 400), "spacing": (4.0, 0.8, 0.8)}
+
+
+# CT HU -> T1-like: fat and marrow bright (also in the laminae and spinous processes), CSF dark, discs intermediate,
+# cortex (480 HU: the bodies' shells and endplates) dark
+_HU1 = [-1000, -200, -90, 10, 20, 40, 90, 200, 260, 350, 450, 480, 500, 600]
+_T1 = [0, 0, 900, 150, 150, 350, 300, 600, 600, 300, 550, 60, 550, 550]
+
+
+def _lumbar_t2(seed=1, dark=(), dark_val=250.0, no_endplates=(), remnant_mm=0.0, remnant_val=700.0, t1=False):
+    """A sagittal lumbar T2 (``t1``: T1) phantom, the slab inside a trunk of adult width. ``dark``: degenerated discs (T2 signal ``dark_val``; the marrow is 420, a healthy
+    disc 800, the endplates 80); ``no_endplates``: discs whose endplates are as bright as the marrow (nothing dark
+    left around a dark disc); ``remnant_mm``: an S1-S2 remnant, a band of that thickness 31 mm below S1's top."""
+    ph = spine_phantom(first="T11", last="S1", ribs=False, seed=seed, noise_hu=0, endplates=True,
+                       trunk_width_mm=320.0, **LUMBAR)
+    hu = ph.volume.data.astype(np.float32)
+    t2 = (np.interp(hu, _HU1, _T1) if t1 else np.interp(hu, _HU, _T2)).astype(np.float32)
+    z = np.arange(hu.shape[2]) * LUMBAR["spacing"][2]
+    for name in dark:
+        near = np.abs(z - ph.discs[name][2]) < 8.0
+        t2[:, :, near] = np.where((hu[:, :, near] > 60) & (hu[:, :, near] < 120), dark_val, t2[:, :, near])
+    for name in no_endplates:
+        zc = ph.discs[name][2]
+        footprint = (hu[:, :, round(zc / LUMBAR["spacing"][2])] > 60)[:, :, None]
+        near = np.abs(z - zc) < 9.0
+        t2[:, :, near] = np.where(footprint & (hu[:, :, near] > 400), 420.0, t2[:, :, near])
+    if remnant_mm:
+        near = np.abs(z - (ph.centres["S1"][2] + 15.0 - 31.0)) < remnant_mm / 2.0
+        t2[:, :, near] = np.where((hu[:, :, near] > 200) & (hu[:, :, near] < 300), remnant_val, t2[:, :, near])
+    t2 += np.random.default_rng(seed).normal(0, 25, t2.shape).astype(np.float32)
+    return ph, Volume(np.clip(t2, 0, None), ph.volume.affine, modality="MR", series_uid="lumbar-t2")
+
+
+@pytest.mark.parametrize("case", [
+    {},  # healthy discs
+    {"dark": ("L4-L5", "L5-S1")},  # the two lowest discs degenerated, dark between their dark endplates
+    {"dark": ("L5-S1",), "dark_val": 300.0, "no_endplates": ("L5-S1",)},  # only a band a little darker than bone
+    {"dark": ("L4-L5", "L5-S1"), "dark_val": 300.0, "no_endplates": ("L4-L5", "L5-S1")},
+    {"remnant_mm": 2.4},  # a thin S1-S2 remnant line
+    {"t1": True},  # T1: the canal is dark, the laminae and the fat behind it bright
+    {"t1": True, "dark": ("L4-L5", "L5-S1"), "dark_val": 200.0},
+])
+def test_lumbar_t2_with_degenerated_discs_named_from_the_sacrum(case):
+    """The sacrum names a clinical lumbar T2 even when its lowest discs are degenerated (dark, the commonest finding
+    of a lumbar MR): before, the column was not followed through them and nothing was named. On T1 the canal was
+    once traced along the bright laminae behind it, and the levels named wrongly."""
+    ph, vol = _lumbar_t2(**case)
+    lab = auto_label(vol)
+    assert lab.anchor == "S1", (lab.message, lab.notes)
+    assert [v.name for v in lab.vertebrae] == list(ph.centres)
+    ev = evaluate(lab, ReferenceSet(ph.centres))
+    assert ev.identification_rate == 1.0 and ev.localisation_error_mm < 5.0
+
+
+@pytest.mark.parametrize("case", [
+    {"dark": ("L5-S1",), "dark_val": 350.0, "no_endplates": ("L5-S1",)},  # L5-S1 barely darker than bone
+    {"remnant_mm": 5.0, "remnant_val": 100.0},  # a thick, dark, full-depth S1-S2 band: a disc-like remnant
+])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_lumbar_t2_never_misnamed_when_the_lowest_disc_is_in_doubt(case, seed):
+    """A missed L5-S1 makes L5 and the sacrum look like one long S1, and a remnant taken for L5-S1 makes S2 look
+    like S1: both would shift every name by one. Such images are named right or not at all, and say why."""
+    ph, vol = _lumbar_t2(seed=seed, **case)
+    lab = auto_label(vol)
+    if lab.named:
+        assert [v.name for v in lab.vertebrae] == list(ph.centres)
+    else:
+        assert lab.needs_confirmation and "no anatomical anchor" in lab.message
+    if "no_endplates" in case:
+        assert not lab.named and any("faint band" in n and "S1-S2 remnant" in n for n in lab.notes), lab.notes
+
+
 NECK = (160, 150, 140)  # 240 x 225 x 280 mm
 
 

@@ -4,7 +4,7 @@ import pytest
 from scipy import ndimage
 
 from core.spine.autolabel.ct_discs import band_pairs, ct_discs
-from core.spine.autolabel.discs import band_discs, endplate_peaks, find_discs
+from core.spine.autolabel.discs import band_discs, disc_contrast, endplate_peaks, faint_band, find_discs
 
 DS = 1.0
 
@@ -154,3 +154,26 @@ def test_ct_chain_finds_discs_whose_endplates_merge_into_one_band(seed):
     prof, centres = _ct_column([20] * 7, [2] * 6, marrow=130.0, disc_val=100.0, endplate=330.0, blur=1.5, seed=seed)
     assert not any(abs(p - c) < 3.0 for p, _, _ in band_pairs(prof, DS) for c in centres)
     _assert_discs(ct_discs(prof, DS, [], [], [])[0], centres, tol=2.0)
+
+
+# Faint disc bands where the pitch puts a disc (core.spine.autolabel.discs.faint_band), for MR's degenerated discs
+
+@pytest.mark.parametrize("width,value,expected", [
+    (8.0, 0.25, "disc"),  # a degenerated disc: 8 mm, clearly darker than the marrow (0.35)
+    (8.0, 0.32, "doubt"),  # as wide, barely darker: could be a disc, could be nothing
+    (2.4, 0.05, "none"),  # a thin dark line, however dark (an S1-S2 remnant, an endplate): not a disc
+    (8.0, 0.35, "none"),  # nothing there
+])
+def test_faint_band_tells_a_disc_from_a_line_and_from_nothing(width, value, expected):
+    s = np.arange(160.0)
+    prof = np.full_like(s, 0.35)
+    for d in (20.0, 57.0):  # two bright healthy discs above: the yardstick
+        prof[np.abs(s - d) < 5.0] = 0.66
+    prof[np.abs(s - 96.0) < width / 2.0] = value
+    prof += np.random.default_rng(0).normal(0, 0.004, s.size)
+    reference = disc_contrast(prof, DS, [20.0, 57.0], 37.0)
+    assert reference == pytest.approx(0.31, abs=0.03)
+    kind, pos, _ = faint_band(prof, DS, 94.0, 37.0, 0.2 * 37.0, reference)
+    assert kind == expected
+    if expected != "none":
+        assert abs(pos - 96.0) <= 2.0

@@ -41,12 +41,15 @@ class Phantom:
 
 def spine_phantom(first: str = "T10", last: str = "S1", shape=(160, 160, 120), spacing=(1.5, 1.5, 2.0),
                   ribs: bool = True, lordosis_mm: float = 8.0, noise_hu: float = 15.0, seed: int = 0,
-                  config: SpineConfiguration = STANDARD, chunk: int = 64, endplates: bool = False) -> Phantom:
+                  config: SpineConfiguration = STANDARD, chunk: int = 64, endplates: bool = False,
+                  trunk_width_mm: float | None = None) -> Phantom:
     """CT volume (LPS axes, int16 HU) with the vertebrae ``first``..``last`` stacked from the top of the FOV.
 
     The column starts 10 mm below the top of the field of view; levels that do not fit are left out.
     ``endplates``: close each body's shell with 2 mm cortical endplates top and bottom (S1: top), as in a real spine;
     off by default, the phantom the older tests and the benchmark were written for.
+    ``trunk_width_mm``: the trunk's width, by default the field of view's; wider for a sagittal slab that shows only
+    the middle of the trunk (muscle on both sides of the spine, not the fat and air of its flanks).
     """
     nx, ny, nz = shape
     sx, sy, sz = spacing
@@ -85,8 +88,8 @@ def spine_phantom(first: str = "T10", last: str = "S1", shape=(160, 160, 120), s
         k1 = min(nz, k0 + chunk)
         block = np.full((nx, ny, k1 - k0), -1000.0, dtype=np.float32)
         for kk in range(k0, k1):
-            block[:, :, kk - k0] = _slice(kk * sz, x, y, cx, centre_y, layout, ribs, nx * sx, ny * sy, basion,
-                                          endplates)
+            block[:, :, kk - k0] = _slice(kk * sz, x, y, cx, centre_y, layout, ribs, trunk_width_mm or nx * sx,
+                                          ny * sy, basion, endplates)
         if noise_hu:
             block += rng.normal(0.0, noise_hu, block.shape).astype(np.float32)
         data[:, :, k0:k1] = np.clip(block, -1024, 3000).astype(np.int16)

@@ -17,7 +17,12 @@ disc denser than an osteoporotic body on CT). So:
    from the disc between them;
 4. discs are chosen greedily by score, at least 0.6 pitch apart;
 5. when the endplates are not resolved (few pairs for the length of column), the discs are the extrema of the
-   narrower phase of the band-passed profile instead.
+   narrower phase of the band-passed profile instead;
+6. (MR, :func:`fill_gaps`) where the chosen discs leave a hole of about two pitches, or the column goes on for more
+   than a pitch beyond the first or last disc, the best endplate pair about one pitch on is a disc too, however
+   faint: a degenerated disc, dark on T2 between dark endplates, stands out far less than the bright healthy discs
+   that set the threshold of step 4, and the lowest lumbar discs, the ones naming from the sacrum depends on, are
+   the ones most often degenerated.
 """
 from __future__ import annotations
 
@@ -84,15 +89,15 @@ def pitch_from_peaks(peaks: np.ndarray, ds: float) -> float | None:
     return pitch if PITCH_MM[0] <= pitch <= PITCH_MM[1] else None
 
 
-def endplate_pairs(profile: np.ndarray, ds: float, pitch: float, sign: float
-                   ) -> tuple[list[float], list[float]]:
+def endplate_pairs(profile: np.ndarray, ds: float, pitch: float, sign: float,
+                   min_gap_of_pitch: float = GAP_OF_PITCH[0]) -> tuple[list[float], list[float]]:
     """Disc candidates (position mm, score) from pairs of endplate peaks."""
     peaks, fine, spread = endplate_peaks(profile, ds, sign)
     pos, score = [], []
     gaps = np.diff(peaks) * ds
     for n, (a, b) in enumerate(itertools.pairwise(peaks)):
         gap = gaps[n]
-        if not GAP_OF_PITCH[0] * pitch <= gap <= GAP_OF_PITCH[1] * pitch:
+        if not max(GAP_OF_PITCH[0], min_gap_of_pitch) * pitch <= gap <= GAP_OF_PITCH[1] * pitch:
             continue
         if 0 < n < len(gaps) - 1 and gap > 1.5 * max(gaps[n - 1], gaps[n + 1]):
             continue  # a disc is not much thicker than the gaps either side of it (those are bodies then)
@@ -103,6 +108,111 @@ def endplate_pairs(profile: np.ndarray, ds: float, pitch: float, sign: float
         pos.append((a + b) / 2.0 * ds)
         score.append(contrast / spread)
     return pos, score
+
+
+FILL_WINDOW_OF_PITCH = 0.3  # a filled disc lies within this of where the pitch puts it
+FILL_MIN_GAP_OF_PITCH = 0.12  # its endplates are at least this far apart: a disc has height (an S1-S2 remnant, a
+# thin line inside the sacrum, has hardly any)
+FILL_MIN_SCORE = 0.03  # and the profile between them is at least this much (of the spread) above the endplates
+
+
+def fill_gaps(profile: np.ndarray, ds: float, sign: float, pitch: float, pos: list[float], score: list[float]
+              ) -> tuple[list[float], list[float], int]:
+    """Discs missing from ``pos`` where the pitch says one should be (see step 6 above): (positions, scores, how
+    many were added). Interior holes are filled once; at each end of the column the search goes on a pitch at a
+    time while a disc is found and the column goes on beyond it."""
+    if not pos or not pitch:
+        return list(pos), list(score), 0
+    cand_pos, cand_score = endplate_pairs(profile, ds, pitch, sign, min_gap_of_pitch=FILL_MIN_GAP_OF_PITCH)
+    cands = [(p, s) for p, s in zip(cand_pos, cand_score, strict=True) if s >= FILL_MIN_SCORE]
+    length = (len(profile) - 1) * ds
+    win = FILL_WINDOW_OF_PITCH * pitch
+    out = sorted(zip(pos, score, strict=True))
+
+    def best_near(target: float) -> tuple[float, float] | None:
+        near = [c for c in cands if abs(c[0] - target) <= win
+                and all(abs(c[0] - q) >= 0.6 * pitch for q, _ in out)]
+        return max(near, key=lambda c: c[1]) if near else None
+
+    added = 0
+    for a, b in list(itertools.pairwise([q for q, _ in out])):
+        if 1.6 * pitch <= b - a <= 2.5 * pitch and (hit := best_near((a + b) / 2.0)):
+            out.append(hit)
+            added += 1
+    out.sort()
+    for direction in (-1.0, 1.0):
+        while True:
+            end = out[0][0] if direction < 0 else out[-1][0]
+            target = end + direction * pitch
+            room = target if direction < 0 else length - target
+            if room < 0.3 * pitch or (hit := best_near(target)) is None:
+                break
+            out.append(hit)
+            out.sort()
+            added += 1
+    return [q for q, _ in out], [s for _, s in out], added
+
+
+BAND_MIN_MM = 4.5  # half-maximum width of a faint disc's band: an S1-S2 remnant is a thinner line
+BAND_OF_DISCS = 0.25  # a faint disc differs from the bodies around it by at least this part of what the found do
+BAND_DOUBT_OF_DISCS = 0.1  # ... from this part, a band that wide is a doubt, not nothing
+BAND_NOISE = 5.0  # and by at least this many times the profile's noise
+
+
+def band_at(profile: np.ndarray, ds: float, target: float, pitch: float, window: float
+            ) -> tuple[float, float, float] | None:
+    """The band deviating most from the bodies around it within ``window`` mm of ``target``: (position mm,
+    half-maximum width mm, signed deviation). "Around it" is the median of the profile over 0.6 pitch on either
+    side, nearly all bone (discs are at most a third of a pitch). A disc band may be darker (degenerated, T2) or
+    brighter (healthy) than the bodies."""
+    fine = ndimage.gaussian_filter1d(profile, 1.0 / ds, mode="nearest")
+    n = len(fine)
+    lo, hi = max(0, round((target - window) / ds)), min(n - 1, round((target + window) / ds))
+    b0, b1 = max(0, round((target - 0.6 * pitch) / ds)), min(n - 1, round((target + 0.6 * pitch) / ds))
+    if hi - lo < 2 or b1 - b0 < 4:
+        return None
+    base = float(np.median(fine[b0: b1 + 1]))
+    d = fine - base
+    m = lo + int(np.argmax(np.abs(d[lo: hi + 1])))
+    peak = float(d[m])
+    if peak == 0.0:
+        return None
+    # the width on the profile as sampled: smoothing would widen a thin line (an S1-S2 remnant) to a disc's width
+    inside = np.sign(peak) * (profile - base) >= abs(peak) / 2.0
+    a = b = m
+    while a > 0 and inside[a - 1]:
+        a -= 1
+    while b < n - 1 and inside[b + 1]:
+        b += 1
+    return m * ds, (b - a + 1) * ds, peak
+
+
+def profile_noise(profile: np.ndarray) -> float:
+    """Robust standard deviation of the profile's sample-to-sample noise."""
+    diff = np.diff(profile)
+    return float(1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2.0)) if diff.size else 0.0
+
+
+def disc_contrast(profile: np.ndarray, ds: float, discs: list[float], pitch: float) -> float:
+    """Median deviation of the found discs from the bodies around them (the yardstick of :func:`faint_band`)."""
+    devs = [abs(hit[2]) for d in discs if (hit := band_at(profile, ds, d, pitch, 3.0)) is not None]
+    return float(np.median(devs)) if devs else 0.0
+
+
+def faint_band(profile: np.ndarray, ds: float, target: float, pitch: float, window: float, reference: float
+               ) -> tuple[str, float, float]:
+    """Whether a band like a disc's lies within ``window`` mm of ``target``: ("disc" | "doubt" | "none", position
+    mm, signed deviation). "disc": at least BAND_MIN_MM wide and BAND_OF_DISCS of ``reference`` (the found discs'
+    contrast); "doubt": as wide, but only BAND_DOUBT_OF_DISCS of it."""
+    hit = band_at(profile, ds, target, pitch, window)
+    if hit is None or reference <= 0:
+        return "none", target, 0.0
+    pos, width, dev = hit
+    if width < BAND_MIN_MM or abs(dev) < BAND_NOISE * profile_noise(profile):
+        return "none", pos, dev
+    if abs(dev) >= BAND_OF_DISCS * reference:
+        return "disc", pos, dev
+    return ("doubt" if abs(dev) >= BAND_DOUBT_OF_DISCS * reference else "none"), pos, dev
 
 
 def choose(pos: list[float], score: list[float], pitch: float, min_rel: float = 0.2

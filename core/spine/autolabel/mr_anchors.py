@@ -11,7 +11,9 @@
   missed C2-C3 disc on a field of view whose top is lower; hence the modest confidence.
 - Sacrum: the column ends inside the field of view at the bottom or runs out of it, the pitch is lumbar (>= 25 mm),
   the segment below the lowest disc is longer than 1.6 pitches without another disc, and the column turns
-  backwards there by more than 15 degrees (sacral kyphosis). Named S1.
+  backwards there by more than 15 degrees (sacral kyphosis). Named S1. Not when the detection left a doubtful band
+  about a pitch below the lowest disc (:func:`mr_column._faint_bands`): a faint degenerated L5-S1 disc missed
+  there would make L5 and the sacrum look like one long S1 and shift every name by one.
 
 Anything less is not an anchor: the vertebrae are then left unnamed and the user is asked to name one.
 """
@@ -65,6 +67,11 @@ def _faint_disc_above(det: Detection, pitch: float) -> bool:
 def sacrum(det: Detection, facts: dict) -> Anchor | None:
     pitch = facts.get("pitch")
     if not pitch or pitch < 25.0 or not det.disc_s or not det.segments:
+        return None
+    if facts.get("doubt_below_mm") is not None:
+        below = facts["doubt_below_mm"] - det.disc_s[-1]
+        det.notes.append(f"a faint band {below:.0f} mm below the lowest disc found may be a degenerated disc (such "
+                         "as L5-S1) or the S1-S2 remnant: the sacrum is not used to name the levels")
         return None
     a, b, _ = det.segments[-1]
     if abs(a - det.disc_s[-1]) > 1e-6 or b - a < 1.6 * pitch:

@@ -8,8 +8,10 @@ percentiles, so no absolute MR value is assumed. Two properties of every spine M
    else: organs, fat and muscle vary slowly along S-I).
 2. **The canal**: behind that column runs the spinal canal, a tube of cerebrospinal fluid, bright on T2 (dark on
    T1). Its score in each axial slice is a blob of canal size (difference of Gaussians, 2.5 vs 7 mm) with an
-   alternating column 6-30 mm in front of it. The canal is traced slice to slice (dynamic programming, as on CT),
-   bright polarity first, dark if that finds nothing convincing.
+   alternating column 6-30 mm in front of it. The canal is traced slice to slice (dynamic programming, as on CT)
+   in both polarities; of two tubes one straight behind the other, the front one is the canal (behind it lie the
+   laminae and epidural fat, bright on T1). The column is followed while this score stays high, and on through
+   weaker stretches between strong ones (degenerated discs alternate less with the bodies).
 
 The body centre line runs in front of the canal's anterior wall (the bodies' posterior wall), first 8 mm in front of
 it, then 0.4 pitch in front (a body is about as deep as the pitch) until that agrees with the pitch found.
@@ -17,9 +19,14 @@ Intensities sampled on small disks along that line give the body/disc profile: i
 vertebral pitch; discs come from the endplates around them, or else are the extrema of the *narrower* phase of the
 band-passed profile (:mod:`discs`: discs are thinner than bodies at every level of the spine, whatever their
 brightness: bright healthy discs on T2, dark degenerated ones). Discs are kept from the line on which they stand out
-best. Vertebrae are the segments between consecutive discs; a segment cut by the end of the column is partial.
+best. Where the pitch puts a disc that was not found (a hole of two pitches, or below the lowest disc), a faint
+band across the column's whole depth counts as a degenerated disc; a doubtful one there is reported, so that the
+sacrum does not name the levels (:mod:`mr_anchors`). Vertebrae are the segments between consecutive discs; a segment
+cut by the end of the column is partial.
 """
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 from scipy import ndimage
@@ -31,7 +38,7 @@ from core.spine.autolabel.ct_column import (
     segments_from_discs,
     trace,
 )
-from core.spine.autolabel.discs import disc_quality, find_discs
+from core.spine.autolabel.discs import BAND_OF_DISCS, disc_contrast, disc_quality, faint_band, fill_gaps, find_discs
 from core.tasks import CancelToken, ProgressFn, check, report
 
 CANAL_FRONT_MM = (6.0, 30.0)  # where the body/disc column lies in front of the canal centre
@@ -41,6 +48,20 @@ MIN_ALTERNATION = 3.0  # body/disc alternation in front of the canal, relative t
 # through the basivertebral veins, which enter each body at the middle of its posterior wall (bright on T2): a
 # disc-like mark in mid-body that makes twice the pitch look as good as the true one.
 FIRST_INSET_MM = 8.0
+# Degenerated discs (dark on T2, thin) alternate with the bodies far less than bright healthy ones: a lumbar
+# column whose lowest discs are degenerated is followed on through them while its score stays above this part of
+# the strongest.
+RUN_LOW = 0.08
+# two candidate canals, one straight behind the other (see trace_canal): at most this far apart left-right, this far
+# apart front to back (a canal's radius to its depth plus the lamina's), and the front one at least this part as strong
+STACKED_SIDE_MM = 6.0
+STACKED_AP_MM = (4.0, 25.0)
+STACKED_QUALITY = 0.5
+# faint discs (see _faint_bands): the lines across the column's depth they must show on (part of a pitch in front of
+# the canal's front wall; the body line is at about 0.4), and how far from a pitch below the lowest disc one is sought
+DEPTH_LINES_OF_PITCH = (0.2, 0.6)
+END_WINDOW_OF_PITCH = 0.2
+ACROSS = 0.5  # on those lines, the band differs from the bodies by at least this part of what it does on the body line
 
 
 def normalise(g: np.ndarray) -> np.ndarray:
@@ -74,33 +95,65 @@ def canal_score(g: np.ndarray, front: np.ndarray, step: float, polarity: float) 
     return np.clip(score / top, 0.0, 1.0) if top > 0 else score
 
 
-def _run(values: np.ndarray, thr: float, min_len: int) -> tuple[int, int] | None:
-    labels, n = ndimage.label(values >= thr)
+def _run(values: np.ndarray, thr: float, min_len: int, low: float | None = None) -> tuple[int, int] | None:
+    """(first, last) index of the strongest run of ``values`` >= ``thr`` (by its sum), grown through neighbouring
+    values >= ``low`` (hysteresis): a stretch of weaker alternation between stronger ones stays in the column."""
+    low = thr if low is None else low
+    labels, n = ndimage.label(values >= low)
     if n == 0:
         return None
-    sums = ndimage.sum_labels(values, labels, np.arange(1, n + 1))
-    best = 1 + int(np.argmax(sums))
+    strong = np.unique(labels[values >= thr])
+    strong = strong[strong > 0]
+    if strong.size == 0:
+        return None
+    sums = ndimage.sum_labels(values, labels, strong)
+    best = int(strong[int(np.argmax(sums))])
     ks = np.nonzero(labels == best)[0]
     return (int(ks[0]), int(ks[-1])) if len(ks) >= min_len else None
 
 
 def trace_canal(g: np.ndarray, front: np.ndarray, step: float, cancel: CancelToken | None
                 ) -> tuple[np.ndarray, tuple[int, int], float, float] | None:
-    """(path (nz, 2), (k0, k1), polarity, mean score) of the best canal, bright first, else dark."""
-    best = None
+    """(path (nz, 2), (k0, k1), polarity, mean score) of the canal: bright (T2) or dark (T1).
+
+    Both polarities find a tube with the column in front of it. Where one tube runs straight behind the other, the
+    front one is the canal, which lies right behind the bodies: behind the canal come the laminae and the epidural
+    fat, bright on T1 (where the canal is dark), and the dark cortex of the posterior arch on T2 (where it is
+    bright). Otherwise the bright canal is kept unless the dark one is far stronger."""
+    found = []
     for polarity in (1.0, -1.0):
         check(cancel)
         score = canal_score(g, front, step, polarity)
         path = trace(score, penalty=0.02)
         along = score[path[:, 0], path[:, 1], np.arange(g.shape[2])]
         smooth = ndimage.uniform_filter1d(along, 2 * max(1, round(8.0 / step)) + 1, mode="nearest")
-        span = _run(smooth, 0.25 * float(smooth.max()), max(3, round(15.0 / step)))
+        span = _run(smooth, 0.25 * float(smooth.max()), max(3, round(15.0 / step)), low=RUN_LOW * float(smooth.max()))
         if span is None:
             continue
         quality = float(np.mean(smooth[span[0]: span[1] + 1])) * (span[1] - span[0] + 1)
-        if best is None or quality > 1.5 * best[3]:  # prefer the bright (T2) canal unless dark is far better
-            best = (path, span, polarity, quality)
-    return best
+        found.append((path, span, polarity, quality))
+    if len(found) < 2:
+        return found[0] if found else None
+    bright, dark = found
+    ahead = _in_front(dark, bright, step)  # +1: dark in front of bright, -1: bright in front of dark, 0: neither
+    if ahead > 0 and dark[3] >= STACKED_QUALITY * bright[3]:
+        return dark
+    if ahead < 0 and bright[3] >= STACKED_QUALITY * dark[3]:
+        return bright
+    return dark if dark[3] > 1.5 * bright[3] else bright
+
+
+def _in_front(a: tuple, b: tuple, step: float) -> int:
+    """Whether path ``a`` runs straight in front of path ``b`` (+1), behind it (-1), or neither (0), over the slices
+    both cover: within STACKED_SIDE_MM left-right, STACKED_AP_MM apart front to back (anterior = smaller j)."""
+    k0, k1 = max(a[1][0], b[1][0]), min(a[1][1], b[1][1])
+    if k1 - k0 < 3:
+        return 0
+    di = np.median(np.abs(a[0][k0: k1 + 1, 0] - b[0][k0: k1 + 1, 0])) * step
+    dj = np.median(b[0][k0: k1 + 1, 1] - a[0][k0: k1 + 1, 1]) * step
+    if di > STACKED_SIDE_MM or not STACKED_AP_MM[0] <= abs(dj) <= STACKED_AP_MM[1]:
+        return 0
+    return 1 if dj > 0 else -1
 
 
 def recentre(g: np.ndarray, path: np.ndarray, k0: int, k1: int, step: float, polarity: float) -> np.ndarray:
@@ -201,15 +254,69 @@ def detect(g: np.ndarray, step: float, progress: ProgressFn | None = None,
     # marrow, a bulging disc): they are taken from the line where they are strongest and most regular, and moved,
     # slice for slice, onto the last line (through the bodies' middle) on which the vertebrae are placed.
     disc_line, _quality, discs, prom, pitch = best
+    discs, prom, filled = fill_gaps(disc_line.profile, disc_line.ds, -1.0, pitch, discs, prom)
+    if pitch:
+        others = [_column(g, canal[:, 0], front - f * pitch / step, k0, k1, step) for f in DEPTH_LINES_OF_PITCH]
+        discs, prom, banded, doubt = _faint_bands(disc_line, others, discs, prom, pitch)
+        filled += banded
+    else:
+        doubt = None
     discs = _transfer(discs, disc_line, column)
     check(cancel)
     pts, ds = column.points, column.ds
     length = (len(pts) - 1) * ds
     segments = [seg for seg in segments_from_discs(discs, length) if seg[1] - seg[0] >= 6.0]
     facts = {"polarity": "bright canal (T2-like)" if polarity > 0 else "dark canal (T1-like)", "pitch": pitch,
-             "top_gap_mm": (g.shape[2] - 1 - k1) * step, "bottom_gap_mm": k0 * step, "alternation": facts_contrast}
+             "top_gap_mm": (g.shape[2] - 1 - k1) * step, "bottom_gap_mm": k0 * step, "alternation": facts_contrast,
+             "doubt_below_mm": None if doubt is None else _transfer([doubt], disc_line, column)[0]}
     notes = [f"MR: {facts['polarity']}, vertebral pitch {pitch:.0f} mm" if pitch else "MR: no vertebral pitch found"]
+    if filled:
+        notes.append(f"{filled} faint disc(s) found where the pitch puts one (a degenerated disc stands out less "
+                     "than a healthy one)")
     return Detection(column, discs, segments, prom, notes), facts
+
+
+def _faint_bands(line: Column, others: list[Column], discs: list[float], prom: list[float], pitch: float
+                 ) -> tuple[list[float], list[float], int, float | None]:
+    """Discs too faint for the endplate pairs (a degenerated disc on T2 with no dark endplates left around it, only
+    a band a little darker than the bodies), where the pitch puts a disc: in a hole of about two pitches, and a
+    pitch at a time below the lowest disc. A band is taken as a disc when it is wide enough and crosses the whole
+    depth of the column (on the lines ``others``, in front of and behind ``line``): an S1-S2 remnant is a thin line
+    that often spans only part of it. Returns (discs, scores, how many were added, position of a doubtful band
+    below the lowest disc or None); a doubtful band is one that is disc-wide but faint or not across the column:
+    a degenerated L5-S1 disc or the S1-S2 remnant, so the sacrum cannot name the levels."""
+    if not discs:
+        return discs, prom, 0, None
+    prof, ds = line.profile, line.ds
+    reference = disc_contrast(prof, ds, discs, pitch)
+    out = sorted(zip(discs, prom, strict=True))
+    added = 0
+
+    def across(pos: float, dev: float) -> bool:
+        for other in others:
+            at = _transfer([pos], line, other)[0]
+            kind, _, odev = faint_band(other.profile, other.ds, at, pitch, 4.0, ACROSS * abs(dev) / BAND_OF_DISCS)
+            if kind != "disc" or np.sign(odev) != np.sign(dev):
+                return False
+        return True
+
+    for a, b in itertools.pairwise([q for q, _ in out]):
+        if 1.6 * pitch <= b - a <= 2.5 * pitch:
+            kind, pos, dev = faint_band(prof, ds, (a + b) / 2.0, pitch, 0.3 * pitch, reference)
+            if kind == "disc" and across(pos, dev):
+                out.append((pos, min(1.0, abs(dev) / reference)))
+                added += 1
+    out.sort()
+    length = (len(prof) - 1) * ds
+    while length - (target := out[-1][0] + pitch) >= 0.3 * pitch:
+        kind, pos, dev = faint_band(prof, ds, target, pitch, END_WINDOW_OF_PITCH * pitch, reference)
+        if kind == "none":
+            break
+        if kind == "doubt" or not across(pos, dev):
+            return [q for q, _ in out], [x for _, x in out], added, pos
+        out.append((pos, min(1.0, abs(dev) / reference)))
+        added += 1
+    return [q for q, _ in out], [x for _, x in out], added, None
 
 
 def _transfer(discs: list[float], src: Column, dst: Column) -> list[float]:
