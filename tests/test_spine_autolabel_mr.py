@@ -1,5 +1,7 @@
 """The built-in MR labeller: T2-like phantoms named from the sacrum and from C2, the two real MR samples (detection
 and positions; no anchor is in their fields of view, so they must stay unnamed and say so), bad input."""
+import re
+
 import numpy as np
 import pytest
 
@@ -55,21 +57,26 @@ _HU1 = [-1000, -200, -90, 10, 20, 40, 90, 200, 260, 350, 450, 480, 500, 600]
 _T1 = [0, 0, 900, 150, 150, 350, 300, 600, 600, 300, 550, 60, 550, 550]
 
 
-def _lumbar_t2(seed=1, dark=(), dark_val=250.0, no_endplates=(), remnant_mm=0.0, remnant_val=700.0, t1=False):
+WHOLE = {"shape": (15, 320, 760), "spacing": (4.0, 1.0, 1.0)}  # a whole-spine sagittal MR, skull base to sacrum
+
+
+def _lumbar_t2(seed=1, dark=(), dark_val=250.0, no_endplates=(), remnant_mm=0.0, remnant_val=700.0, t1=False,
+               first="T11", geometry=LUMBAR):
     """A sagittal lumbar T2 (``t1``: T1) phantom, the slab inside a trunk of adult width. ``dark``: degenerated discs (T2 signal ``dark_val``; the marrow is 420, a healthy
     disc 800, the endplates 80); ``no_endplates``: discs whose endplates are as bright as the marrow (nothing dark
     left around a dark disc); ``remnant_mm``: an S1-S2 remnant, a band of that thickness 31 mm below S1's top."""
-    ph = spine_phantom(first="T11", last="S1", ribs=False, seed=seed, noise_hu=0, endplates=True,
-                       trunk_width_mm=320.0, **LUMBAR)
+    ph = spine_phantom(first=first, last="S1", ribs=False, seed=seed, noise_hu=0, endplates=True,
+                       trunk_width_mm=320.0, **geometry)
     hu = ph.volume.data.astype(np.float32)
+    sz = geometry["spacing"][2]
     t2 = (np.interp(hu, _HU1, _T1) if t1 else np.interp(hu, _HU, _T2)).astype(np.float32)
-    z = np.arange(hu.shape[2]) * LUMBAR["spacing"][2]
+    z = np.arange(hu.shape[2]) * sz
     for name in dark:
         near = np.abs(z - ph.discs[name][2]) < 8.0
         t2[:, :, near] = np.where((hu[:, :, near] > 60) & (hu[:, :, near] < 120), dark_val, t2[:, :, near])
     for name in no_endplates:
         zc = ph.discs[name][2]
-        footprint = (hu[:, :, round(zc / LUMBAR["spacing"][2])] > 60)[:, :, None]
+        footprint = (hu[:, :, round(zc / sz)] > 60)[:, :, None]
         near = np.abs(z - zc) < 9.0
         t2[:, :, near] = np.where(footprint & (hu[:, :, near] > 400), 420.0, t2[:, :, near])
     if remnant_mm:
@@ -116,6 +123,23 @@ def test_lumbar_t2_never_misnamed_when_the_lowest_disc_is_in_doubt(case, seed):
         assert lab.needs_confirmation and "no anatomical anchor" in lab.message
     if "no_endplates" in case:
         assert not lab.named and any("faint band" in n and "S1-S2 remnant" in n for n in lab.notes), lab.notes
+
+
+@pytest.mark.parametrize("t1", [False, True])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_whole_spine_mr_with_a_pitch_growing_down_the_spine(t1, seed):
+    """Skull base to sacrum (C2..S1, 24 vertebrae) on one sagittal image, degenerated L4-L5 and L5-S1 on T2: the
+    pitch grows from 19 mm in the neck to 37 mm low down, so the discs are searched with a local pitch (one pitch
+    for the whole column found half the cervical discs, or missed the lumbar ones, and named nothing or named
+    wrongly)."""
+    ph, vol = _lumbar_t2(seed=seed, first="C1", geometry=WHOLE, t1=t1, remnant_mm=2.4,
+                         dark=() if t1 else ("L4-L5", "L5-S1"))
+    lab = auto_label(vol)
+    assert lab.named and [v.name for v in lab.vertebrae] == list(ph.centres), (lab.message, lab.notes)
+    ev = evaluate(lab, ReferenceSet(ph.centres))
+    assert ev.identification_rate == 1.0 and ev.localisation_error_mm < 5.0
+    assert any(re.search(r"vertebral pitch (1[89]|20)-3[6-9] mm", n) for n in lab.notes), lab.notes
+    assert [d.name for d in lab.discs] == list(ph.discs)
 
 
 NECK = (160, 150, 140)  # 240 x 225 x 280 mm

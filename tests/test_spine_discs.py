@@ -4,7 +4,15 @@ import pytest
 from scipy import ndimage
 
 from core.spine.autolabel.ct_discs import band_pairs, ct_discs
-from core.spine.autolabel.discs import band_discs, disc_contrast, endplate_peaks, faint_band, find_discs
+from core.spine.autolabel.discs import (
+    band_discs,
+    disc_contrast,
+    endplate_peaks,
+    faint_band,
+    find_discs,
+    find_discs_windowed,
+    local_pitch,
+)
 
 DS = 1.0
 
@@ -177,3 +185,26 @@ def test_faint_band_tells_a_disc_from_a_line_and_from_nothing(width, value, expe
     assert kind == expected
     if expected != "none":
         assert abs(pos - 96.0) <= 2.0
+
+
+def test_windowed_discs_follow_a_pitch_growing_down_the_spine():
+    """A whole-spine T2-like profile: pitch 19 mm in the neck growing to 37 mm low down. One pitch for all of it
+    misses the close cervical discs or the lumbar ones; windows with their own pitch find every disc, and the local
+    pitch follows the spacing."""
+    gaps = [19.0] * 6 + [27.0] * 11 + [37.0] * 5
+    centres = list(np.cumsum([40.0] + gaps))
+    length = int(centres[-1] + 60)
+    s = np.arange(length, dtype=float)
+    prof = np.full(length, 0.35)
+    for c, g in zip(centres, [19.0] + gaps, strict=True):
+        half = 0.13 * g  # discs a quarter of the pitch high
+        prof[np.abs(s - c) < half] = 0.66
+        prof[np.abs(np.abs(s - c) - half - 1.0) < 1.0] = 0.1  # dark endplates
+    prof += np.random.default_rng(0).normal(0, 0.01, length)
+    pos, _score, pitch, quality = find_discs_windowed(prof, DS, sign=-1.0)
+    assert len(pos) == len(centres) and quality > 0
+    assert max(min(abs(p - c) for p in pos) for c in centres) <= 2.0
+    pitch_at = local_pitch(pos, pitch)
+    assert pitch_at(centres[2]) == pytest.approx(19.0, abs=1.5)
+    assert pitch_at(centres[-2]) == pytest.approx(37.0, abs=1.5)
+    assert find_discs(prof, DS, sign=-1.0)[0] != pos  # one pitch for the whole column does not do it

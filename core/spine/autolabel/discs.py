@@ -22,16 +22,21 @@ disc denser than an osteoporotic body on CT). So:
    than a pitch beyond the first or last disc, the best endplate pair about one pitch on is a disc too, however
    faint: a degenerated disc, dark on T2 between dark endplates, stands out far less than the bright healthy discs
    that set the threshold of step 4, and the lowest lumbar discs, the ones naming from the sacrum depends on, are
-   the ones most often degenerated.
+   the ones most often degenerated;
+7. (MR, :func:`find_discs_windowed`) a column longer than 1.5 windows of 180 mm is searched window by window,
+   each with its own pitch (17-19 mm in the neck, 35-40 mm in the lumbar spine), and discs off the beat of the
+   others are left out; :func:`local_pitch` then gives the pitch at each position from the discs' spacing.
 """
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage, signal
 
 PITCH_MM = (10.0, 50.0)
+Pitch = float | Callable[[float], float]  # mm, or a function of the position along the column (mm) giving it
 GAP_OF_PITCH = (0.10, 0.55)
 MAX_ENDPLATE_MM = 5.0  # width at half prominence of a CT endplate peak
 ENDPLATE_REACH_MM = 6.0  # a CT endplate's profile falls on both sides within this (disc, marrow)
@@ -89,15 +94,18 @@ def pitch_from_peaks(peaks: np.ndarray, ds: float) -> float | None:
     return pitch if PITCH_MM[0] <= pitch <= PITCH_MM[1] else None
 
 
-def endplate_pairs(profile: np.ndarray, ds: float, pitch: float, sign: float,
+def endplate_pairs(profile: np.ndarray, ds: float, pitch: Pitch, sign: float,
                    min_gap_of_pitch: float = GAP_OF_PITCH[0]) -> tuple[list[float], list[float]]:
-    """Disc candidates (position mm, score) from pairs of endplate peaks."""
+    """Disc candidates (position mm, score) from pairs of endplate peaks. ``pitch``: mm, or a function of the
+    position along the column giving it."""
+    pitch_at = pitch if callable(pitch) else (lambda _s: pitch)
     peaks, fine, spread = endplate_peaks(profile, ds, sign)
     pos, score = [], []
     gaps = np.diff(peaks) * ds
     for n, (a, b) in enumerate(itertools.pairwise(peaks)):
         gap = gaps[n]
-        if not max(GAP_OF_PITCH[0], min_gap_of_pitch) * pitch <= gap <= GAP_OF_PITCH[1] * pitch:
+        p = pitch_at((a + b) / 2.0 * ds)
+        if not max(GAP_OF_PITCH[0], min_gap_of_pitch) * p <= gap <= GAP_OF_PITCH[1] * p:
             continue
         if 0 < n < len(gaps) - 1 and gap > 1.5 * max(gaps[n - 1], gaps[n + 1]):
             continue  # a disc is not much thicker than the gaps either side of it (those are bodies then)
@@ -116,36 +124,39 @@ FILL_MIN_GAP_OF_PITCH = 0.12  # its endplates are at least this far apart: a dis
 FILL_MIN_SCORE = 0.03  # and the profile between them is at least this much (of the spread) above the endplates
 
 
-def fill_gaps(profile: np.ndarray, ds: float, sign: float, pitch: float, pos: list[float], score: list[float]
+def fill_gaps(profile: np.ndarray, ds: float, sign: float, pitch: Pitch, pos: list[float], score: list[float]
               ) -> tuple[list[float], list[float], int]:
-    """Discs missing from ``pos`` where the pitch says one should be (see step 6 above): (positions, scores, how
-    many were added). Interior holes are filled once; at each end of the column the search goes on a pitch at a
-    time while a disc is found and the column goes on beyond it."""
+    """Discs missing from ``pos`` where the pitch (mm, or a function of the position giving it) says one should be
+    (see step 6 above): (positions, scores, how many were added). Interior holes are filled once; at each end of
+    the column the search goes on a pitch at a time while a disc is found and the column goes on beyond it."""
     if not pos or not pitch:
         return list(pos), list(score), 0
-    cand_pos, cand_score = endplate_pairs(profile, ds, pitch, sign, min_gap_of_pitch=FILL_MIN_GAP_OF_PITCH)
-    cands = [(p, s) for p, s in zip(cand_pos, cand_score, strict=True) if s >= FILL_MIN_SCORE]
+    pitch_at = pitch if callable(pitch) else (lambda _s: pitch)
+    cand_pos, cand_score = endplate_pairs(profile, ds, pitch_at, sign, min_gap_of_pitch=FILL_MIN_GAP_OF_PITCH)
+    cands = [(c, sc) for c, sc in zip(cand_pos, cand_score, strict=True) if sc >= FILL_MIN_SCORE]
     length = (len(profile) - 1) * ds
-    win = FILL_WINDOW_OF_PITCH * pitch
     out = sorted(zip(pos, score, strict=True))
 
     def best_near(target: float) -> tuple[float, float] | None:
-        near = [c for c in cands if abs(c[0] - target) <= win
-                and all(abs(c[0] - q) >= 0.6 * pitch for q, _ in out)]
+        p = pitch_at(target)
+        near = [c for c in cands if abs(c[0] - target) <= FILL_WINDOW_OF_PITCH * p
+                and all(abs(c[0] - q) >= 0.6 * p for q, _ in out)]
         return max(near, key=lambda c: c[1]) if near else None
 
     added = 0
     for a, b in list(itertools.pairwise([q for q, _ in out])):
-        if 1.6 * pitch <= b - a <= 2.5 * pitch and (hit := best_near((a + b) / 2.0)):
+        p = pitch_at((a + b) / 2.0)
+        if 1.6 * p <= b - a <= 2.5 * p and (hit := best_near((a + b) / 2.0)):
             out.append(hit)
             added += 1
     out.sort()
     for direction in (-1.0, 1.0):
         while True:
             end = out[0][0] if direction < 0 else out[-1][0]
-            target = end + direction * pitch
+            p = pitch_at(end)
+            target = end + direction * p
             room = target if direction < 0 else length - target
-            if room < 0.3 * pitch or (hit := best_near(target)) is None:
+            if room < 0.3 * p or (hit := best_near(target)) is None:
                 break
             out.append(hit)
             out.sort()
@@ -193,9 +204,11 @@ def profile_noise(profile: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2.0)) if diff.size else 0.0
 
 
-def disc_contrast(profile: np.ndarray, ds: float, discs: list[float], pitch: float) -> float:
-    """Median deviation of the found discs from the bodies around them (the yardstick of :func:`faint_band`)."""
-    devs = [abs(hit[2]) for d in discs if (hit := band_at(profile, ds, d, pitch, 3.0)) is not None]
+def disc_contrast(profile: np.ndarray, ds: float, discs: list[float], pitch: Pitch) -> float:
+    """Median deviation of the found discs from the bodies around them (the yardstick of :func:`faint_band`);
+    ``pitch``: mm, or a function of the position giving it."""
+    pitch_at = pitch if callable(pitch) else (lambda _s: pitch)
+    devs = [abs(hit[2]) for d in discs if (hit := band_at(profile, ds, d, pitch_at(d), 3.0)) is not None]
     return float(np.median(devs)) if devs else 0.0
 
 
@@ -279,6 +292,91 @@ def find_discs(profile: np.ndarray, ds: float, sign: float, pitch: float | None 
         if len(band_pos) > len(pos):
             pos, score = band_pos, band_score
     return pos, [min(1.0, x) for x in score], p
+
+
+WINDOW_MM = 180.0  # a whole-spine column is searched in windows this long (pitch 17-19 mm in the neck, ~37 low down)
+MIN_SCORE_OF_BEST = 0.1  # a window's discs count when at least this part of the best anywhere (not junk in a window
+# holding only the sacrum or the skull)
+
+
+def find_discs_windowed(profile: np.ndarray, ds: float, sign: float
+                        ) -> tuple[list[float], list[float], float | None, float]:
+    """:func:`find_discs` for a column of any length: (positions, scores, median pitch, quality). The pitch grows
+    down the spine, from 17-19 mm in the neck to 35-40 mm in the lumbar spine, so one pitch for a whole-spine
+    column would miss the cervical discs (closer than the pitch allows) or the lumbar ones. A column longer than
+    1.5 windows is searched in half-overlapping windows, each with its own pitch; a disc found by two windows is
+    taken from the one in which it lies furthest from the edge."""
+    length = (len(profile) - 1) * ds
+    if length <= 1.5 * WINDOW_MM:
+        pos, score, p = find_discs(profile, ds, sign)
+        return pos, score, p, disc_quality(pos, score, p)
+    n_win = int(np.ceil((length - WINDOW_MM) / (WINDOW_MM / 2.0))) + 1
+    starts = np.linspace(0.0, length - WINDOW_MM, n_win)
+    found, pitches, quality = [], [], 0.0
+    for a in starts:
+        i0, i1 = round(a / ds), round((a + WINDOW_MM) / ds)
+        pos, score, p = find_discs(profile[i0: i1 + 1], ds, sign)
+        if p is None:
+            continue
+        pitches.append(p)
+        quality += disc_quality(pos, score, p)
+        for q, sc in zip(pos, score, strict=True):
+            edge = min(q, WINDOW_MM - q) if 0 < a < length - WINDOW_MM else (
+                WINDOW_MM - q if a == 0 else q)  # the column's own ends are not window edges
+            found.append((a + q, sc, edge, p))
+    if not found:
+        return [], [], (float(np.median(pitches)) if pitches else None), 0.0
+    best = max(f[1] for f in found)
+    found = sorted(f for f in found if f[1] >= MIN_SCORE_OF_BEST * best)
+    kept: list[tuple] = []
+    for f in found:
+        if kept and f[0] - kept[-1][0] < 0.5 * min(f[3], kept[-1][3]):
+            if f[2] > kept[-1][2]:
+                kept[-1] = f
+            continue
+        kept.append(f)
+    pos, score = _drop_offbeat([f[0] for f in kept], [f[1] for f in kept])
+    return pos, score, float(np.median(pitches)), quality
+
+
+OFFBEAT = 0.3  # a disc this far (in pitches) from a whole number of pitches from both its neighbours is off the beat
+
+
+def _drop_offbeat(pos: list[float], score: list[float]) -> tuple[list[float], list[float]]:
+    """Leaves out, weakest first, discs lying off the beat of the others: neither neighbour about a whole number of
+    pitches away (the pitch there from the other discs). A window whose pitch went wrong (one holding mostly the
+    sacrum, or faint degenerated discs) can find the middle of a body as a disc."""
+    pos, score = list(pos), list(score)
+    while len(pos) >= 4:
+        worst = None
+        for i in range(len(pos)):
+            others = pos[:i] + pos[i + 1:]
+            p = local_pitch(others, 0.0)(pos[i])
+            ratios = [abs(pos[i] - pos[j]) / p for j in (i - 1, i + 1) if 0 <= j < len(pos)]
+            off = all(r < 1.0 - OFFBEAT or abs(r - round(r)) > OFFBEAT for r in ratios)
+            if off and score[i] < np.median(score) and (worst is None or score[i] < score[worst]):
+                worst = i
+        if worst is None:
+            break
+        del pos[worst], score[worst]
+    return pos, score
+
+
+def local_pitch(discs: list[float], fallback: float) -> Callable[[float], float]:
+    """The pitch at each position along the column (a function of mm), from the spacing of the discs found: the
+    median of the three disc-to-disc gaps nearest to it, leaving out gaps of about two pitches (a disc missed)."""
+    gaps = np.diff(discs) if len(discs) >= 2 else np.array([])
+    mids = (np.asarray(discs[:-1]) + np.asarray(discs[1:])) / 2.0 if gaps.size else np.array([])
+
+    def pitch_at(s: float) -> float:
+        if gaps.size == 0:
+            return fallback
+        near = np.argsort(np.abs(mids - s))[:3]
+        g = gaps[near]
+        g = g[g < 1.6 * g.min()]
+        return float(np.median(g))
+
+    return pitch_at
 
 
 def band_discs(profile: np.ndarray, ds: float, pitch: float) -> tuple[list[float], list[float]]:

@@ -31,7 +31,7 @@ FAINT_DISC = 0.4  # a band-pass swing this large relative to the discs found, a 
 
 
 def c2(det: Detection, facts: dict) -> Anchor | None:
-    pitch = facts.get("pitch")
+    pitch = facts.get("pitch_top", facts.get("pitch"))
     if not pitch or pitch > 24.0 or len(det.disc_s) < 2 or not det.segments:
         return None
     a, b, _ = det.segments[0]
@@ -65,7 +65,7 @@ def _faint_disc_above(det: Detection, pitch: float) -> bool:
 
 
 def sacrum(det: Detection, facts: dict) -> Anchor | None:
-    pitch = facts.get("pitch")
+    pitch = facts.get("pitch_bottom", facts.get("pitch"))
     if not pitch or pitch < 25.0 or not det.disc_s or not det.segments:
         return None
     if facts.get("doubt_below_mm") is not None:

@@ -16,7 +16,7 @@ percentiles, so no absolute MR value is assumed. Two properties of every spine M
 The body centre line runs in front of the canal's anterior wall (the bodies' posterior wall), first 8 mm in front of
 it, then 0.4 pitch in front (a body is about as deep as the pitch) until that agrees with the pitch found.
 Intensities sampled on small disks along that line give the body/disc profile: its period (autocorrelation) is the
-vertebral pitch; discs come from the endplates around them, or else are the extrema of the *narrower* phase of the
+vertebral pitch, found window by window on a long column (it grows from the neck down); discs come from the endplates around them, or else are the extrema of the *narrower* phase of the
 band-passed profile (:mod:`discs`: discs are thinner than bodies at every level of the spine, whatever their
 brightness: bright healthy discs on T2, dark degenerated ones). Discs are kept from the line on which they stand out
 best. Where the pitch puts a disc that was not found (a hole of two pitches, or below the lowest disc), a faint
@@ -27,6 +27,7 @@ cut by the end of the column is partial.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -38,7 +39,14 @@ from core.spine.autolabel.ct_column import (
     segments_from_discs,
     trace,
 )
-from core.spine.autolabel.discs import BAND_OF_DISCS, disc_contrast, disc_quality, faint_band, fill_gaps, find_discs
+from core.spine.autolabel.discs import (
+    BAND_OF_DISCS,
+    disc_contrast,
+    faint_band,
+    fill_gaps,
+    find_discs_windowed,
+    local_pitch,
+)
 from core.tasks import CancelToken, ProgressFn, check, report
 
 CANAL_FRONT_MM = (6.0, 30.0)  # where the body/disc column lies in front of the canal centre
@@ -240,10 +248,10 @@ def detect(g: np.ndarray, step: float, progress: ProgressFn | None = None,
     inset = FIRST_INSET_MM
     for _attempt in range(3):  # first FIRST_INSET_MM in front of the bodies' posterior wall, then their middle
         column = _column(g, canal[:, 0], front - inset / step, k0, k1, step)
-        found = find_discs(column.profile, column.ds, sign=-1.0)
-        quality = disc_quality(*found)
+        found = find_discs_windowed(column.profile, column.ds, sign=-1.0)
+        quality = found[3]
         if best is None or quality >= best[1]:  # ties: the later line, nearer the bodies' middle
-            best = (column, quality, *found)
+            best = (column, quality, *found[:3])
         pitch = found[2]
         # a body is about as deep as the pitch (0.8-1.1 pitches from C3 to L5): its centre ~0.4 pitch in front
         new_inset = float(np.clip(0.4 * pitch, 5.0, 16.0)) if pitch else inset
@@ -254,62 +262,72 @@ def detect(g: np.ndarray, step: float, progress: ProgressFn | None = None,
     # marrow, a bulging disc): they are taken from the line where they are strongest and most regular, and moved,
     # slice for slice, onto the last line (through the bodies' middle) on which the vertebrae are placed.
     disc_line, _quality, discs, prom, pitch = best
-    discs, prom, filled = fill_gaps(disc_line.profile, disc_line.ds, -1.0, pitch, discs, prom)
+    doubt, filled, pitches = None, 0, []
     if pitch:
+        discs, prom, filled = fill_gaps(disc_line.profile, disc_line.ds, -1.0, local_pitch(discs, pitch), discs,
+                                        prom)
         others = [_column(g, canal[:, 0], front - f * pitch / step, k0, k1, step) for f in DEPTH_LINES_OF_PITCH]
-        discs, prom, banded, doubt = _faint_bands(disc_line, others, discs, prom, pitch)
+        discs, prom, banded, doubt = _faint_bands(disc_line, others, discs, prom, local_pitch(discs, pitch))
         filled += banded
-    else:
-        doubt = None
+        pitch_at = local_pitch(discs, pitch)
+        pitches = [pitch_at(d) for d in discs]
     discs = _transfer(discs, disc_line, column)
     check(cancel)
     pts, ds = column.points, column.ds
     length = (len(pts) - 1) * ds
     segments = [seg for seg in segments_from_discs(discs, length) if seg[1] - seg[0] >= 6.0]
     facts = {"polarity": "bright canal (T2-like)" if polarity > 0 else "dark canal (T1-like)", "pitch": pitch,
+             # the pitch where each anchor is sought: it grows from 17-19 mm in the neck to 35-40 mm low down
+             "pitch_top": pitches[0] if pitches else pitch, "pitch_bottom": pitches[-1] if pitches else pitch,
              "top_gap_mm": (g.shape[2] - 1 - k1) * step, "bottom_gap_mm": k0 * step, "alternation": facts_contrast,
              "doubt_below_mm": None if doubt is None else _transfer([doubt], disc_line, column)[0]}
-    notes = [f"MR: {facts['polarity']}, vertebral pitch {pitch:.0f} mm" if pitch else "MR: no vertebral pitch found"]
+    if pitches and max(pitches) - min(pitches) > 4.0:
+        notes = [f"MR: {facts['polarity']}, vertebral pitch {min(pitches):.0f}-{max(pitches):.0f} mm"]
+    else:
+        notes = [f"MR: {facts['polarity']}, vertebral pitch {pitch:.0f} mm" if pitch else "MR: no vertebral pitch found"]
     if filled:
         notes.append(f"{filled} faint disc(s) found where the pitch puts one (a degenerated disc stands out less "
                      "than a healthy one)")
     return Detection(column, discs, segments, prom, notes), facts
 
 
-def _faint_bands(line: Column, others: list[Column], discs: list[float], prom: list[float], pitch: float
-                 ) -> tuple[list[float], list[float], int, float | None]:
+def _faint_bands(line: Column, others: list[Column], discs: list[float], prom: list[float],
+                 pitch_at: Callable[[float], float]) -> tuple[list[float], list[float], int, float | None]:
     """Discs too faint for the endplate pairs (a degenerated disc on T2 with no dark endplates left around it, only
-    a band a little darker than the bodies), where the pitch puts a disc: in a hole of about two pitches, and a
-    pitch at a time below the lowest disc. A band is taken as a disc when it is wide enough and crosses the whole
-    depth of the column (on the lines ``others``, in front of and behind ``line``): an S1-S2 remnant is a thin line
-    that often spans only part of it. Returns (discs, scores, how many were added, position of a doubtful band
-    below the lowest disc or None); a doubtful band is one that is disc-wide but faint or not across the column:
-    a degenerated L5-S1 disc or the S1-S2 remnant, so the sacrum cannot name the levels."""
+    a band a little darker than the bodies), where the pitch (``pitch_at``: mm at a position) puts a disc: in a hole
+    of about two pitches, and a pitch at a time below the lowest disc. A band is taken as a disc when it is wide
+    enough and crosses the whole depth of the column (on the lines ``others``, in front of and behind ``line``): an
+    S1-S2 remnant is a thin line that often spans only part of it. Returns (discs, scores, how many were added,
+    position of a doubtful band below the lowest disc or None); a doubtful band is one that is disc-wide but faint
+    or not across the column: a degenerated L5-S1 disc or the S1-S2 remnant, so the sacrum cannot name the
+    levels."""
     if not discs:
         return discs, prom, 0, None
     prof, ds = line.profile, line.ds
-    reference = disc_contrast(prof, ds, discs, pitch)
+    reference = disc_contrast(prof, ds, discs, pitch_at)
     out = sorted(zip(discs, prom, strict=True))
     added = 0
 
     def across(pos: float, dev: float) -> bool:
         for other in others:
             at = _transfer([pos], line, other)[0]
-            kind, _, odev = faint_band(other.profile, other.ds, at, pitch, 4.0, ACROSS * abs(dev) / BAND_OF_DISCS)
+            kind, _, odev = faint_band(other.profile, other.ds, at, pitch_at(pos), 4.0,
+                                       ACROSS * abs(dev) / BAND_OF_DISCS)
             if kind != "disc" or np.sign(odev) != np.sign(dev):
                 return False
         return True
 
     for a, b in itertools.pairwise([q for q, _ in out]):
-        if 1.6 * pitch <= b - a <= 2.5 * pitch:
-            kind, pos, dev = faint_band(prof, ds, (a + b) / 2.0, pitch, 0.3 * pitch, reference)
+        p = pitch_at((a + b) / 2.0)
+        if 1.6 * p <= b - a <= 2.5 * p:
+            kind, pos, dev = faint_band(prof, ds, (a + b) / 2.0, p, 0.3 * p, reference)
             if kind == "disc" and across(pos, dev):
                 out.append((pos, min(1.0, abs(dev) / reference)))
                 added += 1
     out.sort()
     length = (len(prof) - 1) * ds
-    while length - (target := out[-1][0] + pitch) >= 0.3 * pitch:
-        kind, pos, dev = faint_band(prof, ds, target, pitch, END_WINDOW_OF_PITCH * pitch, reference)
+    while length - (target := out[-1][0] + (p := pitch_at(out[-1][0]))) >= 0.3 * p:
+        kind, pos, dev = faint_band(prof, ds, target, p, END_WINDOW_OF_PITCH * p, reference)
         if kind == "none":
             break
         if kind == "doubt" or not across(pos, dev):
