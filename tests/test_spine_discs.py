@@ -41,13 +41,17 @@ def test_ct_discs_between_endplate_pairs_even_when_bodies_are_darker(pitch, disc
     assert all(0 < s <= 1 for s in score)
 
 
+@pytest.mark.parametrize("seed", range(3, 11))
 @pytest.mark.parametrize("disc_val", [
     900.0,  # a bright healthy disc on T2
-    pytest.param(300.0, marks=pytest.mark.xfail(reason="known gap: a dark degenerated disc between dark endplates, "
-                                                       "darker than the marrow, is not always told from a body")),
+    300.0,  # a dark degenerated disc between dark endplates, darker than the marrow (450)
 ])
-def test_mr_discs_between_dark_endplates(disc_val):
-    prof, centres = _profile(38.0, 12.0, body=450.0, disc_val=disc_val, endplate=60.0, noise=15.0, seed=3)
+def test_mr_discs_between_dark_endplates(disc_val, seed):
+    """Noise inside a dark disc makes dips taken for endplates, splitting the disc into two pairs, and noise in the
+    bodies makes tiny gaps beside a disc that once made it look like a body: half of these noise draws failed. Now
+    the pair around a weak dip competes too, and the gaps beside a pair are measured to peaks as strong as its own.
+    About 1 draw in 10 still gains a disc at the end of the profile (a noise pair 0.7-0.8 pitch beyond the last)."""
+    prof, centres = _profile(38.0, 12.0, body=450.0, disc_val=disc_val, endplate=60.0, noise=15.0, seed=seed)
     pos, _, _ = find_discs(prof, DS, sign=-1.0)
     assert len(pos) == len(centres) and np.max(np.abs(np.subtract(pos, centres))) <= 1.5, pos
 

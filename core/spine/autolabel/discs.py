@@ -39,6 +39,7 @@ PITCH_MM = (10.0, 50.0)
 Pitch = float | Callable[[float], float]  # mm, or a function of the position along the column (mm) giving it
 GAP_OF_PITCH = (0.10, 0.55)
 MAX_ENDPLATE_MM = 5.0  # width at half prominence of a CT endplate peak
+SPLIT_DIP = 0.5  # a peak between two endplates rising less than this part of their contrast is noise in the disc
 ENDPLATE_REACH_MM = 6.0  # a CT endplate's profile falls on both sides within this (disc, marrow)
 
 
@@ -97,22 +98,35 @@ def pitch_from_peaks(peaks: np.ndarray, ds: float) -> float | None:
 def endplate_pairs(profile: np.ndarray, ds: float, pitch: Pitch, sign: float,
                    min_gap_of_pitch: float = GAP_OF_PITCH[0]) -> tuple[list[float], list[float]]:
     """Disc candidates (position mm, score) from pairs of endplate peaks. ``pitch``: mm, or a function of the
-    position along the column giving it."""
+    position along the column giving it.
+
+    A pair is two neighbouring peaks, or on MR two peaks with a weaker one between them (a noise dip inside a dark
+    degenerated disc splits its pair). A pair much further apart than the gaps either side of it is a body between
+    two discs; those gaps are measured to the nearest peaks about as strong as the pair's (noise in a body makes
+    weak peaks there, and tiny gaps)."""
     pitch_at = pitch if callable(pitch) else (lambda _s: pitch)
     peaks, fine, spread = endplate_peaks(profile, ds, sign)
     pos, score = [], []
-    gaps = np.diff(peaks) * ds
-    for n, (a, b) in enumerate(itertools.pairwise(peaks)):
-        gap = gaps[n]
+    spans = [(n, n + 1) for n in range(len(peaks) - 1)]
+    if sign < 0:
+        spans += [(n, n + 2) for n in range(len(peaks) - 2)]
+    for n, m in spans:
+        a, b = peaks[n], peaks[m]
+        gap = (b - a) * ds
         p = pitch_at((a + b) / 2.0 * ds)
         if not max(GAP_OF_PITCH[0], min_gap_of_pitch) * p <= gap <= GAP_OF_PITCH[1] * p:
             continue
-        if 0 < n < len(gaps) - 1 and gap > 1.5 * max(gaps[n - 1], gaps[n + 1]):
-            continue  # a disc is not much thicker than the gaps either side of it (those are bodies then)
         inner = float(np.min(fine[a: b + 1]))
         contrast = min(fine[a], fine[b]) - inner
         if contrast <= 0:
             continue
+        if m == n + 2 and fine[peaks[n + 1]] - inner > SPLIT_DIP * contrast:
+            continue  # the peak between is an endplate as strong as these: two discs, or a disc and a body
+        strong = min(fine[a], fine[b]) - 0.5 * contrast
+        before = [peaks[j] for j in range(n - 1, -1, -1) if fine[peaks[j]] >= strong][:1]
+        after = [peaks[j] for j in range(m + 1, len(peaks)) if fine[peaks[j]] >= strong][:1]
+        if before and after and gap > 1.5 * max(a - before[0], after[0] - b) * ds:
+            continue  # a disc is not much thicker than the gaps either side of it (those are bodies then)
         pos.append((a + b) / 2.0 * ds)
         score.append(contrast / spread)
     return pos, score
@@ -291,6 +305,7 @@ def find_discs(profile: np.ndarray, ds: float, sign: float, pitch: float | None 
         band_pos, band_score = band_discs(profile, ds, p)  # endplates not resolved: the disc bands themselves
         if len(band_pos) > len(pos):
             pos, score = band_pos, band_score
+    pos, score = _drop_offbeat(pos, score)
     return pos, [min(1.0, x) for x in score], p
 
 
