@@ -23,20 +23,22 @@ def test_the_data_is_the_published_files():
         assert sha256_file(DATA / name) == digest, name
 
 
-def test_lumbar_ct_with_pelvis_is_named_from_the_first_sacral_vertebra():
+def test_lumbar_ct_with_pelvis_is_named():
     """Before the canal was looked for in a slab and holes in paired bones were set aside, the column ran down an
-    iliac bone, only two vertebrae were found and they were named C2 and C3 from a 'skull base' (the pelvis). The
-    low-contrast sacrum of this 3 mm CT is not traced beyond S1, so the anchor is S1's junction with the iliac
-    bones below the lowest disc."""
+    iliac bone, only two vertebrae were found and they were named C2 and C3 from a 'skull base' (the pelvis). Then
+    T12, half in view at the top of the image, was lost because the canal was sought in too few of the top slices
+    (the ends of the field of view were padded with the last slice); now it is found, and its ribs name the levels.
+    The low-contrast sacrum of this 3 mm CT is not traced beyond S1; S1's junction with the iliac bones shows on
+    few slices, so the S1 anchor may or may not hold: either anchor names the same levels."""
     volume, _ = load_volume(DATA / "ct.nii.gz")
     lab = auto_label(volume, backend="classical-ct")
-    assert len(lab.vertebrae) >= 6, lab.message  # of 8: T11 and T12 (thin discs at 3 mm) are still missed
-    assert lab.anchor == "S1" and "iliac" in lab.message, lab.message
+    assert len(lab.vertebrae) >= 7, lab.message  # of 8: T11, whose centre is nearly out of view, is missed
+    assert lab.anchor in ("S1", "T12") and ("iliac" in lab.message or "rib" in lab.message), lab.message
     mask, _ = load_volume(DATA / "seg_vertebrae_totalseg.nii.gz")
     reference = reference_from_labelmap(mask, get_numbering("totalseg"), canal_from_neighbours=True)
     assert list(reference.points) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     ev = evaluate(lab, reference)
-    assert ev.identification_rate >= 0.7, format_report(ev)
+    assert ev.identification_rate >= 0.85, format_report(ev)
     assert ev.localisation_error_mm is not None and ev.localisation_error_mm < 8.0, format_report(ev)
 
 

@@ -1,4 +1,7 @@
 """Discs from endplates along a column profile (core.spine.autolabel.discs), on profiles with known discs."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -212,3 +215,16 @@ def test_windowed_discs_follow_a_pitch_growing_down_the_spine():
     assert pitch_at(centres[2]) == pytest.approx(19.0, abs=1.5)
     assert pitch_at(centres[-2]) == pytest.approx(37.0, abs=1.5)
     assert find_discs(prof, DS, sign=-1.0)[0] != pos  # one pitch for the whole column does not do it
+
+
+def test_thin_discs_of_a_real_chest_ct_profile():
+    """The column profile of a real chest CT (tests/data/totalseg_aorta_ct_profile): two 3-4 mm mid-thoracic discs
+    whose gaps smoothing had filled were missed, and the body between them taken for a disc instead (naming from
+    the last rib then shifts every level above). A thin pair's gap is now also measured on the profile as sampled."""
+    data = json.loads((Path(__file__).parent / "data/totalseg_aorta_ct_profile/column_profile.json").read_text())
+    prof = np.asarray(data["hu_profile"])
+    pos, _, _ = ct_discs(prof, data["ds_mm"], data["solid_dips_mm"], data["solid_dip_depth"],
+                         data["solid_dip_width_mm"])
+    for seen in (140.0, 164.0, 186.0, 210.0, 234.0, 257.0):
+        assert min(abs(p - seen) for p in pos) <= 2.0, (seen, pos)
+    assert min(abs(p - 174.0) for p in pos) > 6.0, pos

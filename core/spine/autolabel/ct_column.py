@@ -466,8 +466,11 @@ def find_column(g: np.ndarray, peak: np.ndarray, step: float, progress: Progress
     smooth = ndimage.uniform_filter1d(along, 2 * win + 1, mode="nearest")
     behind_canal = np.array([canal[max(0, i - 6): i + 7, j: j + int(40 / step) + 1, k].any()
                              for k, (i, j) in enumerate(path)])
-    canal_frac = ndimage.uniform_filter1d(behind_canal.astype(float), 2 * round(25.0 / step) + 1,
-                                          mode="nearest")
+    # the share of slices within 25 mm with the canal behind the path; at the ends of the field of view, of the
+    # slices there are (padding the ends would count the last slice many times over)
+    size = 2 * round(25.0 / step) + 1
+    canal_frac = (ndimage.uniform_filter1d(behind_canal.astype(float), size, mode="constant")
+                  / ndimage.uniform_filter1d(np.ones(nz), size, mode="constant"))
     ok = (smooth > 0.2) & (canal_frac > 0.1)
     span = _extent(ok, min_len=max(3, round(12.0 / step)), gap=round(20.0 / step))
     if span is None:

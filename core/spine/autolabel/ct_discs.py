@@ -43,6 +43,8 @@ MIN_SCORE = 0.15  # band-pair contrast over the profile's spread below which a p
 MIN_CONTRAST_HU = 60.0
 # A thin disc (thoracic, 3-6 mm) between blurred endplates 8 mm apart or less keeps only 30-50 HU of its gap on
 # 1.5-3 mm slices: such pairs count from 35 HU. Marrow texture can make one too; the chain's pitch rules weigh it.
+# The gap of such a pair is measured on the profile as sampled as well: the smoothing that finds the endplates fills
+# a 3-4 mm gap (a real chest CT's mid-thoracic discs kept 40-55 HU as sampled, 20-25 HU smoothed).
 THIN_GAP_MM, THIN_CONTRAST_HU = 8.0, 35.0
 DIP_WEIGHT = 0.5  # solid-bone dips count half as much as a pair of endplates
 MERGE_MM = 4.0  # a dip this close to a band pair is the same disc
@@ -77,6 +79,8 @@ def band_pairs(profile: np.ndarray, ds: float) -> list[tuple[float, float, float
             contrast = min(fine[a], fine[b]) - inner
             if contrast <= 0 or any(fine[p] > inner + 0.5 * contrast for p in peaks[n + 1: m]):
                 continue
+            if gap <= THIN_GAP_MM:  # smoothing fills a thin disc's gap: measure it on the profile as sampled too
+                contrast = max(contrast, _raw_contrast(profile, a, b))
             score = min(1.0, contrast / spread)
             if score >= MIN_SCORE and contrast >= (THIN_CONTRAST_HU if gap <= THIN_GAP_MM else MIN_CONTRAST_HU):
                 out.append((n, m, score, gap))
@@ -93,6 +97,16 @@ def band_pairs(profile: np.ndarray, ds: float) -> list[tuple[float, float, float
         if not (above and below):
             kept.append(((peaks[n] + peaks[m]) / 2.0 * ds, score, gap))
     return kept
+
+
+def _raw_contrast(profile: np.ndarray, a: int, b: int) -> float:
+    """How much less dense than both its bands a gap is on the unsmoothed profile (bands: their highest sample
+    within one sample of the smoothed peaks)."""
+    if b - a < 2:
+        return 0.0
+    top_a = float(np.max(profile[max(0, a - 1): a + 2]))
+    top_b = float(np.max(profile[b - 1: b + 2]))
+    return min(top_a, top_b) - float(np.min(profile[a + 1: b]))
 
 
 def candidates(hu_profile: np.ndarray, ds: float, dips: list[float], dip_depth: list[float],
