@@ -61,7 +61,7 @@ WHOLE = {"shape": (15, 320, 760), "spacing": (4.0, 1.0, 1.0)}  # a whole-spine s
 
 
 def _lumbar_t2(seed=1, dark=(), dark_val=250.0, no_endplates=(), remnant_mm=0.0, remnant_val=700.0, t1=False,
-               first="T11", geometry=LUMBAR):
+               first="T11", geometry=LUMBAR, sacral_fat=False):
     """A sagittal lumbar T2 (``t1``: T1) phantom, the slab inside a trunk of adult width. ``dark``: degenerated discs (T2 signal ``dark_val``; the marrow is 420, a healthy
     disc 800, the endplates 80); ``no_endplates``: discs whose endplates are as bright as the marrow (nothing dark
     left around a dark disc); ``remnant_mm``: an S1-S2 remnant, a band of that thickness 31 mm below S1's top."""
@@ -79,6 +79,9 @@ def _lumbar_t2(seed=1, dark=(), dark_val=250.0, no_endplates=(), remnant_mm=0.0,
         footprint = (hu[:, :, round(zc / sz)] > 60)[:, :, None]
         near = np.abs(z - zc) < 9.0
         t2[:, :, near] = np.where(footprint & (hu[:, :, near] > 400), 420.0, t2[:, :, near])
+    if sacral_fat:  # the dural sac ends at S2: below it the sacral canal holds fat (bright on T1 and T2)
+        below = z < ph.centres["S1"][2] + 15.0 - 30.0
+        t2[:, :, below] = np.where((hu[:, :, below] > 5) & (hu[:, :, below] < 25), 900.0, t2[:, :, below])
     if remnant_mm:
         near = np.abs(z - (ph.centres["S1"][2] + 15.0 - 31.0)) < remnant_mm / 2.0
         t2[:, :, near] = np.where((hu[:, :, near] > 200) & (hu[:, :, near] < 300), remnant_val, t2[:, :, near])
@@ -94,6 +97,8 @@ def _lumbar_t2(seed=1, dark=(), dark_val=250.0, no_endplates=(), remnant_mm=0.0,
     {"remnant_mm": 2.4},  # a thin S1-S2 remnant line
     {"t1": True},  # T1: the canal is dark, the laminae and the fat behind it bright
     {"t1": True, "dark": ("L4-L5", "L5-S1"), "dark_val": 200.0},
+    {"t1": True, "sacral_fat": True, "remnant_mm": 2.4},  # fat in the sacral canal, brighter than bone: no T1 disc
+    {"sacral_fat": True, "remnant_mm": 2.4},
 ])
 def test_lumbar_t2_with_degenerated_discs_named_from_the_sacrum(case):
     """The sacrum names a clinical lumbar T2 even when its lowest discs are degenerated (dark, the commonest finding

@@ -125,7 +125,8 @@ def endplate_pairs(profile: np.ndarray, ds: float, pitch: Pitch, sign: float,
         strong = min(fine[a], fine[b]) - 0.5 * contrast
         before = [peaks[j] for j in range(n - 1, -1, -1) if fine[peaks[j]] >= strong][:1]
         after = [peaks[j] for j in range(m + 1, len(peaks)) if fine[peaks[j]] >= strong][:1]
-        if before and after and gap > 1.5 * max(a - before[0], after[0] - b) * ds:
+        beside = [a - x for x in before] + [x - b for x in after]  # one side only at an end of the profile
+        if beside and gap > 1.5 * max(beside) * ds:
             continue  # a disc is not much thicker than the gaps either side of it (those are bodies then)
         pos.append((a + b) / 2.0 * ds)
         score.append(contrast / spread)
@@ -328,6 +329,7 @@ def find_discs_windowed(profile: np.ndarray, ds: float, sign: float
     n_win = int(np.ceil((length - WINDOW_MM) / (WINDOW_MM / 2.0))) + 1
     starts = np.linspace(0.0, length - WINDOW_MM, n_win)
     found, pitches, quality = [], [], 0.0
+    spread = _spread(profile, ds, sign)
     for a in starts:
         i0, i1 = round(a / ds), round((a + WINDOW_MM) / ds)
         pos, score, p = find_discs(profile[i0: i1 + 1], ds, sign)
@@ -335,7 +337,10 @@ def find_discs_windowed(profile: np.ndarray, ds: float, sign: float
             continue
         pitches.append(p)
         quality += disc_quality(pos, score, p)
-        for q, sc in zip(pos, score, strict=True):
+        # a window's scores are relative to its own spread: one holding only the sacrum or the skull, with little
+        # contrast, rates its best noise as high as the discs of another; rescaled to the whole column's spread
+        rescale = _spread(profile[i0: i1 + 1], ds, sign) / spread if spread > 0 else 1.0
+        for q, sc in zip(pos, np.asarray(score) * rescale, strict=True):
             edge = min(q, WINDOW_MM - q) if 0 < a < length - WINDOW_MM else (
                 WINDOW_MM - q if a == 0 else q)  # the column's own ends are not window edges
             found.append((a + q, sc, edge, p))
@@ -375,6 +380,12 @@ def _drop_offbeat(pos: list[float], score: list[float]) -> tuple[list[float], li
             break
         del pos[worst], score[worst]
     return pos, score
+
+
+def _spread(profile: np.ndarray, ds: float, sign: float) -> float:
+    """The 5-95 % spread of the lightly smoothed profile, the unit of disc scores."""
+    fine = sign * ndimage.gaussian_filter1d(profile, 0.75 / ds, mode="nearest")
+    return float(np.percentile(fine, 95) - np.percentile(fine, 5))
 
 
 def local_pitch(discs: list[float], fallback: float) -> Callable[[float], float]:

@@ -267,7 +267,8 @@ def detect(g: np.ndarray, step: float, progress: ProgressFn | None = None,
         discs, prom, filled = fill_gaps(disc_line.profile, disc_line.ds, -1.0, local_pitch(discs, pitch), discs,
                                         prom)
         others = [_column(g, canal[:, 0], front - f * pitch / step, k0, k1, step) for f in DEPTH_LINES_OF_PITCH]
-        discs, prom, banded, doubt = _faint_bands(disc_line, others, discs, prom, local_pitch(discs, pitch))
+        discs, prom, banded, doubt = _faint_bands(disc_line, others, discs, prom, local_pitch(discs, pitch),
+                                                  darker_only=polarity < 0)
         filled += banded
         pitch_at = local_pitch(discs, pitch)
         pitches = [pitch_at(d) for d in discs]
@@ -292,7 +293,8 @@ def detect(g: np.ndarray, step: float, progress: ProgressFn | None = None,
 
 
 def _faint_bands(line: Column, others: list[Column], discs: list[float], prom: list[float],
-                 pitch_at: Callable[[float], float]) -> tuple[list[float], list[float], int, float | None]:
+                 pitch_at: Callable[[float], float], darker_only: bool = False
+                 ) -> tuple[list[float], list[float], int, float | None]:
     """Discs too faint for the endplate pairs (a degenerated disc on T2 with no dark endplates left around it, only
     a band a little darker than the bodies), where the pitch (``pitch_at``: mm at a position) puts a disc: in a hole
     of about two pitches, and a pitch at a time below the lowest disc. A band is taken as a disc when it is wide
@@ -300,10 +302,17 @@ def _faint_bands(line: Column, others: list[Column], discs: list[float], prom: l
     S1-S2 remnant is a thin line that often spans only part of it. Returns (discs, scores, how many were added,
     position of a doubtful band below the lowest disc or None); a doubtful band is one that is disc-wide but faint
     or not across the column: a degenerated L5-S1 disc or the S1-S2 remnant, so the sacrum cannot name the
-    levels."""
+    levels. ``darker_only`` (T1, whose canal is dark): every disc, healthy or degenerated, is darker than the
+    fatty marrow of the bodies, so a band brighter than them (fat beside the line) is not one."""
     if not discs:
         return discs, prom, 0, None
     prof, ds = line.profile, line.ds
+
+    def band(profile: np.ndarray, step: float, target: float, p: float, window: float, ref: float
+             ) -> tuple[str, float, float]:
+        kind, pos, dev = faint_band(profile, step, target, p, window, ref)
+        return ("none", pos, dev) if darker_only and dev > 0 else (kind, pos, dev)
+
     reference = disc_contrast(prof, ds, discs, pitch_at)
     out = sorted(zip(discs, prom, strict=True))
     added = 0
@@ -311,7 +320,7 @@ def _faint_bands(line: Column, others: list[Column], discs: list[float], prom: l
     def across(pos: float, dev: float) -> bool:
         for other in others:
             at = _transfer([pos], line, other)[0]
-            kind, _, odev = faint_band(other.profile, other.ds, at, pitch_at(pos), 4.0,
+            kind, _, odev = band(other.profile, other.ds, at, pitch_at(pos), 4.0,
                                        ACROSS * abs(dev) / BAND_OF_DISCS)
             if kind != "disc" or np.sign(odev) != np.sign(dev):
                 return False
@@ -320,14 +329,14 @@ def _faint_bands(line: Column, others: list[Column], discs: list[float], prom: l
     for a, b in itertools.pairwise([q for q, _ in out]):
         p = pitch_at((a + b) / 2.0)
         if 1.6 * p <= b - a <= 2.5 * p:
-            kind, pos, dev = faint_band(prof, ds, (a + b) / 2.0, p, 0.3 * p, reference)
+            kind, pos, dev = band(prof, ds, (a + b) / 2.0, p, 0.3 * p, reference)
             if kind == "disc" and across(pos, dev):
                 out.append((pos, min(1.0, abs(dev) / reference)))
                 added += 1
     out.sort()
     length = (len(prof) - 1) * ds
     while length - (target := out[-1][0] + (p := pitch_at(out[-1][0]))) >= 0.3 * p:
-        kind, pos, dev = faint_band(prof, ds, target, p, END_WINDOW_OF_PITCH * p, reference)
+        kind, pos, dev = band(prof, ds, target, p, END_WINDOW_OF_PITCH * p, reference)
         if kind == "none":
             break
         if kind == "doubt" or not across(pos, dev):
