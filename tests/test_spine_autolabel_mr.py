@@ -45,6 +45,7 @@ def test_t2_phantom_without_anchor_is_unnamed():
     lab = auto_label(vol)
     assert lab.vertebrae and not lab.named and lab.needs_confirmation
     assert "no anatomical anchor" in lab.message and "Name one vertebra" in lab.message
+    assert not any("S1-S2 remnant" in n for n in lab.notes)  # no sacrum in view: nothing to say about one
 
 
 # Clinical lumbar MR: 15 sagittal slices of 4 mm (a 60 mm slab across the spine), 0.8 mm in plane, T11 to the sacrum

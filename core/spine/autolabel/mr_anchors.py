@@ -68,11 +68,6 @@ def sacrum(det: Detection, facts: dict) -> Anchor | None:
     pitch = facts.get("pitch_bottom", facts.get("pitch"))
     if not pitch or pitch < 25.0 or not det.disc_s or not det.segments:
         return None
-    if facts.get("doubt_below_mm") is not None:
-        below = facts["doubt_below_mm"] - det.disc_s[-1]
-        det.notes.append(f"a faint band {below:.0f} mm below the lowest disc found may be a degenerated disc (such "
-                         "as L5-S1) or the S1-S2 remnant: the sacrum is not used to name the levels")
-        return None
     a, b, _ = det.segments[-1]
     if abs(a - det.disc_s[-1]) > 1e-6 or b - a < 1.6 * pitch:
         return None
@@ -84,6 +79,11 @@ def sacrum(det: Detection, facts: dict) -> Anchor | None:
     # tangents point cranially; the sacrum tilts back: going down, the column moves posteriorly (+j)
     turn = np.degrees(np.arctan2(-below[1], below[2]) - np.arctan2(-above[1], above[2]))
     if turn < 15.0:
+        return None
+    if facts.get("doubt_below_mm") is not None:  # only said where the sacrum would otherwise have named the levels
+        gap = facts["doubt_below_mm"] - det.disc_s[-1]
+        det.notes.append(f"a faint band {gap:.0f} mm below the lowest disc found may be a degenerated disc (such "
+                         "as L5-S1) or the S1-S2 remnant: the sacrum is not used to name the levels")
         return None
     return Anchor(len(det.segments) - 1, "S1", 0.65, f"sacrum (no disc for {b - a:.0f} mm below the lowest one, "
                                                      f"column turning backwards by {turn:.0f} degrees)")
