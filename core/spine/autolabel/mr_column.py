@@ -16,9 +16,10 @@ percentiles, so no absolute MR value is assumed. Two properties of every spine M
 The body centre line runs in front of the canal's anterior wall (the bodies' posterior wall), first 8 mm in front of
 it, then 0.4 pitch in front (a body is about as deep as the pitch) until that agrees with the pitch found.
 Intensities sampled on small disks along that line give the body/disc profile: its period (autocorrelation) is the
-vertebral pitch, found window by window on a long column (it grows from the neck down); discs come from the endplates around them, or else are the extrema of the *narrower* phase of the
-band-passed profile (:mod:`discs`: discs are thinner than bodies at every level of the spine, whatever their
-brightness: bright healthy discs on T2, dark degenerated ones). Discs are kept from the line on which they stand out
+vertebral pitch, found window by window on a long column (it grows from the neck down); discs come from the
+endplates around them, or else are the extrema of the *narrower* phase of the band-passed profile (:mod:`discs`:
+discs are thinner than bodies at every level of the spine, whatever their brightness: bright healthy discs on T2,
+dark degenerated ones). Discs are kept from the line on which they stand out
 best. Where the pitch puts a disc that was not found (a hole of two pitches, or below the lowest disc), a faint
 band across the column's whole depth counts as a degenerated disc; a doubtful one there is reported, so that the
 sacrum does not name the levels (:mod:`mr_anchors`). Vertebrae are the segments between consecutive discs; a segment
@@ -320,8 +321,7 @@ def _faint_bands(line: Column, others: list[Column], discs: list[float], prom: l
     def across(pos: float, dev: float) -> bool:
         for other in others:
             at = _transfer([pos], line, other)[0]
-            kind, _, odev = band(other.profile, other.ds, at, pitch_at(pos), 4.0,
-                                       ACROSS * abs(dev) / BAND_OF_DISCS)
+            kind, _, odev = band(other.profile, other.ds, at, pitch_at(pos), 4.0, ACROSS * abs(dev) / BAND_OF_DISCS)
             if kind != "disc" or np.sign(odev) != np.sign(dev):
                 return False
         return True
