@@ -66,6 +66,18 @@ def pitch_of(profile: np.ndarray, ds: float) -> float | None:
     return cands[0] if cands else None
 
 
+def _pitch_fn(pitch: Pitch) -> Callable[[float], float]:
+    """``pitch`` as a function of the position along the column."""
+    return pitch if callable(pitch) else (lambda _s: pitch)
+
+
+def _fine(profile: np.ndarray, ds: float, sign: float) -> tuple[np.ndarray, float]:
+    """The lightly smoothed signed profile the endplates are found on, and its 5-95 % spread (the unit of disc
+    scores)."""
+    fine = sign * ndimage.gaussian_filter1d(profile, 0.75 / ds, mode="nearest")
+    return fine, float(np.percentile(fine, 95) - np.percentile(fine, 5))
+
+
 def endplate_peaks(profile: np.ndarray, ds: float, sign: float) -> tuple[np.ndarray, np.ndarray, float]:
     """(peak indices, fine signed profile, its 5-95 % spread). On CT (sign +1) a peak must also be thin: an
     endplate is a band of a few mm with less dense tissue on BOTH sides within ENDPLATE_REACH_MM (the disc on one,
@@ -74,8 +86,7 @@ def endplate_peaks(profile: np.ndarray, ds: float, sign: float) -> tuple[np.ndar
     soft tissue beyond the column's end), the half-prominence level of an endplate can fall below the marrow next
     to it, and the endplate then looks as wide as the whole body. MR endplates are often blurred into the dark rim
     of the disc, so no width limit is set there."""
-    fine = sign * ndimage.gaussian_filter1d(profile, 0.75 / ds, mode="nearest")
-    spread = float(np.percentile(fine, 95) - np.percentile(fine, 5))
+    fine, spread = _fine(profile, ds, sign)
     if spread <= 0:
         return np.array([], dtype=int), fine, spread
     width = (None, MAX_ENDPLATE_MM / ds) if sign > 0 else None
@@ -104,7 +115,7 @@ def endplate_pairs(profile: np.ndarray, ds: float, pitch: Pitch, sign: float,
     degenerated disc splits its pair). A pair much further apart than the gaps either side of it is a body between
     two discs; those gaps are measured to the nearest peaks about as strong as the pair's (noise in a body makes
     weak peaks there, and tiny gaps)."""
-    pitch_at = pitch if callable(pitch) else (lambda _s: pitch)
+    pitch_at = _pitch_fn(pitch)
     peaks, fine, spread = endplate_peaks(profile, ds, sign)
     pos, score = [], []
     spans = [(n, n + 1) for n in range(len(peaks) - 1)]
@@ -146,7 +157,7 @@ def fill_gaps(profile: np.ndarray, ds: float, sign: float, pitch: Pitch, pos: li
     the column the search goes on a pitch at a time while a disc is found and the column goes on beyond it."""
     if not pos or not pitch:
         return list(pos), list(score), 0
-    pitch_at = pitch if callable(pitch) else (lambda _s: pitch)
+    pitch_at = _pitch_fn(pitch)
     cand_pos, cand_score = endplate_pairs(profile, ds, pitch_at, sign, min_gap_of_pitch=FILL_MIN_GAP_OF_PITCH)
     cands = [(c, sc) for c, sc in zip(cand_pos, cand_score, strict=True) if sc >= FILL_MIN_SCORE]
     length = (len(profile) - 1) * ds
@@ -222,7 +233,7 @@ def profile_noise(profile: np.ndarray) -> float:
 def disc_contrast(profile: np.ndarray, ds: float, discs: list[float], pitch: Pitch) -> float:
     """Median deviation of the found discs from the bodies around them (the yardstick of :func:`faint_band`);
     ``pitch``: mm, or a function of the position giving it."""
-    pitch_at = pitch if callable(pitch) else (lambda _s: pitch)
+    pitch_at = _pitch_fn(pitch)
     devs = [abs(hit[2]) for d in discs if (hit := band_at(profile, ds, d, pitch_at(d), 3.0)) is not None]
     return float(np.median(devs)) if devs else 0.0
 
@@ -329,7 +340,7 @@ def find_discs_windowed(profile: np.ndarray, ds: float, sign: float
     n_win = int(np.ceil((length - WINDOW_MM) / (WINDOW_MM / 2.0))) + 1
     starts = np.linspace(0.0, length - WINDOW_MM, n_win)
     found, pitches, quality = [], [], 0.0
-    spread = _spread(profile, ds, sign)
+    spread = _fine(profile, ds, sign)[1]
     for a in starts:
         i0, i1 = round(a / ds), round((a + WINDOW_MM) / ds)
         pos, score, p = find_discs(profile[i0: i1 + 1], ds, sign)
@@ -339,7 +350,7 @@ def find_discs_windowed(profile: np.ndarray, ds: float, sign: float
         quality += disc_quality(pos, score, p)
         # a window's scores are relative to its own spread: one holding only the sacrum or the skull, with little
         # contrast, rates its best noise as high as the discs of another; rescaled to the whole column's spread
-        rescale = _spread(profile[i0: i1 + 1], ds, sign) / spread if spread > 0 else 1.0
+        rescale = _fine(profile[i0: i1 + 1], ds, sign)[1] / spread if spread > 0 else 1.0
         for q, sc in zip(pos, np.asarray(score) * rescale, strict=True):
             edge = min(q, WINDOW_MM - q) if 0 < a < length - WINDOW_MM else (
                 WINDOW_MM - q if a == 0 else q)  # the column's own ends are not window edges
@@ -382,10 +393,6 @@ def _drop_offbeat(pos: list[float], score: list[float]) -> tuple[list[float], li
     return pos, score
 
 
-def _spread(profile: np.ndarray, ds: float, sign: float) -> float:
-    """The 5-95 % spread of the lightly smoothed profile, the unit of disc scores."""
-    fine = sign * ndimage.gaussian_filter1d(profile, 0.75 / ds, mode="nearest")
-    return float(np.percentile(fine, 95) - np.percentile(fine, 5))
 
 
 def local_pitch(discs: list[float], fallback: float) -> Callable[[float], float]:
