@@ -3,6 +3,7 @@ maps and the anatomy tables, markers are drawn where the label map puts the leve
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +38,90 @@ def test_rebuild_is_byte_identical(built, tmp_path):
     assert _tree(again) == _tree(built)
 
 
+# Another machine may encode or anti-alias a PNG differently (zlib, FreeType, SIMD resampling): what must hold there
+# is the picture, not its bytes. A grey step of the palette is about 4 levels; a marker moved by a pixel changes a few
+# dozen pixels of a 224 x 224 image.
+MAX_CHANGED_SHARE = 0.01  # pixels differing by more than CHANGED_LEVELS in any channel
+CHANGED_LEVELS = 24
+MAX_MEAN_DIFF = 1.5
+
+
+def _pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def picture_difference(a: Path, b: Path) -> str:
+    """Empty when the two PNGs show the same picture within the tolerances above, else what differs."""
+    pa, pb = _pixels(a), _pixels(b)
+    if pa.shape != pb.shape:
+        return f"size {pa.shape[1]}x{pa.shape[0]} vs {pb.shape[1]}x{pb.shape[0]}"
+    diff = np.abs(pa - pb)
+    changed = float(np.mean(diff.max(axis=-1) > CHANGED_LEVELS))
+    mean = float(diff.mean())
+    if changed > MAX_CHANGED_SHARE or mean > MAX_MEAN_DIFF:
+        return f"{changed:.1%} of pixels changed, mean difference {mean:.2f} grey levels"
+    return ""
+
+
+def _manifest_without_image_hashes(folder: Path) -> dict:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["images"] = sorted(manifest["images"])  # names only: the hashes are of encoded bytes
+    return manifest
+
+
+def content_differences(committed: Path, rebuilt: Path) -> list[str]:
+    """What differs between two SpineBench folders: texts byte for byte, images as pictures, the manifest but its
+    image hashes."""
+    a, b = _tree(committed), _tree(rebuilt)
+    problems = [f"{name}: only in {'the committed' if name in a else 'the rebuilt'} folder"
+                for name in sorted(set(a) ^ set(b))]
+    for name in sorted(set(a) & set(b)):
+        if a[name] == b[name]:
+            continue
+        if name.endswith(".png"):
+            why = picture_difference(committed / name, rebuilt / name)
+            if why:
+                problems.append(f"{name}: {why}")
+        elif name == "manifest.json":
+            if _manifest_without_image_hashes(committed) != _manifest_without_image_hashes(rebuilt):
+                problems.append("manifest.json differs beyond its image hashes")
+        else:
+            problems.append(f"{name}: differs")
+    return problems
+
+
 def test_committed_v1_is_what_the_generator_makes(built):
     committed = json.loads((BENCH / "manifest.json").read_text())
     rebuilt = json.loads((built / "manifest.json").read_text())
     if committed["curation_export"]["present"] != rebuilt["curation_export"]["present"]:
         pytest.skip("the curation export appeared or went since v1 was built: rebuild it (`spinebench build`), "
                     "check the leakage section of the datasheet, and commit it")
-    assert _tree(BENCH) == _tree(built), "resources/spinebench/v2 is stale: run `spinebench build` and commit it"
+    problems = content_differences(BENCH, built)
+    assert not problems, "resources/spinebench/v2 is stale (run `spinebench build` and commit it):\n" + "\n".join(
+        problems)
+
+
+def test_content_comparison_tolerates_encoding_but_not_a_changed_picture(built, tmp_path):
+    """The comparison above must pass a re-encoded image and a one-pixel marker shift, and fail a real change."""
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    name = "images/lvl-img-tptbox_ct-sagittal-L3.png"
+    img = Image.open(built / name).convert("RGB")
+    img.save(copy / name, format="PNG", compress_level=1)  # other bytes, same picture
+    assert (copy / name).read_bytes() != (built / name).read_bytes()
+    assert content_differences(built, copy) == []
+    # Another rounding of every grey level and another anti-aliasing of the orientation letter at the top:
+    rng = np.random.default_rng(0)
+    other = np.clip(np.asarray(img, dtype=np.int16) + rng.integers(-1, 2, size=(*img.size[::-1], 1)), 0, 255)
+    other[0:12, 100:112] = 255 - other[0:12, 100:112]
+    Image.fromarray(other.astype(np.uint8)).save(copy / name)
+    assert picture_difference(built / name, copy / name) == ""
+    wrong = np.asarray(img).copy()
+    wrong[40:120, 40:120] = 255  # a blank patch where the anatomy was
+    Image.fromarray(wrong).save(copy / name)
+    assert any(p.startswith(name) for p in content_differences(built, copy))
+    (copy / "items.jsonl").write_text((built / "items.jsonl").read_text().replace('"answer": "B"', '"answer": "C"', 1))
+    assert "items.jsonl: differs" in content_differences(built, copy)
 
 
 def test_committed_v1_loads_and_counts_match_the_datasheet():
