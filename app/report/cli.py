@@ -60,6 +60,16 @@ def _backend(args: argparse.Namespace, study_key: str):
     return backend_for_model(path, n_threads=args.threads, adapter=registry.selected_adapter(path))
 
 
+def _keep_draft(report, output: Path) -> Path | None:
+    """The report as JSON beside a failed output (``report.pdf`` -> ``report.draft.json``); None when that fails."""
+    from core.report import ExportError, export_report
+
+    try:
+        return export_report(report, output.with_name(output.stem + ".draft.json"))
+    except ExportError:
+        return None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from core.report import ExportError, NeedsLabellingError, ReportStore, draft_report, export_report
     from core.report.study import load_measurements, open_study
@@ -110,6 +120,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         except ExportError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True
+    if failed and store is None:  # --no-save: keep the draft so that a failed export loses nothing
+        kept = _keep_draft(report, args.output[0])
+        print(f"the draft was kept in {kept}" if kept else "error: the draft could not be kept either",
+              file=sys.stderr)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     if failed:

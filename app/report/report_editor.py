@@ -512,6 +512,8 @@ class ReportEditor(QWidget):
     def export_to(self, path: str | Path) -> TaskWorker | None:
         if self.report is None:
             return None
+        if self.dirty and self.editable:  # keep the edits as a version first: a failed export then loses nothing
+            self.save_version(self.signer() or "autosave before export")
         worker = TaskWorker(run_export, self.report, Path(path), self.volume, description=f"Exporting {Path(path).name}")
         worker.finished.connect(lambda p: (self._message(f"Exported {p}", error=False), self.exported.emit(str(p))))
         worker.failed.connect(lambda msg: (self._message(msg), self.export_failed.emit(msg)))

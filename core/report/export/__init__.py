@@ -91,6 +91,9 @@ def export_report(report: SpineReport, path: str | Path, volume: Volume | None =
         os.replace(tmp, path)
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # a writer's own failure (e.g. reportlab's LayoutError) is an export failure too
+        raise ExportError(f"cannot write {path}: the {ext[1:].upper()} writer failed "
+                          f"({type(exc).__name__}: {str(exc)[:200]})") from exc
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -86,7 +86,20 @@ def _footer(report: SpineReport, font: str):
     return draw
 
 
-def build_story(report: SpineReport, key_image: KeyImage | None, width: float) -> list:
+CAPTION_ROOM = 14 * mm  # the key image's caption and the spacer above it
+
+
+def fit_image(img_w: float, img_h: float, width: float, height: float) -> tuple[float, float]:
+    """(w, h) of an image scaled to the frame's width, and down to its height when it is taller (a whole-trunk
+    sagittal view is): reportlab cannot split an image across pages and raises LayoutError instead."""
+    w, h = width, width * img_h / img_w
+    if h > height:
+        w, h = height * img_w / img_h, height
+    return w, h
+
+
+def build_story(report: SpineReport, key_image: KeyImage | None, width: float, height: float | None = None) -> list:
+    """The flowables of the PDF; ``width`` x ``height`` is the page frame the key image must fit in."""
     st = _styles()
     story: list = [_p(o.TITLE, st["title"]), _p(o.disclaimer(), st["warn"])]
     header = Table([[_p(k, st["bold"]), _p(v, st["base"])] for k, v in o.header_rows(report)],
@@ -100,8 +113,8 @@ def build_story(report: SpineReport, key_image: KeyImage | None, width: float) -
     story.append(_p(o.section_title("technique"), st["h2"]))
     story += [_item(item, st, "- ") for item in o.section_lines(report, "technique")]
     if key_image is not None:
-        img_w = width
-        img_h = img_w * key_image.height / key_image.width
+        room = (height if height is not None else float("inf")) - CAPTION_ROOM
+        img_w, img_h = fit_image(key_image.width, key_image.height, width, room)
         story.append(Spacer(1, 4))
         story.append(KeepTogether([Image(io.BytesIO(key_image.png), width=img_w, height=img_h),
                                    _p(key_image.caption, st["small"])]))
@@ -148,4 +161,5 @@ def write_pdf(report: SpineReport, path: Path, key_image: KeyImage | None = None
                             bottomMargin=18 * mm, title=o.TITLE, author="SpineMed Workstation",
                             subject=f"{report.study.modality} {report.study.region}".strip())
     footer = _footer(report, _fonts()[0])
-    doc.build(build_story(report, key_image, doc.width), onFirstPage=footer, onLaterPages=footer)
+    # the frame's own padding (6 pt on each side) is not part of doc.height
+    doc.build(build_story(report, key_image, doc.width - 12, doc.height - 12), onFirstPage=footer, onLaterPages=footer)

@@ -46,7 +46,9 @@ def build_document(report: SpineReport, key_image: KeyImage | None = None):
     doc = Document()
     doc.core_properties.title = o.TITLE
     doc.core_properties.author = "SpineMed Workstation"
-    doc.core_properties.comments = f"{o.disclaimer()} {report.signature_text()}"
+    # core properties hold at most 255 characters (python-docx raises beyond): a long "incomplete" reason would
+    comments = f"{o.disclaimer()} {report.signature_text()}"
+    doc.core_properties.comments = comments if len(comments) <= 255 else comments[:252] + "..."
     normal = doc.styles["Normal"]
     normal.font.name = "Calibri"
     normal.font.size = Pt(10)
@@ -73,7 +75,9 @@ def build_document(report: SpineReport, key_image: KeyImage | None = None):
     for item in o.section_lines(report, "technique"):
         _add_item(doc, item, style="List Bullet")
     if key_image is not None:
-        doc.add_picture(io.BytesIO(key_image.png), width=Cm(17))
+        # at most the text width and, for a tall whole-trunk view, the page's text height less the caption
+        w_cm = min(17.0, 22.0 * key_image.width / key_image.height)
+        doc.add_picture(io.BytesIO(key_image.png), width=Cm(w_cm))
         cap = doc.add_paragraph(key_image.caption)
         cap.runs[0].font.size = Pt(8)
     _heading(doc, "Findings by level")
