@@ -42,7 +42,7 @@ class Phantom:
 def spine_phantom(first: str = "T10", last: str = "S1", shape=(160, 160, 120), spacing=(1.5, 1.5, 2.0),
                   ribs: bool = True, lordosis_mm: float = 8.0, noise_hu: float = 15.0, seed: int = 0,
                   config: SpineConfiguration = STANDARD, chunk: int = 64, endplates: bool = False,
-                  trunk_width_mm: float | None = None) -> Phantom:
+                  trunk_width_mm: float | None = None, wedges: dict[str, float] | None = None) -> Phantom:
     """CT volume (LPS axes, int16 HU) with the vertebrae ``first``..``last`` stacked from the top of the FOV.
 
     The column starts 10 mm below the top of the field of view; levels that do not fit are left out.
@@ -50,6 +50,10 @@ def spine_phantom(first: str = "T10", last: str = "S1", shape=(160, 160, 120), s
     off by default, the phantom the older tests and the benchmark were written for.
     ``trunk_width_mm``: the trunk's width, by default the field of view's; wider for a sagittal slab that shows only
     the middle of the trunk (muscle on both sides of the spine, not the fat and air of its flanks).
+    ``wedges``: vertebra name -> anterior height loss (0..1) of a wedge deformity: the superior endplate slopes
+    down from the posterior wall (full height) to the anterior wall (height x (1 - loss)); disc tissue fills the
+    space above it. At the automatic measurement's columns (10 % and 90 % of the depth) the loss is 0.9 x loss of
+    the full height.
     """
     nx, ny, nz = shape
     sx, sy, sz = spacing
@@ -89,7 +93,7 @@ def spine_phantom(first: str = "T10", last: str = "S1", shape=(160, 160, 120), s
         block = np.full((nx, ny, k1 - k0), -1000.0, dtype=np.float32)
         for kk in range(k0, k1):
             block[:, :, kk - k0] = _slice(kk * sz, x, y, cx, centre_y, layout, ribs, trunk_width_mm or nx * sx,
-                                          ny * sy, basion, endplates)
+                                          ny * sy, basion, endplates, wedges or {})
         if noise_hu:
             block += rng.normal(0.0, noise_hu, block.shape).astype(np.float32)
         data[:, :, k0:k1] = np.clip(block, -1024, 3000).astype(np.int16)
@@ -113,7 +117,7 @@ def spine_phantom(first: str = "T10", last: str = "S1", shape=(160, 160, 120), s
     return Phantom(vol, centres, discs)
 
 
-def _slice(z, x, y, cx, centre_y, layout, ribs, width, depth, basion=None, endplates=False):
+def _slice(z, x, y, cx, centre_y, layout, ribs, width, depth, basion=None, endplates=False, wedges=None):
     out = np.full((x.shape[0], y.shape[1]), -1000.0, dtype=np.float32)
     trunk = ((x - cx) / (0.45 * width)) ** 2 + ((y - depth * 0.5) / (0.45 * depth)) ** 2
     out[trunk < 1.0] = -90.0  # fat
@@ -142,10 +146,20 @@ def _slice(z, x, y, cx, centre_y, layout, ribs, width, depth, basion=None, endpl
             continue
         if bottom <= z <= top:
             r = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2
-            out[r < 1.0] = 480.0  # cortex
+            loss = (wedges or {}).get(name, 0.0)
+            # superior endplate: flat, or sloping down to the anterior wall (y = cy - ry) of a wedged body
+            z_top = top - loss * (top - bottom) * np.clip((cy + ry - y) / (2 * ry), 0.0, 1.0) if loss else top
+            inside = np.broadcast_to(z <= z_top, r.shape)
+            out[(r < 1.0) & inside] = 480.0  # cortex
+            if loss:
+                out[(r < 1.0) & ~inside] = 90.0  # disc tissue over the depressed endplate
             # the endplates close the shell at both ends (C2's top goes on into the dens)
-            if not endplates or (z - bottom >= _ENDPLATE_MM and (name == "C2" or top - z >= _ENDPLATE_MM)):
-                out[r < 0.8] = 210.0  # cancellous
+            cancellous = (r < 0.8) & inside
+            if endplates:
+                cancellous &= np.broadcast_to(z_top - z >= _ENDPLATE_MM, r.shape) if name != "C2" else True
+                if z - bottom < _ENDPLATE_MM:
+                    cancellous[:] = False
+            out[cancellous] = 210.0  # cancellous
             _posterior(out, x, y, cx, cy, rx, ry, canal=7.0 if region != "L" else 9.0)
             if ribs and region == "T" and z > (top + bottom) / 2:
                 _rib(out, x, y, cx, cy, rx, ry, z, top, width, depth)
