@@ -1,0 +1,37 @@
+"""Synthetic AP spine landmark sets with known tilts, and the path of the shared AASCE data (tests skip without it)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+AASCE = REPO.parent / "shared" / "data" / "xray-aasce-train"
+
+
+def aasce_dir() -> Path:
+    if not (AASCE / "labels" / "landmarks.csv").is_file():
+        pytest.skip(f"shared AASCE radiographs not found at {AASCE} (only present beside the project checkout)")
+    return AASCE
+
+
+def column(endplate_tilts, pitch: float = 60.0, half_width: float = 25.0, height: float = 40.0,
+           top=(500.0, 150.0)) -> np.ndarray:
+    """(68, 2) landmarks of 17 vertebrae whose 34 endplates have the given tilts (degrees, positive = rising to the
+    image's right). The column runs perpendicular to each vertebra's mean tilt, as a real one does."""
+    t = np.radians(np.asarray(endplate_tilts, dtype=float).reshape(17, 2))
+    pts = np.zeros((17, 4, 2))
+    x, y = top
+    for v in range(17):
+        mean = t[v].mean()
+        down = np.array([math.sin(mean), math.cos(mean)])      # perpendicular to the endplates, pointing down
+        centre = np.array([x, y])
+        for e, sign in ((0, -1), (1, 1)):                       # superior endplate above the centre
+            mid = centre + sign * down * height / 2
+            along = np.array([math.cos(t[v, e]), -math.sin(t[v, e])])
+            pts[v, 2 * e] = mid - along * half_width
+            pts[v, 2 * e + 1] = mid + along * half_width
+        x, y = centre + down * pitch
+    return pts.reshape(68, 2)
