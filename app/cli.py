@@ -31,11 +31,17 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from core.library import Library
+    from core.studies import StudyLoadError
 
     lib = Library()
     failed = False
     for p in args.paths:
-        rep = lib.import_path(Path(p), progress=_print_progress if args.progress else None)
+        try:
+            rep = lib.import_path(Path(p), progress=_print_progress if args.progress else None)
+        except StudyLoadError as exc:  # scan reports bad files as problems; this is a last line of defence
+            print(f"{p}: nothing imported\n  problem: {exc.path}: {exc.reason}", file=sys.stderr)
+            failed = True
+            continue
         print(f"{p}: {rep.summary()}")
         for problem in rep.problems:
             print(f"  problem: {problem}", file=sys.stderr)
@@ -56,18 +62,28 @@ def _cmd_library(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from core.studies import load_series, scan
+    """Exit status 0 when every series found opens, 1 when none was found or one cannot be opened."""
+    import tempfile
 
-    result = scan(Path(args.path))
-    for problem in result.problems:
-        print(f"problem: {problem}", file=sys.stderr)
-    for source in result.series:
-        vol = load_series(source)
-        print(f"{source.kind} {source.modality} '{source.series_description}': shape {vol.shape}, "
-              f"spacing {tuple(round(s, 3) for s in vol.spacing)} mm, orientation {vol.orientation()}")
-        for w in source.warnings:
-            print(f"  warning: {w}")
-    return 0 if result.series else 1
+    from core.studies import StudyLoadError, load_series, scan
+
+    with tempfile.TemporaryDirectory(prefix="spinemed-info-") as extract_dir:  # a zip is unpacked here
+        result = scan(Path(args.path), extract_dir=extract_dir)
+        for problem in result.problems:
+            print(f"problem: {problem}", file=sys.stderr)
+        opened = 0
+        for source in result.series:
+            try:
+                vol = load_series(source)
+            except StudyLoadError as exc:
+                print(f"problem: {exc.path}: {exc.reason}", file=sys.stderr)
+                continue
+            opened += 1
+            print(f"{source.kind} {source.modality} '{source.series_description}': shape {vol.shape}, "
+                  f"spacing {tuple(round(s, 3) for s in vol.spacing)} mm, orientation {vol.orientation()}")
+            for w in [*source.warnings, *vol.warnings]:
+                print(f"  warning: {w}")
+    return 0 if result.series and opened == len(result.series) else 1
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:

@@ -506,16 +506,19 @@ def test_rle_compressed_series_loads(tmp_path):
     assert np.array_equal(load_series(only_series(scan(tmp_path / "rle"))).data, expected.data)
 
 
-def test_undecodable_compressed_pixels_raise_a_load_error_naming_the_file(tmp_path):
+def test_undecodable_compressed_pixels_are_reported_at_import_and_at_load_naming_the_file(tmp_path):
     ds = ct_slice((0, 0, 0), series_uid=generate_uid(), value=0)
     ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
     ds.PixelData = encapsulate([b"\xff\xd8 not really a jpeg \xff\xd9"])
     path = save(ds, tmp_path / "lossless.dcm")
-    source = only_series(scan(tmp_path))
+    result = scan(tmp_path)  # import decodes one frame of each compressed file
+    assert not result.series and [p.path for p in result.problems] == [path]
+    assert "cannot be decoded here (no decoder for this compression is installed)" in result.problems[0].reason
+    source = only_series(dicom_loader.scan_files([path], verify=False))
     with pytest.raises(StudyLoadError) as err:
         load_series(source)
     assert err.value.path == path and "lossless.dcm" in str(err.value)
-    assert "decode" in err.value.reason
+    assert err.value.reason == result.problems[0].reason
 
 
 def test_two_distant_blocks_are_not_padded_with_hundreds_of_blank_slices(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -16,7 +17,11 @@ import pydicom
 import pydicom.uid
 from pydicom.errors import InvalidDicomError
 
-from core.studies.dicom_header import DicomHeader, header_from_dataset
+from core.studies.dicom_header import DicomFileProblem, DicomHeader, header_from_dataset
+from core.studies.errors import StudyLoadError
+from core.studies.limits import check_memory
+
+__all__ = ["DEFLATED_SYNTAX", "DicomFileProblem", "clear_header_cache", "looks_like_dicom", "read_header"]
 
 DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
 _PIXEL_TAGS = {0x7FE00010: "PixelData", 0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData"}
@@ -35,14 +40,11 @@ _NON_IMAGE_MODALITY = {"SR": "Structured Report", "PR": "Presentation State", "K
                        "DOC": "Encapsulated Document", "RTSTRUCT": "RT Structure Set", "RTPLAN": "RT Plan",
                        "REG": "Registration object"}
 _SEGMENTATION_SOP = "1.2.840.10008.5.1.4.1.1.66.4"
-
-
-class DicomFileProblem(Exception):
-    """One file cannot be imported; ``reason`` is shown to the user next to the file name."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+_J2K_SYNTAXES = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+                 "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}
+# pydicom raises these (and its own subclasses of them) for a damaged header: wrong lengths, unknown VRs, ...
+_HEADER_ERRORS = (ValueError, KeyError, TypeError, NotImplementedError, OverflowError, IndexError, AttributeError,
+                  UnicodeError, LookupError)
 
 
 def looks_like_dicom(head: bytes) -> bool:
@@ -91,16 +93,25 @@ def _parse_header(path: Path, stat_key: tuple[int, int]) -> DicomHeader:
             fp.seek(0)
             try:
                 ds = pydicom.dcmread(fp, stop_before_pixels=True, force=head[128:132] != b"DICM")
-            except InvalidDicomError as exc:
-                raise DicomFileProblem(f"not a DICOM file ({exc})") from None
-            except (EOFError, struct.error) as exc:
-                raise DicomFileProblem(f"truncated: header ends early ({exc})") from None
-            except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
-                raise DicomFileProblem(f"corrupt DICOM header ({exc})") from None
-            ts = str(getattr(ds.get("file_meta", None), "TransferSyntaxUID", "") or "")
-            if not ts:
-                ts = "1.2.840.10008.1.2" if ds.original_encoding[0] else "1.2.840.10008.1.2.1"
-            header = header_from_dataset(ds, path, stat_key, ts)
+            except InvalidDicomError:
+                raise DicomFileProblem("not a DICOM file (the file meta information is missing or damaged)") from None
+            except (EOFError, struct.error):
+                raise DicomFileProblem("truncated: the header ends early") from None
+            except zlib.error:
+                raise DicomFileProblem("the header says the data set is compressed (deflated), but it cannot be "
+                                       "decompressed: the file is damaged") from None
+            except _HEADER_ERRORS:
+                raise DicomFileProblem("damaged DICOM header: an element has an impossible length or "
+                                       "value type") from None
+            try:
+                ts = str(getattr(ds.get("file_meta", None), "TransferSyntaxUID", "") or "")
+                if not ts:
+                    ts = "1.2.840.10008.1.2" if ds.original_encoding[0] else "1.2.840.10008.1.2.1"
+                header = header_from_dataset(ds, path, stat_key, ts)
+            except _HEADER_ERRORS:
+                # pydicom converts raw elements lazily, so a damaged one raises only when it is read
+                raise DicomFileProblem("damaged DICOM header: an element has an impossible length or "
+                                       "value type") from None
             pixel_tag = None if ts == DEFLATED_SYNTAX else _read_pixel_element(fp, ds, size, header)
     except OSError as exc:
         raise DicomFileProblem(f"cannot read file ({exc.strerror or exc})") from None
@@ -122,6 +133,13 @@ def _parse_header(path: Path, stat_key: tuple[int, int]) -> DicomHeader:
         raise DicomFileProblem("is a DICOM Segmentation object; import segmentations as NIfTI label maps instead")
     if not header.rows or not header.cols:
         raise DicomFileProblem("has pixel data but no Rows/Columns")
+    if header.pixel_offset is None and header.fragments and header.frames > header.fragments:
+        raise DicomFileProblem(f"the header says {header.frames} images (NumberOfFrames) but the file holds "
+                               f"{header.fragments} compressed image(s): the header is damaged")
+    try:
+        check_memory(path, header.decoded_bytes, f"{header.frames} image(s) of {header.cols} x {header.rows}")
+    except StudyLoadError as exc:
+        raise DicomFileProblem(exc.reason) from None
     return header
 
 
@@ -157,7 +175,7 @@ def _read_pixel_element(fp, ds, size: int, header: DicomHeader) -> str | None:
         length = struct.unpack(endian + "I", raw[4:8])[0]
         offset = start + 8
     if length == 0xFFFFFFFF:
-        _check_encapsulated(fp, offset, size, endian)
+        header.fragments = _check_encapsulated(fp, offset, size, endian, header)
         return name
     if offset + length > size:
         raise DicomFileProblem(f"truncated: pixel data ends early ({size - offset} of {length} bytes present)")
@@ -170,8 +188,9 @@ def _read_pixel_element(fp, ds, size: int, header: DicomHeader) -> str | None:
     return name
 
 
-def _check_encapsulated(fp, offset: int, size: int, endian: str) -> None:
-    pos = offset
+def _check_encapsulated(fp, offset: int, size: int, endian: str, header: DicomHeader) -> int:
+    """Walk the fragments to the sequence delimiter; returns how many follow the offset table."""
+    pos, items = offset, 0
     while True:
         fp.seek(pos)
         raw = fp.read(8)
@@ -179,12 +198,32 @@ def _check_encapsulated(fp, offset: int, size: int, endian: str) -> None:
             raise DicomFileProblem("truncated: pixel data ends early (compressed frames cut off)")
         group, element, length = struct.unpack(endian + "HHI", raw)
         if (group, element) == (0xFFFE, 0xE0DD):
-            return
+            if items < 2:
+                raise DicomFileProblem("the compressed pixel data hold no image")
+            return items - 1
         if (group, element) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF:
             raise DicomFileProblem("corrupt compressed pixel data (unexpected element in the fragments)")
+        if items == 1 and header.transfer_syntax in _J2K_SYNTAXES:
+            _check_j2k_size(fp.read(min(length, 64)), header)
+        items += 1
         pos += 8 + length
         if pos > size:
             raise DicomFileProblem("truncated: pixel data ends early (compressed frames cut off)")
+
+
+def _check_j2k_size(start: bytes, header: DicomHeader) -> None:
+    """A JPEG 2000 codestream's SIZ marker gives the image's real size: it must match Rows and Columns."""
+    if len(start) < 42 or start[:4] != b"\xff\x4f\xff\x51":
+        return  # not a bare codestream (e.g. a JP2 file wrapper): the decoder will judge
+    x, y, x0, y0 = struct.unpack(">4I", start[8:24])
+    components = struct.unpack(">H", start[40:42])[0]
+    width, height = x - x0, y - y0
+    if (width, height) != (header.cols, header.rows):
+        raise DicomFileProblem(f"the compressed image is {width} x {height} pixels but the header says "
+                               f"{header.cols} x {header.rows} (Columns x Rows): the file is damaged")
+    if components != header.samples:
+        raise DicomFileProblem(f"the compressed image has {components} colour component(s) but the header says "
+                               f"{header.samples} (SamplesPerPixel): the file is damaged")
 
 
 def clear_header_cache() -> None:

@@ -18,6 +18,19 @@ import pydicom.datadict
 import pydicom.multival
 
 NATIVE_LE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+_MAX_NUMBER = 1e12  # beyond this a rescale, spacing or thickness value is damage, not data
+_MAX_POSITION_MM = 1e6  # a kilometre from the scanner's origin: not a position in a patient
+_MAX_SPACING_MM = 1e4
+_MAX_FRAMES = 1 << 31
+_US_VRS = {"US", "SS", "UN", "OW", None}  # as written, as some old writers wrote it, or implicit VR (None)
+
+
+class DicomFileProblem(Exception):
+    """One file cannot be imported; ``reason`` is shown to the user next to the file name."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -64,6 +77,8 @@ class DicomHeader:
     frame_rescale: list[tuple[float, float]] | None = None
     pixel_offset: int | None = None  # byte offset of native (uncompressed) pixel values in the file
     pixel_length: int = 0
+    fragments: int = 0  # compressed: number of fragments after the offset table (at least one per frame)
+    verified: bool = False  # compressed: the first frame was decoded once (import)
 
     @property
     def has_geometry(self) -> bool:
@@ -73,6 +88,11 @@ class DicomHeader:
     def fast_native(self) -> bool:
         return (self.pixel_offset is not None and self.transfer_syntax in NATIVE_LE_SYNTAXES
                 and self.samples == 1 and self.bits_allocated in (8, 16, 32))
+
+    @property
+    def decoded_bytes(self) -> int:
+        """Bytes of all frames once decoded, as the header declares them."""
+        return self.rows * self.cols * self.frames * self.samples * max(1, self.bits_allocated // 8)
 
     @property
     def stored_dtype(self) -> np.dtype:
@@ -118,6 +138,8 @@ def _us(ds, keyword: str, default: int) -> int:
     elem = ds.get_item(_tag(keyword))
     if elem is None or elem.value is None:
         return default
+    if getattr(elem, "VR", None) not in _US_VRS:
+        raise DicomFileProblem(f"{keyword} is stored as {elem.VR} instead of US: the header is damaged")
     value = elem.value
     if isinstance(value, bytes):
         if len(value) < 2:
@@ -139,10 +161,12 @@ def _numbers(ds, keyword: str, n: int) -> tuple[float, ...] | None:
 
 
 def _float(value, default: float | None = None) -> float | None:
+    """A finite number of sensible size, else ``default`` (NaN, inf and 1e308 are damage, not values)."""
     try:
-        return float(value) if value is not None and value != "" else default
-    except (TypeError, ValueError):
+        number = float(value) if value is not None and value != "" else default
+    except (TypeError, ValueError, OverflowError):
         return default
+    return number if number is None or abs(number) < _MAX_NUMBER else default
 
 
 def _floats(value, n: int) -> tuple[float, ...] | None:
@@ -150,7 +174,7 @@ def _floats(value, n: int) -> tuple[float, ...] | None:
         return None
     try:
         out = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return out if len(out) == n and all(np.isfinite(out)) else None
 
@@ -174,22 +198,23 @@ def header_from_dataset(ds, path: Path, stat_key: tuple[int, int], ts: str) -> D
     h.patient_sex = sex if sex in ("M", "F", "O") else None
     h.rows = _us(ds, "Rows", 0)
     h.cols = _us(ds, "Columns", 0)
-    h.frames = max(1, int(_number(ds, "NumberOfFrames", 1) or 1))
+    h.frames = _frames(ds)
     h.samples = _us(ds, "SamplesPerPixel", 1)
     h.photometric = _text(ds, "PhotometricInterpretation").upper() or "MONOCHROME2"
     h.bits_allocated = _us(ds, "BitsAllocated", 16)
     h.bits_stored = _us(ds, "BitsStored", h.bits_allocated) or h.bits_allocated
     h.pixel_rep = _us(ds, "PixelRepresentation", 0)
-    h.ipp = _numbers(ds, "ImagePositionPatient", 3)
-    h.iop = _numbers(ds, "ImageOrientationPatient", 6)
+    _check_pixel_layout(h)
+    h.ipp = _position(_numbers(ds, "ImagePositionPatient", 3))
+    h.iop = _orientation(_numbers(ds, "ImageOrientationPatient", 6))
     spacing = _numbers(ds, "PixelSpacing", 2)
     h.pixel_spacing_source = "PixelSpacing" if spacing else ""
     if spacing is None:
         spacing = _numbers(ds, "ImagerPixelSpacing", 2)
         h.pixel_spacing_source = "ImagerPixelSpacing" if spacing else ""
-    h.pixel_spacing = spacing if spacing and min(spacing) > 0 else None  # type: ignore[assignment]
-    h.spacing_between_slices = _number(ds, "SpacingBetweenSlices")
-    h.slice_thickness = _number(ds, "SliceThickness")
+    h.pixel_spacing = _spacing(spacing)  # type: ignore[assignment]
+    h.spacing_between_slices = _step(_number(ds, "SpacingBetweenSlices"))
+    h.slice_thickness = _step(_number(ds, "SliceThickness"))
     h.slope = _number(ds, "RescaleSlope", 1.0) or 1.0
     h.intercept = _number(ds, "RescaleIntercept", 0.0) or 0.0
     orientation = _text(ds, "PatientOrientation").split("\\")
@@ -201,6 +226,56 @@ def header_from_dataset(ds, path: Path, stat_key: tuple[int, int], ts: str) -> D
     if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
         _read_functional_groups(ds, h)
     return h
+
+
+def _frames(ds) -> int:
+    text = _text(ds, "NumberOfFrames").split("\\")[0]
+    if not text:
+        return 1
+    try:
+        value = float(text)
+    except ValueError:
+        raise DicomFileProblem(f"NumberOfFrames {text!r} is not a number: the header is damaged") from None
+    if not -_MAX_FRAMES < value < _MAX_FRAMES:  # also NaN
+        raise DicomFileProblem(f"NumberOfFrames {text!r} is not a possible number of images: the header is damaged")
+    return max(1, int(value))
+
+
+def _check_pixel_layout(h: DicomHeader) -> None:
+    if h.bits_allocated not in (1, 8, 16, 32):
+        what = "floating-point or 64-bit pixels are" if h.bits_allocated == 64 else "it is"
+        raise DicomFileProblem(f"BitsAllocated is {h.bits_allocated} (1, 8, 16 or 32 expected): {what} not "
+                               "supported")
+    if h.samples not in (1, 3, 4):
+        raise DicomFileProblem(f"SamplesPerPixel is {h.samples} (1 for grey, 3 for colour): the header is damaged")
+    h.bits_stored = min(h.bits_stored, h.bits_allocated)
+
+
+def _position(ipp: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    if ipp is not None and max(abs(v) for v in ipp) > _MAX_POSITION_MM:
+        coords = ", ".join(f"{v:g}" for v in ipp)
+        raise DicomFileProblem(f"ImagePositionPatient ({coords}) mm is not a position in a patient: the header is "
+                               "damaged")
+    return ipp
+
+
+def _orientation(iop: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    """Row and column directions that are not zero and not parallel, else no orientation (a projection)."""
+    if iop is None:
+        return None
+    row, col = np.asarray(iop[:3]), np.asarray(iop[3:])
+    if np.linalg.norm(row) < 1e-3 or np.linalg.norm(col) < 1e-3 or np.linalg.norm(np.cross(row, col)) < 1e-3 * (
+            np.linalg.norm(row) * np.linalg.norm(col)):
+        return None
+    return iop
+
+
+def _spacing(spacing: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    return spacing if spacing and 0 < min(spacing) and max(spacing) < _MAX_SPACING_MM else None
+
+
+def _step(value: float | None) -> float | None:
+    return value if value is not None and 0 < abs(value) < _MAX_SPACING_MM else None
 
 
 def _read_functional_groups(ds, h: DicomHeader) -> None:
@@ -219,24 +294,24 @@ def _read_functional_groups(ds, h: DicomHeader) -> None:
         return value if value is not None else first(shared, seq, attr)
 
     frame0 = per_frame[0] if per_frame else None
-    iop = _floats(lookup("PlaneOrientationSequence", "ImageOrientationPatient", frame0), 6)
+    iop = _orientation(_floats(lookup("PlaneOrientationSequence", "ImageOrientationPatient", frame0), 6))
     h.iop = iop or h.iop
-    spacing = _floats(lookup("PixelMeasuresSequence", "PixelSpacing", frame0), 2)
-    if spacing and min(spacing) > 0:
+    spacing = _spacing(_floats(lookup("PixelMeasuresSequence", "PixelSpacing", frame0), 2))
+    if spacing:
         h.pixel_spacing, h.pixel_spacing_source = spacing, "PixelSpacing"
-    h.spacing_between_slices = _float(lookup("PixelMeasuresSequence", "SpacingBetweenSlices", frame0),
-                                      h.spacing_between_slices)
-    h.slice_thickness = _float(lookup("PixelMeasuresSequence", "SliceThickness", frame0), h.slice_thickness)
+    h.spacing_between_slices = _step(_float(lookup("PixelMeasuresSequence", "SpacingBetweenSlices", frame0),
+                                            h.spacing_between_slices))
+    h.slice_thickness = _step(_float(lookup("PixelMeasuresSequence", "SliceThickness", frame0), h.slice_thickness))
     positions, rescale = [], []
     for item in per_frame:
-        positions.append(_floats(first(item, "PlanePositionSequence", "ImagePositionPatient"), 3))
+        positions.append(_position(_floats(first(item, "PlanePositionSequence", "ImagePositionPatient"), 3)))
         slope = _float(lookup("PixelValueTransformationSequence", "RescaleSlope", item), h.slope)
         inter = _float(lookup("PixelValueTransformationSequence", "RescaleIntercept", item), h.intercept)
         rescale.append((slope or 1.0, inter or 0.0))
     if per_frame and len(per_frame) == h.frames and all(p is not None for p in positions):
         h.frame_ipps = positions  # type: ignore[assignment]
     elif shared is not None and h.ipp is None:
-        h.ipp = _floats(first(shared, "PlanePositionSequence", "ImagePositionPatient"), 3)
+        h.ipp = _position(_floats(first(shared, "PlanePositionSequence", "ImagePositionPatient"), 3))
     if rescale and len(rescale) == h.frames:
         h.frame_rescale = rescale
         h.slope, h.intercept = rescale[0]

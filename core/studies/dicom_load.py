@@ -28,11 +28,14 @@ from core.studies.dicom_pixels import (
 )
 from core.studies.dicom_series import layout_key
 from core.studies.errors import StudyLoadError
+from core.studies.limits import check_memory
 from core.studies.sources import SeriesSource
 from core.studies.volume import Volume
 from core.tasks import Cancelled, CancelToken, ProgressFn, check, report
 
 _PROCESS_MIN_SLICES = 48  # compressed stacks at least this long decode in worker processes
+# Up to this share of a stack's images may fail to decode: they are shown blank like missing slices, with a warning.
+_MAX_BAD_SHARE = 0.25
 
 
 def _worker_count() -> int:
@@ -45,14 +48,20 @@ def load_series(source: SeriesSource, progress: ProgressFn | None = None,
     """Load a DICOM series into a Volume (values rescaled to real-world units, geometry in LPS)."""
     if not source.files:
         raise StudyLoadError(source.series_uid or "?", "the series has no files")
-    headers = []
+    headers, unreadable = [], {}
     for path in source.files:
         try:
             headers.append(read_header(path))
         except DicomFileProblem as exc:
-            raise StudyLoadError(path, exc.reason) from None
+            unreadable[Path(path)] = exc.reason
+    if unreadable and (len(source.files) == 1 or len(unreadable) > _MAX_BAD_SHARE * len(source.files)):
+        path, reason = next(iter(unreadable.items()))
+        others = f" ({len(unreadable) - 1} other images of the series cannot be read either)" if len(
+            unreadable) > 1 else ""
+        raise StudyLoadError(path, reason + others)
     check(cancel)
     first = headers[0]
+    warnings: list[str] = []
     if first.frames > 1 or len(headers) == 1 and not first.has_geometry:
         if len(headers) > 1:
             raise StudyLoadError(first.path, "a multi-frame file must be loaded as its own series")
@@ -65,41 +74,65 @@ def load_series(source: SeriesSource, progress: ProgressFn | None = None,
         if len(set(geom.slice_index)) != len(headers):
             raise StudyLoadError(first.path, "several images at the same slice position (scan again to split them)")
         ordered = [headers[i] for i in geom.order]
-        data = _read_stack(ordered, geom.slice_index, geom.n_slices, progress, cancel)
+        check_memory(first.path, geom.n_slices * first.rows * first.cols * 4,
+                     f"a {first.cols} x {first.rows} x {geom.n_slices} image")
+        failed = {len(ordered) + n: StudyLoadError(path, reason) for n, (path, reason) in enumerate(unreadable.items())}
+        data, warnings = _read_stack(ordered, geom.slice_index, geom.n_slices, progress, cancel, failed)
         affine = geom.affine
     report(progress, 1.0, "Loaded")
     return Volume(
         data=data, affine=affine, modality=first.modality, series_description=first.series_description,
         series_uid=source.series_uid, study_uid=first.study_uid, patient_age=first.patient_age,
         patient_sex=first.patient_sex, source_paths=[Path(p) for p in source.files], body_part=first.body_part,
+        warnings=warnings,
     )
 
 
-def _read_stack(headers: list[DicomHeader], slice_index: list[int], n_slices: int,
-                progress: ProgressFn | None, cancel: CancelToken | None) -> np.ndarray:
+def _read_stack(headers: list[DicomHeader], slice_index: list[int], n_slices: int, progress: ProgressFn | None,
+                cancel: CancelToken | None, unreadable: dict[int, StudyLoadError]) -> tuple[np.ndarray, list[str]]:
+    """The stack as (column, row, slice); ``unreadable`` holds files whose header could not be read (no slice)."""
     rows, cols = headers[0].rows, headers[0].cols
+    failed: dict[int, StudyLoadError] = dict(unreadable)
     try:
         plan = pixel_plan(headers)
-        buf = _read_slices(headers, slice_index, n_slices, rows, cols, plan, progress, cancel)
+        buf = _read_slices(headers, slice_index, n_slices, rows, cols, plan, progress, cancel, failed)
     except Int16Overflow:
+        failed = dict(unreadable)
         plan = pixel_plan(headers, force_float=True)
-        buf = _read_slices(headers, slice_index, n_slices, rows, cols, plan, progress, cancel)
+        buf = _read_slices(headers, slice_index, n_slices, rows, cols, plan, progress, cancel, failed)
+    warnings = []
+    if failed:
+        total = len(headers) + len(unreadable)
+        shown = "; ".join(f"{failed[n].path.name}: {failed[n].reason}" for n in sorted(failed)[:3])
+        more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+        warnings.append(f"{len(failed)} of {total} images could not be read and are shown blank, like "
+                        f"missing slices ({shown}{more})")
     # (slice, row, column) in memory -> data[i=column, j=row, k=slice] as a view (F-ordered, as VTK wants it).
-    return buf.transpose(2, 1, 0)
+    return buf.transpose(2, 1, 0), warnings
 
 
-def _read_slices(headers, slice_index, n_slices, rows, cols, plan: PixelPlan, progress, cancel) -> np.ndarray:
+def _read_slices(headers, slice_index, n_slices, rows, cols, plan: PixelPlan, progress, cancel,
+                 failed: dict[int, StudyLoadError]) -> np.ndarray:
+    """Fill the stack; images that fail go into ``failed`` and stay blank unless too many fail (then raise)."""
     buf = np.empty((n_slices, rows, cols), dtype=plan.out_dtype)
-    filled = np.zeros(n_slices, dtype=bool)
-    filled[slice_index] = True
+    known = dict(failed)
     lo = None
     if _use_processes(headers):
         try:
-            lo = _fill_with_processes(buf, headers, slice_index, plan, progress, cancel)
+            lo = _fill_with_processes(buf, headers, slice_index, plan, progress, cancel, failed)
         except (BrokenProcessPool, OSError):
+            failed.clear()
+            failed.update(known)
             lo = None  # no child processes on this system: decode in threads instead
     if lo is None:
-        lo = _fill_with_threads(buf, headers, slice_index, plan, progress, cancel)
+        lo = _fill_with_threads(buf, headers, slice_index, plan, progress, cancel, failed)
+    total = len(headers) + len(known)
+    if failed and len(failed) > _MAX_BAD_SHARE * total:
+        first = failed[min(failed)]
+        others = f" ({len(failed) - 1} other images of the series cannot be read either)" if len(failed) > 1 else ""
+        raise StudyLoadError(first.path, first.reason + others, internal=first.internal)
+    filled = np.zeros(n_slices, dtype=bool)
+    filled[[slice_index[n] for n in range(len(headers)) if n not in failed]] = True
     if not filled.all():
         buf[~filled] = lo if np.isfinite(lo) else 0
     return buf
@@ -115,15 +148,22 @@ def _use_processes(headers: Sequence[DicomHeader]) -> bool:
             and not all(h.fast_native for h in headers))
 
 
-def _drain(pool, futures: dict, handle, progress, cancel) -> float:
-    """Wait for the futures, pass each result to ``handle(n, result) -> min``; report progress, honour cancel."""
+def _drain(pool, futures: dict, handle, progress, cancel, failed: dict[int, StudyLoadError]) -> float:
+    """Wait for the futures, pass each result to ``handle(n, result) -> min``; report progress, honour cancel.
+
+    An image that cannot be read goes into ``failed`` (its slice is left blank) instead of stopping the others.
+    """
     total, done, lo = len(futures), 0, np.inf
     pending = set(futures)
     try:
         while pending:
             finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
             for fut in finished:
-                lo = min(lo, handle(futures[fut], fut.result()))
+                n = futures[fut]
+                try:
+                    lo = min(lo, handle(n, fut.result()))
+                except StudyLoadError as exc:
+                    failed[n] = exc
             done += len(finished)
             report(progress, done / total, f"Reading images {done}/{total}")
             if cancel is not None and cancel.cancelled:
@@ -134,7 +174,7 @@ def _drain(pool, futures: dict, handle, progress, cancel) -> float:
     return lo
 
 
-def _fill_with_threads(buf, headers, slice_index, plan: PixelPlan, progress, cancel) -> float:
+def _fill_with_threads(buf, headers, slice_index, plan: PixelPlan, progress, cancel, failed) -> float:
     local = threading.local()
 
     def work(n: int) -> tuple[float, float]:
@@ -145,10 +185,10 @@ def _fill_with_threads(buf, headers, slice_index, plan: PixelPlan, progress, can
 
     with ThreadPoolExecutor(max_workers=_worker_count(), thread_name_prefix="dicom-load") as pool:
         futures = {pool.submit(work, n): n for n in range(len(headers))}
-        return _drain(pool, futures, lambda n, result: result[0], progress, cancel)
+        return _drain(pool, futures, lambda n, result: result[0], progress, cancel, failed)
 
 
-def _fill_with_processes(buf, headers, slice_index, plan: PixelPlan, progress, cancel) -> float:
+def _fill_with_processes(buf, headers, slice_index, plan: PixelPlan, progress, cancel, failed) -> float:
     def handle(n: int, frames: np.ndarray) -> float:
         h = headers[n]
         return rescale_into(prepare_stored(frames[0], h), buf[slice_index[n]], plan, h.slope, h.intercept)[0]
@@ -157,7 +197,7 @@ def _fill_with_processes(buf, headers, slice_index, plan: PixelPlan, progress, c
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(8, os.cpu_count() or 2), mp_context=ctx) as pool:
         futures = {pool.submit(decode_frames, h): n for n, h in enumerate(headers)}
-        return _drain(pool, futures, handle, progress, cancel)
+        return _drain(pool, futures, handle, progress, cancel, failed)
 
 
 def _load_single_file(h: DicomHeader, progress: ProgressFn | None,
@@ -172,6 +212,8 @@ def _load_single_file(h: DicomHeader, progress: ProgressFn | None,
     else:
         affine, _ = projection_affine(h)
         geom = StackGeometry([0], [0], 1, affine)
+    check_memory(h.path, h.decoded_bytes + geom.n_slices * h.rows * h.cols * 4,
+                 f"{h.frames} image(s) of {h.cols} x {h.rows}")
     if h.fast_native:
         count = h.frames * h.rows * h.cols
         frames = np.fromfile(h.path, dtype=h.stored_dtype, count=count, offset=h.pixel_offset)  # type: ignore[arg-type]

@@ -4,20 +4,22 @@ colour to grey, BitsStored masking / sign extension, MONOCHROME1 inversion and t
 """
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pydicom
+import pydicom.pixels
+import pydicom.uid
 
 from core.studies.dicom_geometry import StackGeometry
 from core.studies.dicom_header import DicomHeader
 from core.studies.errors import StudyLoadError
+from core.studies.limits import check_memory
 
-# pydicom's decoders and plugins raise all of these for damaged or unsupported pixel data.
-_DECODE_ERRORS = (RuntimeError, ValueError, NotImplementedError, TypeError, AttributeError, KeyError, IndexError,
-                  OSError, EOFError, struct.error)
+# pydicom's decoders and plugins raise all of these (and StopIteration, zlib.error, their own exception classes) for
+# damaged or unsupported pixel data; their texts are for programmers, so the user gets our words instead.
+_PLUGIN_MISSING = ("missing dependencies", "no pixel data handler", "no plugins", "missing required")
 
 
 @dataclass
@@ -72,25 +74,55 @@ def read_raw_frame(h: DicomHeader, out: np.ndarray, plan: PixelPlan, local) -> n
 
 def decode_frames(h: DicomHeader) -> np.ndarray:
     """All frames of a file as (frames, rows, cols) stored values, via pydicom's decoders (compressed, etc.)."""
+    check_memory(h.path, 2 * h.decoded_bytes, f"{h.frames} image(s) of {h.cols} x {h.rows}")
     try:
         ds = pydicom.dcmread(h.path, force=True)
         arr = ds.pixel_array
-    except _DECODE_ERRORS as exc:
+    except MemoryError:
+        raise StudyLoadError(h.path, "not enough memory to decode the images") from None
+    except Exception as exc:  # noqa: BLE001 - third-party decoders: any failure means this file cannot be shown
         raise StudyLoadError(h.path, _decode_reason(exc, h)) from None
+    return _frames_array(arr, h)
+
+
+def decode_first_frame(h: DicomHeader) -> None:
+    """Decode the first frame once to prove the compressed data can be shown (import); StudyLoadError if not."""
+    check_memory(h.path, 2 * h.decoded_bytes // h.frames, f"an image of {h.cols} x {h.rows}")
+    try:
+        arr = pydicom.pixels.pixel_array(str(h.path), index=0)
+    except MemoryError:
+        raise StudyLoadError(h.path, "not enough memory to decode the image") from None
+    except Exception as exc:  # noqa: BLE001 - third-party decoders: any failure means this file cannot be shown
+        raise StudyLoadError(h.path, _decode_reason(exc, h)) from None
+    _frames_array(arr, h, frames=1)
+
+
+def _frames_array(arr: np.ndarray, h: DicomHeader, frames: int | None = None) -> np.ndarray:
     if h.samples > 1:
         arr = _to_gray(arr, h)
     if arr.ndim == 2:
         arr = arr[np.newaxis]
-    if arr.shape[1:] != (h.rows, h.cols):
-        raise StudyLoadError(h.path, f"decoded image is {arr.shape[2]}x{arr.shape[1]}, header says {h.cols}x{h.rows}")
+    if arr.ndim != 3 or arr.shape[1:] != (h.rows, h.cols):
+        size = f"{arr.shape[-1]} x {arr.shape[-2]}" if arr.ndim >= 2 else "not an image"
+        raise StudyLoadError(h.path, f"the decoded image is {size}, but the header says {h.cols} x {h.rows}")
+    if arr.shape[0] != (frames or h.frames):
+        raise StudyLoadError(h.path, f"{arr.shape[0]} image(s) decoded, but the header says {frames or h.frames}")
     return arr
 
 
 def _decode_reason(exc: Exception, h: DicomHeader) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    if "plugin" in text.lower() or "no pixel data handler" in text.lower() or isinstance(exc, (NotImplementedError,)):
-        return f"cannot decode compressed pixel data (transfer syntax {h.transfer_syntax}): {text}"
-    return f"pixel data could not be decoded: {text}"
+    syntax = pydicom.uid.UID(h.transfer_syntax)
+    known = syntax.is_valid and syntax.is_transfer_syntax
+    name = syntax.name if known else h.transfer_syntax
+    compressed = known and syntax.is_compressed
+    text = str(exc).lower()
+    if compressed and (isinstance(exc, NotImplementedError) or any(k in text for k in _PLUGIN_MISSING)):
+        return f"images compressed as {name} cannot be decoded here (no decoder for this compression is installed)"
+    if compressed:
+        return f"the compressed image data ({name}) are damaged and cannot be decoded"
+    if not known:
+        return f"the transfer syntax {h.transfer_syntax} is unknown: the pixel data cannot be read"
+    return "the pixel data do not match the header (size, bits or colour layout): the file is damaged"
 
 
 def _to_gray(arr: np.ndarray, h: DicomHeader) -> np.ndarray:

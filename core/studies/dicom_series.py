@@ -12,13 +12,19 @@ import numpy as np
 from core.studies.dicom_file import DicomFileProblem, read_header
 from core.studies.dicom_geometry import in_plane, multiframe_geometry, projection_affine, stack_geometry
 from core.studies.dicom_header import DicomHeader
+from core.studies.dicom_pixels import decode_first_frame
+from core.studies.errors import StudyLoadError, unexpected_reason
 from core.studies.sources import ImportProblem, ScanResult, SeriesSource
 from core.tasks import CancelToken, ProgressFn, check, report
 
 
 def scan_files(paths: Sequence[Path], progress: ProgressFn | None = None,
-               cancel: CancelToken | None = None) -> ScanResult:
-    """Read the headers of DICOM files and group them into series (split when sizes/orientations are mixed)."""
+               cancel: CancelToken | None = None, verify: bool = True) -> ScanResult:
+    """Read the headers of DICOM files and group them into series (split when sizes/orientations are mixed).
+
+    ``verify`` decodes the first frame of each compressed file once (remembered while the file is unchanged), so
+    an image that cannot be shown is reported now, and its slice becomes a gap in its series.
+    """
     result = ScanResult()
     headers: list[DicomHeader] = []
     total = max(1, len(paths))
@@ -28,14 +34,26 @@ def scan_files(paths: Sequence[Path], progress: ProgressFn | None = None,
             check(cancel)
             report(progress, n / total, f"Reading DICOM headers {n}/{total}")
         try:
-            headers.append(read_header(path))
+            header = read_header(path)
+            if verify and header.pixel_offset is None and not header.verified:
+                decode_first_frame(header)
+                header.verified = True
+            headers.append(header)
         except DicomFileProblem as exc:
             result.problems.append(ImportProblem(Path(path), exc.reason))
+        except StudyLoadError as exc:
+            result.problems.append(ImportProblem(Path(path), exc.reason, internal=exc.internal))
+        except Exception as exc:  # noqa: BLE001 - one unforeseen file must not stop the others: it is reported
+            result.problems.append(ImportProblem(Path(path), unexpected_reason(exc), internal=type(exc).__name__))
     groups: dict[str, list[DicomHeader]] = {}
     for h in headers:
         groups.setdefault(h.series_uid or _derived_uid(h), []).append(h)
     for uid, members in groups.items():
-        result.series.extend(_series_sources(uid, members))
+        try:
+            result.series.extend(_series_sources(uid, members))
+        except Exception as exc:  # noqa: BLE001 - an unforeseen geometry: this series is reported, others go on
+            reason = f"the images of this series could not be arranged: {unexpected_reason(exc)}"
+            result.problems.extend(ImportProblem(h.path, reason, internal=type(exc).__name__) for h in members)
     report(progress, 1.0, f"Read {len(headers)} DICOM headers")
     return result
 

@@ -16,10 +16,10 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from core.studies import dicom, nifti, raster
-from core.studies.errors import StudyLoadError
+from core.studies.errors import StudyLoadError, unexpected_reason
 from core.studies.sources import ImportProblem, ScanResult, SeriesSource
 from core.studies.volume import Volume
-from core.tasks import CancelToken, ProgressFn, check, report, sub_progress
+from core.tasks import Cancelled, CancelToken, ProgressFn, check, report, sub_progress
 
 _EXPECTED_KIND = {".dcm": "dicom", ".dicom": "dicom", ".ima": "dicom", ".nii": "nifti", ".nii.gz": "nifti",
                   ".png": "raster", ".jpg": "raster", ".jpeg": "raster", ".zip": "zip"}
@@ -69,6 +69,13 @@ def detect_kind(path: Path) -> str | None:
     return None
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
 def _skip_silently(path: Path) -> bool:
     return path.name.startswith(".")  # macOS resource forks (._IM0001.dcm), .DS_Store
 
@@ -99,7 +106,11 @@ def scan(path: str | Path, progress: ProgressFn | None = None, cancel: CancelTok
     if root.is_file() and detect_kind(root) == "zip":
         if extract_dir is None:
             raise ValueError("extract_dir is required to import a zip archive")
-        archive_folder, problems = extract_zip(root, Path(extract_dir), cancel)
+        try:
+            archive_folder, problems = extract_zip(root, Path(extract_dir), cancel)
+        except StudyLoadError as exc:
+            result.problems.append(ImportProblem(root, exc.reason))
+            return result
         result.problems.extend(problems)
         files = _walk(archive_folder, cancel)
     elif root.is_file():
@@ -121,7 +132,7 @@ def scan(path: str | Path, progress: ProgressFn | None = None, cancel: CancelTok
             result.problems.append(ImportProblem(file, "zip archive inside the import: extract it and import the folder"))
         elif expected and not _skip_silently(file):
             reason = _NOT_A[expected]
-            if file.stat().st_size == 0:
+            if _size(file) == 0:
                 reason = f"empty file ({reason})"
             result.problems.append(ImportProblem(file, reason))
     report(progress, 0.1, "Reading headers")
@@ -137,7 +148,9 @@ def scan(path: str | Path, progress: ProgressFn | None = None, cancel: CancelTok
             except problem_type as exc:
                 result.problems.append(ImportProblem(file, exc.reason))
             except OSError as exc:
-                result.problems.append(ImportProblem(file, f"cannot read file ({exc.strerror or exc})"))
+                result.problems.append(ImportProblem(file, f"cannot read file ({exc.strerror or 'input/output error'})"))
+            except Exception as exc:  # noqa: BLE001 - one unforeseen file must not stop the others: it is reported
+                result.problems.append(ImportProblem(file, unexpected_reason(exc), internal=type(exc).__name__))
     if not result.series and not result.problems:
         result.problems.append(ImportProblem(root, f"no images found in {root}"))
     if archive_folder is not None:  # name files inside the archive as the user knows them: archive.zip/inner/path
@@ -164,8 +177,8 @@ def extract_zip(archive: Path, extract_dir: Path, cancel: CancelToken | None = N
     problems: list[ImportProblem] = []
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise StudyLoadError(archive, f"not a readable zip archive ({exc})") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise StudyLoadError(archive, "not a readable zip archive (damaged or incomplete)") from None
     with zf:
         members = zf.infolist()
         total = sum(m.file_size for m in members)
@@ -189,8 +202,9 @@ def extract_zip(archive: Path, extract_dir: Path, cancel: CancelToken | None = N
             try:
                 with zf.open(member) as src, open(dest, "wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
-            except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
-                problems.append(ImportProblem(archive / member.filename, f"could not be extracted ({exc})"))
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError, ValueError):
+                problems.append(ImportProblem(archive / member.filename, "could not be extracted (damaged, encrypted "
+                                              "or compressed in a way this program cannot unpack)"))
                 dest.unlink(missing_ok=True)
     return target, problems
 
@@ -204,10 +218,15 @@ def load_series(source: SeriesSource, progress: ProgressFn | None = None,
         if not Path(file).is_file():
             raise StudyLoadError(file, "file not found (moved or deleted since it was imported)")
     check(cancel)
-    if source.kind == "dicom":
-        return dicom.load_series(source, progress, cancel)
-    if source.kind == "nifti":
-        return nifti.load(source, progress, cancel)
-    if source.kind == "raster":
-        return raster.load(source, progress, cancel)
-    raise StudyLoadError(source.files[0], f"unknown series kind {source.kind!r}")
+    loader = _LOADERS.get(source.kind)
+    if loader is None:
+        raise StudyLoadError(source.files[0], f"unknown series kind {source.kind!r}")
+    try:
+        return loader(source, progress, cancel)
+    except (StudyLoadError, Cancelled):
+        raise
+    except Exception as exc:  # the safety net: users get a reason, never a traceback; ``internal`` keeps the type
+        raise StudyLoadError(source.files[0], unexpected_reason(exc), internal=type(exc).__name__) from exc
+
+
+_LOADERS = {"dicom": dicom.load_series, "nifti": nifti.load, "raster": raster.load}

@@ -1,33 +1,44 @@
-"""NIfTI (.nii / .nii.gz) import with nibabel: header probe for the scan, and loading into an LPS Volume."""
+"""NIfTI (.nii / .nii.gz) import with nibabel: header probe for the scan, and loading into an LPS Volume.
+
+Every header is checked by :mod:`core.studies.nifti_header` (and against the memory free) before nibabel reads it.
+"""
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import re
 import zlib
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.spatialimages import HeaderDataError
+from nibabel.wrapstruct import WrapStructError
 
 from core.studies.errors import StudyLoadError
+from core.studies.limits import check_memory
+from core.studies.nifti_header import (
+    NiftiLayout,
+    NiftiProblem,
+    check_extensions,
+    check_header,
+    read_head,
+    verify_gzip,
+)
 from core.studies.sources import SeriesSource
 from core.studies.volume import Volume
 from core.tasks import CancelToken, ProgressFn, check, report
+
+__all__ = ["NiftiProblem", "content_id", "guess_modality", "load", "probe", "ras_to_lps"]
 
 _SEG_TOKENS = {"msk", "mask", "seg", "dseg", "labels", "segmentation", "labelmap"}
 _MR_TOKENS = {"mr", "mri", "t1", "t2", "t1w", "t2w", "t2star", "flair", "stir", "dwi", "pd", "pdw", "bold",
               "dixon", "mprage", "space", "tse", "swi"}
 _CT_TOKENS = {"ct", "cta"}
 _ID_HASH_BYTES = 1 << 20
-
-
-class NiftiProblem(Exception):
-    """The file is not a readable NIfTI image; ``reason`` is for the user."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+# nibabel's own errors for headers our checks let through; its texts are not for users.
+_NIBABEL_ERRORS = (HeaderDataError, WrapStructError, ValueError, OverflowError, TypeError, KeyError, IndexError)
 
 
 def content_id(path: Path, prefix: str) -> str:
@@ -58,31 +69,57 @@ def guess_modality(path: Path, description: str = "") -> str:
     return "OT"
 
 
-def _open(path: Path, mmap: bool = True):
+def _layout(path: Path, verify: bool) -> NiftiLayout:
+    """The checked header layout; ``verify`` also reads a .nii.gz to its end (import) to prove it is complete."""
+    head, compressed = read_head(path)
+    layout = check_header(head, path.stat().st_size, compressed)
+    check_extensions(path, layout, compressed)
+    if verify and compressed:
+        verify_gzip(path, layout.vox_offset + layout.nbytes)
+    return layout
+
+
+def _first_volume_memory(layout: NiftiLayout) -> int:
+    """Bytes for the first volume as stored plus, when scaled, float32 output (nibabel scales through float64)."""
+    voxels = layout.first_volume_bytes // layout.dtype.itemsize
+    return layout.first_volume_bytes + (voxels * 12 if layout.scaled else 0)
+
+
+def _open(path: Path, layout: NiftiLayout, mmap: bool = True, header_only: bool = False):
     """The nibabel image; files found by content under another name are opened by their header magic."""
     if not path.name.lower().endswith((".nii", ".nii.gz")):
-        return _open_unnamed(path)
+        return _open_unnamed(path, layout, header_only)
     try:
         img = nib.load(str(path), mmap=mmap)
-    except nib.filebasedimages.ImageFileError as exc:
-        raise NiftiProblem(f"not a NIfTI file ({exc})") from None
-    except (OSError, EOFError, ValueError) as exc:
-        raise NiftiProblem(f"unreadable NIfTI file: {exc}") from None
+    except nib.filebasedimages.ImageFileError:
+        raise NiftiProblem("not a NIfTI file (nibabel does not recognise its header)") from None
+    except (OSError, EOFError, zlib.error):
+        raise NiftiProblem("the file cannot be read: damaged or incomplete") from None
+    except _NIBABEL_ERRORS:
+        raise NiftiProblem("the NIfTI header is damaged (its fields contradict each other)") from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise NiftiProblem(f"not a NIfTI file (read as {type(img).__name__})")
     return img
 
 
-def _open_unnamed(path: Path):
+def _open_unnamed(path: Path, layout: NiftiLayout, header_only: bool):
+    """Read at most header + pixel data (never a whole decompressed bomb) and let nibabel parse the bytes."""
+    needed = layout.vox_offset + (0 if header_only else layout.nbytes)
     try:
-        with open(path, "rb") as fp:
-            data = fp.read()
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        klass = nib.Nifti2Image if data[4:8] in (b"n+2\x00", b"ni2\x00") else nib.Nifti1Image
-        return klass.from_bytes(data)
-    except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
-        raise NiftiProblem(f"unreadable NIfTI file: {exc}") from None
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            if compressed:
+                with gzip.open(raw, "rb") as gz:
+                    data = gz.read(needed)
+            else:
+                data = raw.read(needed)
+        klass = nib.Nifti2Image if layout.version == 2 else nib.Nifti1Image
+        return klass.from_stream(io.BytesIO(data))
+    except (OSError, EOFError, zlib.error):
+        raise NiftiProblem("the file cannot be read: damaged or incomplete") from None
+    except (nib.filebasedimages.ImageFileError, *_NIBABEL_ERRORS):
+        raise NiftiProblem("the NIfTI header is damaged (its fields contradict each other)") from None
 
 
 def _description(img) -> str:
@@ -93,24 +130,45 @@ def _description(img) -> str:
     return (value.decode("latin-1", "replace") if isinstance(value, bytes) else str(value)).strip("\x00 ").strip()
 
 
-def probe(path: Path) -> SeriesSource:
-    """Header-only look at a NIfTI file (raises NiftiProblem when it is not one)."""
-    img = _open(path)
-    shape = img.shape
+def probe(path: Path, verify: bool = True) -> SeriesSource:
+    """Checked header of a NIfTI file (raises NiftiProblem when it cannot be read as an image).
+
+    ``verify`` (import) also reads a .nii.gz to its end, so a cut-off download is refused now, not when opened.
+    """
+    layout = _layout(path, verify)
+    try:
+        check_memory(path, _first_volume_memory(layout), f"a {_dims(layout.shape[:3])} image")
+    except StudyLoadError as exc:
+        raise NiftiProblem(exc.reason) from None
+    img = _open(path, layout, header_only=True)
+    shape = layout.shape
     warnings = []
-    if len(shape) < 2 or any(n == 0 for n in shape):
-        raise NiftiProblem(f"NIfTI image has an unusable shape {shape}")
     extra = int(np.prod(shape[3:])) if len(shape) > 3 else 1
     if extra > 1:
         warnings.append(f"{len(shape)}D image: only the first of {extra} volumes is shown")
     if img.header.get("sform_code", 0) == 0 and img.header.get("qform_code", 0) == 0:
         warnings.append("no orientation in the NIfTI header: axes assumed to be R-L, P-A, I-S (RAS)")
+    _checked_affine(img)
     description = _description(img)
     return SeriesSource(
         kind="nifti", series_uid=content_id(path, "nifti"), files=[path],
         modality=guess_modality(path, description), series_description=_stem(path),
         n_images=int(shape[2]) if len(shape) > 2 else 1, warnings=warnings,
     )
+
+
+def _dims(shape) -> str:
+    return " x ".join(str(n) for n in shape)
+
+
+def _checked_affine(img) -> np.ndarray:
+    try:
+        affine = np.asarray(img.affine, dtype=float)
+    except _NIBABEL_ERRORS:
+        affine = np.full((4, 4), np.nan)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise NiftiProblem("the voxel size or orientation in the header is not usable (zero or not a number)")
+    return affine
 
 
 def _stem(path: Path) -> str:
@@ -133,7 +191,28 @@ def load(source: SeriesSource, progress: ProgressFn | None = None, cancel: Cance
     path = Path(source.files[0])
     report(progress, 0.05, f"Reading {path.name}")
     try:
-        img = _open(path, mmap=False)  # a memory map would keep the file open (and locked on Windows)
+        layout = _layout(path, verify=False)  # the file may have changed since it was imported
+        check_memory(path, _first_volume_memory(layout), f"a {_dims(layout.shape[:3])} image")
+        img = _open(path, layout, mmap=False)  # a memory map would keep the file open (and locked on Windows)
+        affine = _checked_affine(img)
+        data = _read_first_volume(img)
+    except NiftiProblem as exc:
+        raise StudyLoadError(path, exc.reason) from None
+    check(cancel)
+    report(progress, 0.9, "Converting")
+    if data.dtype.byteorder not in ("=", "|"):
+        data = data.astype(data.dtype.newbyteorder("="))
+    description = _description(img)
+    return Volume(
+        data=data, affine=ras_to_lps(affine), modality=source.modality or guess_modality(path, description),
+        series_description=source.series_description or _stem(path), series_uid=source.series_uid,
+        source_paths=[path],
+    )
+
+
+def _read_first_volume(img) -> np.ndarray:
+    """The stored values of the first 3D volume (float32 when the header scales them); NiftiProblem if unreadable."""
+    try:
         proxy = img.dataobj
         # nibabel moves scl_slope/scl_inter from the header into the array proxy when it loads the file.
         slope, inter = float(getattr(proxy, "slope", 1.0)), float(getattr(proxy, "inter", 0.0))
@@ -147,17 +226,13 @@ def load(source: SeriesSource, progress: ProgressFn | None = None, cancel: Cance
             data = np.asanyarray(proxy)
         if scaled and data.dtype != np.float32:
             data = data.astype(np.float32)
-    except NiftiProblem as exc:
-        raise StudyLoadError(path, exc.reason) from None
-    except (OSError, EOFError, ValueError, MemoryError, zlib.error) as exc:
-        raise StudyLoadError(path, f"NIfTI pixel data could not be read: {exc}") from None
-    check(cancel)
-    report(progress, 0.9, "Converting")
-    if data.dtype.byteorder not in ("=", "|"):
-        data = data.astype(data.dtype.newbyteorder("="))
-    description = _description(img)
-    return Volume(
-        data=data, affine=ras_to_lps(img.affine), modality=source.modality or guess_modality(path, description),
-        series_description=source.series_description or _stem(path), series_uid=source.series_uid,
-        source_paths=[path],
-    )
+        return data
+    except (EOFError, gzip.BadGzipFile, zlib.error):
+        raise NiftiProblem("the compressed pixel data are damaged or cut short: the file is incomplete") from None
+    except OSError as exc:
+        raise NiftiProblem(f"the file cannot be read ({exc.strerror or 'input/output error'})") from None
+    except MemoryError:
+        raise NiftiProblem("not enough memory to read this image") from None
+    except _NIBABEL_ERRORS:
+        raise NiftiProblem("the pixel data are shorter than the header declares: the file is damaged or "
+                           "incomplete") from None

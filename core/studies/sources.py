@@ -15,6 +15,7 @@ class ImportProblem:
 
     path: Path
     reason: str
+    internal: str = ""  # the unexpected exception behind it, when the safety net caught one (logs, fuzzing)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"

@@ -31,6 +31,7 @@ class Volume:
     patient_sex: str | None = None
     source_paths: list[Path] = field(default_factory=list)
     body_part: str = ""
+    warnings: list[str] = field(default_factory=list)  # found while loading, e.g. images shown blank
 
     def __post_init__(self) -> None:
         if self.data.ndim == 2:
