@@ -1,0 +1,129 @@
+"""Synthesis for the learned labeller: random spine label maps, real label maps, SynthSeg-style images with known
+answers (tissue intensity statistics, body centres and classes surviving rotation, scaling and field-of-view crops,
+slab stacks oriented as at run time)."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from core.spine.anatomy import SpineConfiguration
+from core.spine.autolabel.slabs import normalise, raw_stack, slab_offsets
+from training.levels import spine_model as sm
+from training.levels.synth import SynthOptions, draw_sample, render, tissue_means
+
+STILL = SynthOptions(max_rotation_deg=0.0, scale_range=(1.0, 1.0), p_small_fov=0.0, p_thick=0.0, max_noise=0.0,
+                     max_bias=0.0)
+
+
+@pytest.fixture(scope="module")
+def spine():
+    return sm.generate_spine(np.random.default_rng(3), sm.SpineOptions(p_t11=0, p_t13=0, p_l4=0, p_l6=0))
+
+
+def test_spine_has_every_body_with_its_class(spine):
+    config = spine.config
+    assert config == SpineConfiguration()
+    assert list(spine.centres) == list(config.vertebrae[1:])  # C2 .. S1, spine order
+    for name, c in spine.centres.items():
+        i, j, k = np.round(c).astype(int)
+        assert spine.region[i, j, k] == sm.region_of(name), name
+        assert spine.tissue[i, j, k] in (sm.MARROW, sm.CORTEX, sm.ENDPLATE), name
+    zs = [c[2] for c in spine.centres.values()]
+    assert all(a > b for a, b in itertools.pairwise(zs))  # cranial to caudal: k falls
+    for disc, c in spine.discs.items():
+        upper, lower = disc.split("-")
+        assert spine.centres[lower][2] < c[2] < spine.centres[upper][2], disc
+        i, j, k = np.round(c).astype(int)
+        assert spine.tissue[i, j, k] in (sm.ANNULUS, sm.NUCLEUS, sm.DEGENERATED, sm.ENDPLATE, sm.CORTEX), disc
+    # the canal lies behind the bodies (+P), with CSF in it
+    l3 = np.round(spine.centres["L3"]).astype(int)
+    behind = spine.tissue[l3[0], l3[1]:, l3[2]]
+    assert sm.CSF in behind
+
+
+def test_variants_change_the_levels():
+    six = sm.generate_spine(np.random.default_rng(1), sm.SpineOptions(p_t11=0, p_t13=0, p_l4=0, p_l6=1.0))
+    assert "L6" in six.centres and six.config.lumbar == 6
+    assert six.region[tuple(np.round(six.centres["L6"]).astype(int))] == sm.region_of("L6") == 4
+    t13 = sm.generate_spine(np.random.default_rng(2), sm.SpineOptions(p_t11=0, p_t13=1.0, p_l4=0, p_l6=0))
+    assert "T13" in t13.centres and t13.region[tuple(np.round(t13.centres["T13"]).astype(int))] == 3
+
+
+def test_gaussian_mixture_statistics():
+    rng = np.random.default_rng(0)
+    tissue = np.zeros((40, 40, 40), dtype=np.uint8)
+    tissue[20:] = sm.MARROW
+    tissue[:, :10] = sm.CSF
+    means, stds = tissue_means(rng, "random")
+    img = render(tissue, means, stds, rng)
+    for label in (sm.AIR, sm.MARROW, sm.CSF):
+        vals = img[tissue == label]
+        assert abs(vals.mean() - means[label]) < 4 * stds[label] / np.sqrt(vals.size) + 1e-4
+        assert abs(vals.std() - stds[label]) < 0.1 * stds[label] + 1e-4
+    # contrast priors keep their order: CSF bright on T2, dark on T1; cortex bright on CT
+    t2, _ = tissue_means(np.random.default_rng(1), "t2")
+    t1, _ = tissue_means(np.random.default_rng(1), "t1")
+    ct, _ = tissue_means(np.random.default_rng(1), "ct")
+    assert t2[sm.CSF] > t2[sm.MARROW] and t1[sm.CSF] < t1[sm.MARROW] and ct[sm.CORTEX] > ct[sm.MUSCLE]
+
+
+def test_slab_stack_orientation():
+    step = 2.0
+    half, lateral = slab_offsets(step)
+    data = np.zeros((60, 30, 50), dtype=np.float32)  # L, P, S
+    data[30, 7, 40] = 9.0  # centre slab, 7 voxels back, high up
+    data[30 + lateral, 20, 5] = 5.0  # right-hand side slab (towards L), low down
+    st = raw_stack(data, 30, step)
+    assert st.shape == (3, 50, 30)
+    assert st[0, 50 - 1 - 40, 7] == pytest.approx(9.0 / (2 * half + 1))
+    assert st[2, 50 - 1 - 5, 20] == pytest.approx(5.0 / (2 * half + 1))
+    assert st[1].max() == 0.0
+    # a side slab wholly outside the volume is no data: 0 after normalisation
+    edge = normalise(raw_stack(data + np.arange(50, dtype=np.float32), 1, step))
+    assert np.all(edge[1] == 0.0) and edge[0].max() > 0
+
+
+def test_sample_targets_follow_the_geometry(spine):
+    rng = np.random.default_rng(5)
+    moving = SynthOptions(p_small_fov=0.0)
+    for opt in (STILL, moving):
+        for _ in range(4):
+            s = draw_sample(spine, rng, opt)
+            assert s.image.shape == (3, opt.rows, opt.cols) and s.image.min() >= 0 and s.image.max() <= 1
+            assert s.bodies, "a sample without a body in the central slab"
+            for name, (r, c) in s.bodies.items():
+                ri, ci = int(np.rint(r)), int(np.rint(c))
+                assert s.heat[0, ri, ci] > 0.75, name  # the heatmap peaks on the body centre
+                window = s.region[max(0, ri - 1): ri + 2, max(0, ci - 1): ci + 2]
+                assert sm.region_of(name) in window, name  # its class survives rotation and scaling
+
+
+def test_field_of_view_crops(spine):
+    rng = np.random.default_rng(8)
+    opt = SynthOptions(p_small_fov=1.0)
+    for _ in range(6):
+        s = draw_sample(spine, rng, opt)
+        outside = ~s.fov
+        assert outside.mean() > 0.2  # a crop: a good part of the patch is outside the field of view
+        assert np.all(s.image[:, outside] == 0) and np.all(s.region[outside] == 0)
+        peaks = (s.heat[0] > 0.85) & (s.heat[0] == ndimage.maximum_filter(s.heat[0], 3))
+        assert not np.any(peaks & outside)  # no body centre outside it
+        assert peaks.sum() == len(s.bodies)
+        for r, c in s.bodies.values():
+            assert not outside[int(np.rint(r)), int(np.rint(c))]
+
+
+def test_real_verse_map(samples):
+    from training.levels.real_maps import real_label_map
+
+    m = real_label_map(samples / "verse004_labels_only_T9-L5" / "sub-verse004_seg-vert_msk.nii.gz", "verse")
+    assert list(m.centres) == ["T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5"]
+    for name, c in m.centres.items():
+        assert m.region[tuple(np.round(c).astype(int))] == sm.region_of(name), name
+    assert "T12-L1" in m.discs and (m.tissue == sm.ANNULUS).sum() > 100  # discs filled between the bodies
+    assert (m.tissue == sm.CSF).sum() > 100  # the canal the rings enclose
+    s = draw_sample(m, np.random.default_rng(0), STILL)
+    assert s.bodies and all(sm.region_of(n) in (3, 4) for n in s.bodies)
