@@ -7,6 +7,7 @@
     spinemed-train merge-hf ADAPTER_DIR --base BASE -o OUT_DIR
     spinemed-train card RUN_DIR [--spinebench-base B.json] [--spinebench-adapter A.json] [-o CARD.md]
     spinemed-train register ADAPTER.gguf [--dest MODELS_DIR]
+    spinemed-train xray train|ship|fields     radiograph landmark model (training/xray/cli.py)
 
 Multi-GPU: ``accelerate launch --config_file resources/training/accelerate/ddp.yaml -m training.cli train CONFIG``
 (docs/training.md).
@@ -209,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models-dir", default="resources/models", help="where the adapter is registered")
     s.add_argument("--alpha", type=float, default=0.05, help="significance level of the before/after comparison")
     s.set_defaults(func=cmd_ship)
+
+    from training.xray.cli import add_parser as add_xray
+
+    add_xray(sub)
     return p
 
 
