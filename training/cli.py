@@ -7,6 +7,7 @@
     spinemed-train merge-hf ADAPTER_DIR --base BASE -o OUT_DIR
     spinemed-train card RUN_DIR [--spinebench-base B.json] [--spinebench-adapter A.json] [-o CARD.md]
     spinemed-train register ADAPTER.gguf [--dest MODELS_DIR]
+    spinemed-train levels [CONFIG] [--set steps=1000 ...] [--ship resources/models]   (learned level labeller)
     spinemed-train xray train|ship|fields     radiograph landmark model (training/xray/cli.py)
 
 Multi-GPU: ``accelerate launch --config_file resources/training/accelerate/ddp.yaml -m training.cli train CONFIG``
@@ -152,6 +153,34 @@ def cmd_ship(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_levels(args: argparse.Namespace) -> int:
+    from training.levels.config import load_levels_config
+    from training.levels.real_maps import RealMapError, load_real_maps
+    from training.levels.train import run_levels_training
+
+    cfg = load_levels_config(args.config, args.set)
+    if args.check:
+        print(f"{args.config or 'defaults'}: valid; {cfg.steps} steps of {cfg.batch_size}; output: {cfg.output_dir}")
+        return 0
+    try:
+        real = load_real_maps(cfg.real_maps)
+    except RealMapError as exc:
+        print(f"spinemed-train levels: {exc}", file=sys.stderr)
+        return 2
+    result = run_levels_training(cfg, real, progress=not args.no_progress)
+    print(f"{result.steps} steps in {result.minutes:.1f} min; final validation loss {result.final_val_loss}")
+    print(f"ONNX: {result.onnx_path}")
+    if result.curves_png:
+        print(f"curves: {result.curves_png}")
+    if args.ship:
+        from training.levels.card import write_card
+        from training.levels.export import ship
+
+        dest = ship(result.output_dir, Path(args.ship))
+        print(f"shipped: {dest} (card: {write_card(result.output_dir, dest)})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spinemed-train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -168,6 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tokens-per-second", type=float, default=150.0,
                    help="training speed assumed by --plan (default 150, the embedded base on 2 CPU cores)")
     t.set_defaults(func=cmd_train)
+
+    lv = sub.add_parser("levels", help="train the learned vertebral-level labeller on synthetic images (resumable)")
+    lv.add_argument("config", nargs="?", help="YAML/TOML config (fields: training/levels/config.py); default: "
+                                              "the defaults")
+    lv.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a field, e.g. --set steps=20 (repeatable)")
+    lv.add_argument("--check", action="store_true", help="validate the config and stop")
+    lv.add_argument("--ship", metavar="MODELS_DIR", help="copy the ONNX, its description, curves and model card "
+                                                         "into MODELS_DIR/<name>/ (e.g. resources/models)")
+    lv.add_argument("--no-progress", action="store_true", help="no progress bar")
+    lv.set_defaults(func=cmd_levels)
 
     v = sub.add_parser("validate", help="validate config files")
     v.add_argument("configs", nargs="+")

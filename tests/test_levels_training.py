@@ -1,0 +1,57 @@
+"""A tiny run of ``spinemed-train levels``: checkpoint, resume, curves, the ONNX export the run-time backend loads."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="the train extra (torch) is not installed")
+
+from core.spine.autolabel.learned import LearnedLevels  # noqa: E402
+from training.cli import main as train_main  # noqa: E402
+from training.levels.config import load_levels_config  # noqa: E402
+from training.levels.train import run_levels_training  # noqa: E402
+
+TINY = ["steps=2", "batch_size=2", "rows=64", "cols=48", "pool_size=2", "new_spine_every=1000", "val_samples=4",
+        "eval_every=1", "checkpoint_every=1", "width=4"]
+
+
+def test_tiny_run_resumes_and_exports(tmp_path):
+    out = tmp_path / "run"
+    cfg = load_levels_config(None, [*TINY, f"output_dir={out}"])
+    first = run_levels_training(cfg, progress=False)
+    assert first.steps == 2
+    for name in ("checkpoint.pt", "history.json", "curves.png", "model.onnx", "labeller.json", "val.npz"):
+        assert (out / name).is_file(), name
+    # logged every 10 steps and at the last one
+    assert [h["step"] for h in json.loads((out / "history.json").read_text()) if "loss" in h] == [2]
+    val_before = np.load(out / "val.npz")["image"]
+    # the same command with more steps goes on from step 2, with the same validation samples
+    cfg = load_levels_config(None, [*TINY, "steps=3", f"output_dir={out}"])
+    second = run_levels_training(cfg, progress=False)
+    assert second.steps == 3
+    history = json.loads((out / "history.json").read_text())
+    assert [h["step"] for h in history if "loss" in h] == [2, 3]
+    assert np.array_equal(np.load(out / "val.npz")["image"], val_before)
+    meta = json.loads((out / "labeller.json").read_text())
+    assert meta["name"] == "spinemed-levels-synth" and len(meta["sha256"]) == 64
+    backend = LearnedLevels(out)
+    assert backend.available() == (True, "")
+    session, _ = backend._load()
+    res = session.run(None, {"stack": np.zeros((1, 3, 64, 48), np.float32)})[0]
+    assert res.shape == (1, 8, 64, 48)
+
+
+def test_cli_check_and_bad_config(tmp_path, capsys):
+    assert train_main(["levels", "--check", "--set", "steps=5"]) == 0
+    assert "5 steps" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rows: 100\nbatch_size: 0\n")
+    assert train_main(["levels", str(bad), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "multiples of 16" in err and "batch_size" in err
+    missing = tmp_path / "m.yaml"
+    missing.write_text("real_maps: ['/nowhere/mask.nii.gz:verse']\nsteps: 1\n")
+    assert train_main(["levels", str(missing), "--set", f"output_dir={tmp_path / 'o'}"]) == 2
+    assert "/nowhere/mask.nii.gz" in capsys.readouterr().err

@@ -1,0 +1,68 @@
+"""Configuration of a learned-labeller training run (``spinemed-train levels``): one dataclass with help text.
+
+Read from YAML/TOML (optional) with ``--set key=value`` overrides, validated with the same reader as the LoRA
+configs (:mod:`training.config`), so errors name the file and the field.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.config import ConfigError, _build, _check_choices, _read_file, apply_overrides
+
+
+@dataclass
+class LevelsTrainConfig:
+    name: str = field(default="spinemed-levels-synth", metadata={"help": (
+        "Model name: the folder under resources/models/ it ships in and the labeller name recorded on labellings.")})
+    version: str = field(default="0.1.0", metadata={"help": "Model version recorded on every labelling."})
+    output_dir: str = field(default="runs/levels", metadata={"help": (
+        "Run folder: checkpoint.pt (resume), val.npz (fixed validation samples), history.json, curves.png, "
+        "model.onnx and the model card.")})
+    seed: int = field(default=15, metadata={"help": "Seed of the spines, the synthesis and the initialisation."})
+    steps: int = field(default=3000, metadata={"help": "Optimizer steps."})
+    time_limit_min: float = field(default=0.0, metadata={"help": (
+        "Stop after this many minutes of training in this process (0 = no limit); the model is still exported, "
+        "and a later run with more steps resumes.")})
+    batch_size: int = field(default=8, metadata={"help": "Samples per step."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "Peak Adam learning rate (cosine decay)."})
+    width: int = field(default=16, metadata={"help": "Channels of the U-Net's first level (x1, 2, 3, 4, 6 down)."})
+    rows: int = field(default=128, metadata={"help": "Training patch rows (superior-inferior), 2 mm pixels."})
+    cols: int = field(default=96, metadata={"help": "Training patch columns (anterior-posterior), 2 mm pixels."})
+    pool_size: int = field(default=24, metadata={"help": "Random spines kept in memory to draw samples from."})
+    new_spine_every: int = field(default=24, metadata={"help": "Replace one spine of the pool every N samples."})
+    real_maps: list[str] = field(default_factory=list, metadata={"help": (
+        "Real label maps to synthesise from as well, each `PATH:NUMBERING` (verse, totalseg); they are "
+        "recorded in the model card as seen by the weights.")})
+    real_fraction: float = field(default=0.1, metadata={"help": "Share of samples drawn from the real maps."})
+    val_samples: int = field(default=48, metadata={"help": "Fixed validation samples (own spines, own seed)."})
+    eval_every: int = field(default=100, metadata={"help": "Validation loss every N steps."})
+    checkpoint_every: int = field(default=50, metadata={"help": "Save a resumable checkpoint every N steps."})
+    threads: int = field(default=1, metadata={"help": (
+        "torch CPU threads (1 on a shared 2-core machine; a GPU run ignores it).")})
+    device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda"), "help": (
+        "`auto`: CUDA when available, else CPU.")})
+
+
+def load_levels_config(path: str | Path | None, overrides: list[str] | None = None) -> LevelsTrainConfig:
+    data: dict[str, Any] = _read_file(Path(path)) if path else {}
+    source = str(path or "<defaults>")
+    if overrides:
+        data = apply_overrides(data, overrides)
+    errors: list[str] = []
+    cfg = _build(LevelsTrainConfig, data, "", errors)
+    if cfg is not None:
+        _check_choices(cfg, "", errors)
+        if cfg.steps < 1 or cfg.batch_size < 1:
+            errors.append("steps and batch_size must be at least 1")
+        if cfg.rows % 16 or cfg.cols % 16:
+            errors.append(f"rows and cols must be multiples of 16 (got {cfg.rows} x {cfg.cols})")
+    if errors:
+        raise ConfigError(f"{source}: invalid levels training config:\n" + "\n".join(f"  - {e}" for e in errors))
+    return cfg
+
+
+def config_dict(cfg: LevelsTrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
