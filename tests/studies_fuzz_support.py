@@ -477,7 +477,9 @@ def classify(case_dir: Path, extract_dir: Path) -> tuple[str, str]:
     except Exception as exc:  # noqa: BLE001 - this is what the fuzzer looks for
         return "escape", f"scan: {_where(exc)}"
     for problem in result.problems:
-        if problem.internal:
+        if "not enough memory" in problem.reason:  # a MemoryError was caught: an allocation was attempted
+            note("memory", str(problem))
+        elif getattr(problem, "internal", ""):
             note("memory" if problem.internal == "MemoryError" else "fallback", f"{problem.internal}: {problem}")
         else:
             note("clean error", str(problem))
@@ -488,7 +490,9 @@ def classify(case_dir: Path, extract_dir: Path) -> tuple[str, str]:
         try:
             volume = load_series(source)
         except StudyLoadError as exc:
-            if exc.internal:
+            if "not enough memory" in exc.reason:
+                note("memory", f"load: {exc}")
+            elif getattr(exc, "internal", ""):
                 note("memory" if exc.internal == "MemoryError" else "fallback", f"load: {exc.internal}: {exc}")
             else:
                 note("clean error", f"load: {exc}")
@@ -522,6 +526,11 @@ def _worker_main(conn, mem_cap: int) -> None:
     if mem_cap:
         resource.setrlimit(resource.RLIMIT_AS, (mem_cap, mem_cap))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import logging
+    import warnings
+
+    warnings.simplefilter("ignore")  # libraries warn about every damaged field; the outcome is what counts
+    logging.disable(logging.CRITICAL)
     import core.studies  # noqa: F401 - imported once, before the first case
     from core.studies.dicom import clear_header_cache
 

@@ -12,16 +12,18 @@ import threading
 import zlib
 from collections import OrderedDict
 from pathlib import Path
+from typing import Self
 
 import pydicom
 import pydicom.uid
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from core.studies.dicom_header import DicomFileProblem, DicomHeader, header_from_dataset
 from core.studies.errors import StudyLoadError
 from core.studies.limits import check_memory
 
-__all__ = ["DEFLATED_SYNTAX", "DicomFileProblem", "clear_header_cache", "looks_like_dicom", "read_header"]
+__all__ = ["DEFLATED_SYNTAX", "DicomFileProblem", "clear_header_cache", "looks_like_dicom", "open_capped",
+           "read_header"]
 
 DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
 _PIXEL_TAGS = {0x7FE00010: "PixelData", 0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData"}
@@ -44,7 +46,35 @@ _J2K_SYNTAXES = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10
                  "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}
 # pydicom raises these (and its own subclasses of them) for a damaged header: wrong lengths, unknown VRs, ...
 _HEADER_ERRORS = (ValueError, KeyError, TypeError, NotImplementedError, OverflowError, IndexError, AttributeError,
-                  UnicodeError, LookupError)
+                  UnicodeError, LookupError, BytesLengthException)
+
+
+class CappedFile:
+    """A binary file whose reads never ask for more than it holds: a damaged element length (4 GB in a 100 KB
+    file) must not make pydicom allocate it; the short value then ends the data set like a truncated file."""
+
+    def __init__(self, fp) -> None:
+        self._fp = fp
+        fp.seek(0, os.SEEK_END)
+        self._size = fp.tell()
+        fp.seek(0)
+
+    def read(self, n: int | None = -1) -> bytes:
+        left = max(0, self._size - self._fp.tell())
+        return self._fp.read(left if n is None or n < 0 or n > left else n)
+
+    def __getattr__(self, name: str):
+        return getattr(self._fp, name)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._fp.close()
+
+
+def open_capped(path: str | Path) -> CappedFile:
+    return CappedFile(open(path, "rb"))  # closed by CappedFile's context manager
 
 
 def looks_like_dicom(head: bytes) -> bool:
@@ -86,7 +116,7 @@ def read_header(path: Path) -> DicomHeader:
 def _parse_header(path: Path, stat_key: tuple[int, int]) -> DicomHeader:
     size = stat_key[0]
     try:
-        with open(path, "rb") as fp:
+        with open_capped(path) as fp:
             head = fp.read(132)
             if not looks_like_dicom(head):
                 raise DicomFileProblem("not a DICOM file (no DICOM header found)")

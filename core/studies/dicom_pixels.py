@@ -12,6 +12,7 @@ import pydicom
 import pydicom.pixels
 import pydicom.uid
 
+from core.studies.dicom_file import open_capped
 from core.studies.dicom_geometry import StackGeometry
 from core.studies.dicom_header import DicomHeader
 from core.studies.errors import StudyLoadError
@@ -76,8 +77,8 @@ def decode_frames(h: DicomHeader) -> np.ndarray:
     """All frames of a file as (frames, rows, cols) stored values, via pydicom's decoders (compressed, etc.)."""
     check_memory(h.path, 2 * h.decoded_bytes, f"{h.frames} image(s) of {h.cols} x {h.rows}")
     try:
-        ds = pydicom.dcmread(h.path, force=True)
-        arr = ds.pixel_array
+        with open_capped(h.path) as fp:
+            arr = pydicom.dcmread(fp, force=True).pixel_array
     except MemoryError:
         raise StudyLoadError(h.path, "not enough memory to decode the images") from None
     except Exception as exc:  # noqa: BLE001 - third-party decoders: any failure means this file cannot be shown
@@ -89,7 +90,8 @@ def decode_first_frame(h: DicomHeader) -> None:
     """Decode the first frame once to prove the compressed data can be shown (import); StudyLoadError if not."""
     check_memory(h.path, 2 * h.decoded_bytes // h.frames, f"an image of {h.cols} x {h.rows}")
     try:
-        arr = pydicom.pixels.pixel_array(str(h.path), index=0)
+        with open_capped(h.path) as fp:
+            arr = pydicom.pixels.pixel_array(fp, index=0)
     except MemoryError:
         raise StudyLoadError(h.path, "not enough memory to decode the image") from None
     except Exception as exc:  # noqa: BLE001 - third-party decoders: any failure means this file cannot be shown

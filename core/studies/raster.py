@@ -56,6 +56,24 @@ def _jpeg_sof_marker(path: Path) -> int | None:
     return None
 
 
+def _check_png_chunks(path: Path, stored: int) -> None:
+    """Every chunk must fit in the file: Pillow reads a chunk's declared length in one go (2 GB for a damaged one)."""
+    with open(path, "rb") as fp:
+        pos = 8
+        for _ in range(1 << 20):
+            fp.seek(pos)
+            head = fp.read(8)
+            if len(head) < 8:
+                return
+            length = struct.unpack(">I", head[:4])[0]
+            if pos + 12 + length > stored:
+                raise RasterProblem(f"damaged PNG: a data block claims {human_bytes(length)}, more than the file "
+                                    f"holds ({human_bytes(stored)})")
+            if head[4:8] == b"IEND":
+                return
+            pos += 12 + length
+
+
 def _bytes_per_pixel(img: Image.Image) -> int:
     return {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}.get(img.mode, 4)
 
@@ -72,9 +90,11 @@ def _check_size(path: Path, img: Image.Image) -> None:
         if _jpeg_sof_marker(path) not in _ARITHMETIC_SOF and pixels / 512 > stored:
             raise RasterProblem(f"{what}, more than a JPEG file of {human_bytes(stored)} can hold (it needs at "
                                 f"least {human_bytes(pixels / 512)}): the header is damaged or the file incomplete")
-    elif pixels * _bytes_per_pixel(img) > stored * MAX_DEFLATE_RATIO:
-        raise RasterProblem(f"{what}, more than a compressed file of {human_bytes(stored)} can hold: "
-                            "the header is damaged")
+    else:
+        if pixels * _bytes_per_pixel(img) > stored * MAX_DEFLATE_RATIO:
+            raise RasterProblem(f"{what}, more than a compressed file of {human_bytes(stored)} can hold: "
+                                "the header is damaged")
+        _check_png_chunks(path, stored)
     try:  # the decoded image, its grey conversion and the transposed copy the Volume keeps
         check_memory(path, pixels * (_bytes_per_pixel(img) + 8), f"a {width} x {height} image")
     except StudyLoadError as exc:
