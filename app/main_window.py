@@ -231,6 +231,8 @@ class MainWindow(QMainWindow):
         kind = "image" if volume.is_2d else "volume " + "×".join(str(n) for n in volume.shape)
         self.statusBar().showMessage(f"Opened {volume.modality} {kind}")
         self.volume_opened.emit(volume)
+        if volume.warnings:  # e.g. images that could not be read, shown blank like missing slices
+            self.show_problems(f"Opened {title} with problems", volume.warnings)
 
     def _start_consultation(self, series_uid: str) -> None:
         try:

@@ -88,7 +88,7 @@ def test_missing_path_is_reported(window, qtbot, tmp_path):
 
 
 @pytest.mark.skipif(ct_dicom_dir() is None, reason="CT DICOM sample (resources/samples or ../shared) absent")
-def test_a_file_damaged_after_import_fails_the_load_with_its_name(window, qtbot, tmp_path):
+def test_a_file_damaged_after_import_opens_blank_and_is_named(window, qtbot, tmp_path):
     series_dir = tmp_path / "ct"
     shutil.copytree(ct_dicom_dir(), series_dir)
     with qtbot.waitSignal(window.import_finished, timeout=60_000) as imported:
@@ -98,6 +98,23 @@ def test_a_file_damaged_after_import_fails_the_load_with_its_name(window, qtbot,
     with qtbot.waitSignal(window.problems_shown, timeout=60_000) as shown:
         window.open_series(imported.args[0].series[0])
     message = shown.args[0][0]
-    assert damaged.name in message and "Loading series failed" in message, message
+    assert damaged.name in message and "shown blank, like missing slices" in message, message
+    assert window.state.volume is not None and window.state.volume.shape[2] == len(list(series_dir.iterdir()))
+    window.problem_dialog.close()
+
+
+@pytest.mark.skipif(ct_dicom_dir() is None, reason="CT DICOM sample (resources/samples or ../shared) absent")
+def test_a_series_mostly_damaged_after_import_fails_the_load_with_a_name(window, qtbot, tmp_path):
+    series_dir = tmp_path / "ct"
+    shutil.copytree(ct_dicom_dir(), series_dir)
+    with qtbot.waitSignal(window.import_finished, timeout=60_000) as imported:
+        window.import_paths([series_dir])
+    damaged = sorted(series_dir.iterdir())[:10]
+    for path in damaged:
+        path.write_bytes(path.read_bytes()[:20_000])
+    with qtbot.waitSignal(window.problems_shown, timeout=60_000) as shown:
+        window.open_series(imported.args[0].series[0])
+    message = shown.args[0][0]
+    assert damaged[0].name in message and "Loading series failed" in message, message
     assert window.state.volume is None and window.isVisible()
     window.problem_dialog.close()
