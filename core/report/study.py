@@ -70,7 +70,7 @@ def open_study(study: str | Path, library: Any = None, progress: ProgressFn | No
     context = StudyContext.from_series_source(source)
     labelling = stored_labelling(source.series_uid, getattr(library, "db", None))
     context.measurements = stored_measurements(source.series_uid, getattr(library, "db", None))
-    return ReportStudy(volume, source, context, labelling, warnings + list(source.warnings))
+    return ReportStudy(volume, source, context, labelling, warnings + list(source.warnings) + volume.warnings)
 
 
 def _library_db(db: Any) -> Any:

@@ -20,4 +20,5 @@ def load_volume(path: str | Path, progress: ProgressFn | None = None,
         warnings.append(f"{len(series)} series found: using '{series[0].series_description}' "
                         f"({series[0].n_images} images)")
     warnings.extend(series[0].warnings)
-    return load_series(series[0], progress, cancel), warnings
+    volume = load_series(series[0], progress, cancel)
+    return volume, warnings + volume.warnings  # images shown blank, if any
