@@ -419,7 +419,8 @@ def make_seeds(workdir: Path, include_shared: bool = True) -> dict[str, list[See
     seeds: dict[str, list[Seed]] = {
         "dicom": [Seed("dicom", "j2k.dcm", middle[1].read_bytes(), neighbours),
                   Seed("dicom", "native.dcm", native[1], neighbours),
-                  Seed("dicom", "small.dcm", small.getvalue())],
+                  Seed("dicom", "small.dcm", small.getvalue()),
+                  *_multiframe_seeds(native), _radiograph_seed(small.getvalue())],
     }
     ct = pydicom.dcmread(middle[1])
     pixels = ct.pixel_array.astype(np.int16)
@@ -454,6 +455,55 @@ def make_seeds(workdir: Path, include_shared: bool = True) -> dict[str, list[See
                     raster.append(Seed("raster", path.name, path.read_bytes()))
     seeds["raster"] = raster
     return seeds
+
+
+def _multiframe_seeds(native: list[bytes]) -> list[Seed]:
+    """An enhanced multi-frame file of three real slices (cropped), uncompressed and JPEG 2000 (one frame each)."""
+    import numpy as np
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+    from pydicom.uid import JPEG2000Lossless
+
+    slices = [pydicom.dcmread(io.BytesIO(b)) for b in native]
+    ds = slices[1]
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT
+    frames = np.stack([s.pixel_array[224:288, 224:288] for s in slices])
+    ds.Rows, ds.Columns = frames.shape[1:]
+    ds.NumberOfFrames = len(frames)
+    ds.PixelData = frames.tobytes()
+    per_frame = []
+    for s in slices:
+        position, item = Dataset(), Dataset()
+        position.ImagePositionPatient = s.ImagePositionPatient
+        item.PlanePositionSequence = DicomSequence([position])
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = DicomSequence(per_frame)
+    out = []
+    for name, compress in (("multiframe.dcm", False), ("multiframe_j2k.dcm", True)):
+        if compress:
+            ds.compress(JPEG2000Lossless)
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        out.append(Seed("dicom", name, buf.getvalue()))
+    return out
+
+
+def _radiograph_seed(small: bytes) -> Seed:
+    """A DX projection (no patient position, MONOCHROME1, imager pixel spacing) from the cropped CT slice."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(small))
+    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # DX for presentation
+    ds.Modality, ds.PhotometricInterpretation = "DX", "MONOCHROME1"
+    ds.ImagerPixelSpacing = ["0.15", "0.15"]
+    ds.PatientOrientation = ["P", "F"]
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return Seed("dicom", "dx.dcm", buf.getvalue())
 
 
 # --------------------------------------------------------------------------------------------------------------
