@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import shutil
 import sys
 import time
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before a case counts as a hang")
     parser.add_argument("--kinds", default="dicom,nifti,raster", help="comma-separated subset")
     parser.add_argument("--keep", type=Path, default=None, help="copy mutants worse than 'clean error' here")
+    parser.add_argument("--reasons", type=int, default=0, help="also print the N most common clean-error reasons")
     args = parser.parse_args(argv)
 
     root = temp_root("spinemed-fuzz-")
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         chooser = RandomChooser(rng)
         counts: dict[str, Counter] = {k: Counter() for k in kinds}
         details: dict[str, Counter] = defaultdict(Counter)
+        reasons: Counter = Counter()
         start = time.monotonic()
         print("seeds: " + ", ".join(f"{k}: {len(seeds[k])}" for k in kinds), flush=True)
         with LoaderWorker(mem_cap=int(args.mem_gb * (1 << 30)), timeout=args.timeout) as worker:
@@ -68,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                 case_dir = write_case(root / "cases", seed, data, n)
                 outcome, detail = worker.run(case_dir, root / "extract")
                 counts[kind][outcome] += 1
+                if outcome == "clean error":
+                    reasons[re.sub(r"\S*/case\d+/", "", detail)[:160]] += 1
                 if OUTCOMES.index(outcome) > OUTCOMES.index("clean error"):
                     details[outcome][f"[{kind}/{seed.name}] {detail}"[:220]] += 1
                     if args.keep:
@@ -94,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{outcome}:")
             for text, k in details[outcome].most_common(30):
                 print(f"  {k:4d} x {text}")
+    if args.reasons:
+        print(f"\nmost common clean errors ({len(reasons)} distinct):")
+        for text, k in reasons.most_common(args.reasons):
+            print(f"  {k:4d} x {text}")
     bad = sum(total[o] for o in ("escape", "memory", "hang", "crash"))
     return 1 if bad else 0
 

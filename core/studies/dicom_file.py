@@ -152,7 +152,8 @@ def _parse_header(path: Path, stat_key: tuple[int, int]) -> DicomHeader:
         if what:
             raise DicomFileProblem(f"is a DICOM {what}, not an image")
         if header.rows and header.cols or "Image Storage" in pydicom.uid.UID(header.sop_class).name:
-            raise DicomFileProblem("truncated: file ends before the pixel data")
+            raise DicomFileProblem("truncated: the file ends before its pixel data (cut short, or an element "
+                                   "length in the header is damaged)")
         raise DicomFileProblem(f"is a DICOM {header.modality or 'non-image'} object with no pixel data, not an image")
     if pixel_tag != "PixelData":
         raise DicomFileProblem(f"{pixel_tag} (floating-point pixels) is not supported")

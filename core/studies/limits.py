@@ -26,6 +26,12 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} PB"  # pragma: no cover - the loop always returns
 
 
+def bytes_pair(a: int, b: int) -> tuple[str, str]:
+    """Two sizes for one message, exact when rounding would show them equal ("196.6 KB of 196.6 KB")."""
+    ha, hb = human_bytes(a), human_bytes(b)
+    return (f"{a:,} bytes", f"{b:,} bytes") if ha == hb and a != b else (ha, hb)
+
+
 def _mem_available() -> int | None:
     try:
         with open("/proc/meminfo") as fp:

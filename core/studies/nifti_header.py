@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.studies.limits import MAX_DEFLATE_RATIO, human_bytes
+from core.studies.limits import MAX_DEFLATE_RATIO, bytes_pair, human_bytes
 
 # NIfTI datatype code -> numpy kind and size, for the scalar types a Volume can hold.
 SCALAR_TYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8",
@@ -115,10 +115,10 @@ def check_header(head: bytes, stored_size: int, compressed: bool) -> NiftiLayout
         raise NiftiProblem(f"the header puts the pixel data at byte {vox_offset}, beyond the end of a "
                            f"{'compressed ' if compressed else ''}file of {human_bytes(stored_size)}: it is damaged")
     nbytes = math.prod(shape) * dtype.itemsize
-    declared = f"the header declares {_dims_text(shape)} voxels ({human_bytes(nbytes)} of pixel data)"
+    held, wanted = bytes_pair(max(0, stored_size - vox_offset), nbytes)
+    declared = f"the header declares {_dims_text(shape)} voxels ({wanted} of pixel data)"
     if not compressed and vox_offset + nbytes > stored_size:
-        raise NiftiProblem(f"{declared} but the file holds only {human_bytes(max(0, stored_size - vox_offset))} "
-                           "of them: it is damaged or incomplete")
+        raise NiftiProblem(f"{declared} but the file holds only {held} of them: it is damaged or incomplete")
     if compressed and vox_offset + nbytes > stored_size * MAX_DEFLATE_RATIO:
         raise NiftiProblem(f"{declared}, more than a compressed file of {human_bytes(stored_size)} can hold: "
                            "the header is damaged")
@@ -157,10 +157,10 @@ def verify_gzip(path: Path, needed: int, chunk: int = 1 << 20) -> None:
                     break
                 total += len(block)
     except EOFError:
-        raise NiftiProblem(f"the compressed file is cut short (it ends after {human_bytes(total)} of "
-                           f"{human_bytes(needed)}): it is incomplete") from None
+        raise NiftiProblem("the compressed file is cut short: it is incomplete") from None
     except (OSError, zlib.error):
-        raise NiftiProblem(f"damaged gzip compression (after {human_bytes(total)} of {human_bytes(needed)})") from None
+        raise NiftiProblem("damaged gzip compression: the file cannot be decompressed to its end") from None
     if total < needed:
-        raise NiftiProblem(f"the file holds {human_bytes(total)} once decompressed, but its header declares "
-                           f"{human_bytes(needed)} of header and pixel data: it is damaged or incomplete")
+        held, wanted = bytes_pair(total, needed)
+        raise NiftiProblem(f"the file holds {held} once decompressed, but its header declares {wanted} of header "
+                           "and pixel data: it is damaged or incomplete")
