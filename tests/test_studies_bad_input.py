@@ -180,6 +180,29 @@ def test_undecodable_jpeg2000_slice_is_reported_and_its_series_opens_with_a_gap(
     assert volume.shape == (512, 512, len(files))
 
 
+def test_many_compressed_files_are_checked_in_worker_processes(tmp_path, monkeypatch):
+    from core.studies import dicom_verify
+
+    series = generate_uid()
+    paths = [_j2k_slice(tmp_path, f"s{n}.dcm", series_uid=series, value=10 * n) for n in range(3)]
+    ds = pydicom.dcmread(paths[1])
+    ds.ImagePositionPatient = ["0", "0", "3"]
+    ds.save_as(paths[1])
+    ds = pydicom.dcmread(paths[2])
+    ds.ImagePositionPatient = ["0", "0", "6"]
+    ds.save_as(paths[2])
+    data = bytearray(paths[2].read_bytes())
+    start = data.index(b"\xff\x4f\xff\x51")  # the codestream's SIZ marker, overwritten
+    data[start + 2:start + 4] = b"\x00\x00"
+    paths[2].write_bytes(bytes(data))
+    monkeypatch.setattr(dicom_verify, "_PROCESS_MIN_FILES", 2)
+    monkeypatch.setattr(dicom_verify, "_PROCESS_MIN_CORES", 1)
+    result = scan(tmp_path)
+    assert [p.path for p in result.problems] == [paths[2]]
+    assert "cannot be decoded" in _plain(result.problems[0])
+    assert [s.n_images for s in result.series] == [2]
+
+
 def test_slices_damaged_after_import_open_blank_with_a_warning(tmp_path):
     paths = write_stack(tmp_path, [float(z) for z in range(8)], shuffle_names=False)
     source = scan(tmp_path).series[0]

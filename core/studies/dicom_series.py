@@ -12,10 +12,10 @@ import numpy as np
 from core.studies.dicom_file import DicomFileProblem, read_header
 from core.studies.dicom_geometry import in_plane, multiframe_geometry, projection_affine, stack_geometry
 from core.studies.dicom_header import DicomHeader
-from core.studies.dicom_pixels import decode_first_frame
-from core.studies.errors import StudyLoadError, unexpected_reason
+from core.studies.dicom_verify import verify_first_frames
+from core.studies.errors import unexpected_reason
 from core.studies.sources import ImportProblem, ScanResult, SeriesSource
-from core.tasks import CancelToken, ProgressFn, check, report
+from core.tasks import CancelToken, ProgressFn, check, report, sub_progress
 
 
 def scan_files(paths: Sequence[Path], progress: ProgressFn | None = None,
@@ -29,22 +29,22 @@ def scan_files(paths: Sequence[Path], progress: ProgressFn | None = None,
     headers: list[DicomHeader] = []
     total = max(1, len(paths))
     step = max(1, total // 100)
+    header_share = 0.3 if verify else 1.0
     for n, path in enumerate(paths):
         if n % step == 0:
             check(cancel)
-            report(progress, n / total, f"Reading DICOM headers {n}/{total}")
+            report(progress, header_share * n / total, f"Reading DICOM headers {n}/{total}")
         try:
-            header = read_header(path)
-            if verify and header.pixel_offset is None and not header.verified:
-                decode_first_frame(header)
-                header.verified = True
-            headers.append(header)
+            headers.append(read_header(path))
         except DicomFileProblem as exc:
             result.problems.append(ImportProblem(Path(path), exc.reason))
-        except StudyLoadError as exc:
-            result.problems.append(ImportProblem(Path(path), exc.reason, internal=exc.internal))
         except Exception as exc:  # noqa: BLE001 - one unforeseen file must not stop the others: it is reported
             result.problems.append(ImportProblem(Path(path), unexpected_reason(exc), internal=type(exc).__name__))
+    if verify:
+        failures = verify_first_frames(headers, sub_progress(progress, header_share, 1.0), cancel)
+        for n, (reason, internal) in sorted(failures.items()):
+            result.problems.append(ImportProblem(headers[n].path, reason, internal=internal))
+        headers = [h for n, h in enumerate(headers) if n not in failures]
     groups: dict[str, list[DicomHeader]] = {}
     for h in headers:
         groups.setdefault(h.series_uid or _derived_uid(h), []).append(h)
