@@ -89,7 +89,8 @@ class Library:
         try:
             thumb = make_thumbnail(source) if not existing else None
         except Exception as exc:  # noqa: BLE001 - a thumbnail is cosmetic; the series still imports
-            source.warnings.append(f"no thumbnail: {exc}")
+            reason = getattr(exc, "reason", "") or "the image could not be read"  # StudyLoadError's plain words
+            source.warnings.append(f"no thumbnail: {reason}")
             thumb = None
         # One transaction for the whole series: db.atomic() makes the inner writes savepoints of it.
         with self.db.atomic():

@@ -98,7 +98,7 @@ def read_header(path: Path) -> DicomHeader:
     try:
         st = os.stat(key)
     except OSError as exc:
-        raise DicomFileProblem(f"cannot read file ({exc.strerror or exc})") from None
+        raise DicomFileProblem(f"cannot read file ({exc.strerror or 'input/output error'})") from None
     stat_key = (st.st_size, st.st_mtime_ns)
     with _cache_lock:
         cached = _cache.get(key)
@@ -144,7 +144,7 @@ def _parse_header(path: Path, stat_key: tuple[int, int]) -> DicomHeader:
                                        "value type") from None
             pixel_tag = None if ts == DEFLATED_SYNTAX else _read_pixel_element(fp, ds, size, header)
     except OSError as exc:
-        raise DicomFileProblem(f"cannot read file ({exc.strerror or exc})") from None
+        raise DicomFileProblem(f"cannot read file ({exc.strerror or 'input/output error'})") from None
     if ts == DEFLATED_SYNTAX:
         pixel_tag = "PixelData" if header.rows else None
     if pixel_tag is None:
