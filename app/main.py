@@ -28,4 +28,9 @@ def run_gui(paths: list[Path], model_path: Path | None = None) -> int:
     window.show()
     if paths:
         window.import_paths([Path(p) for p in paths], open_first=True)
-    return int(app.exec())
+    code = int(app.exec())
+    from app.shutdown import release_qt
+
+    for problem in release_qt():
+        print(f"spinemed: at exit, {problem}", file=sys.stderr)
+    return code

@@ -54,24 +54,13 @@ def embedded_model() -> Path:
 
 
 # --- process exit -----------------------------------------------------------------------------------------------
-# After hundreds of Qt windows, VTK render windows and worker threads, PySide6 tears its objects down at interpreter
-# exit in an undefined order, and once in a while that segfaults ("shared QObject was deleted directly") AFTER every
-# test has passed and the summary is printed, turning a green run red. The workstation itself leaves through
-# QApplication.exec() with its windows closed, not this path. So a session that imported Qt ends with os._exit and
-# pytest's own exit status, once the summary is out.
-_exit_status: dict[str, int] = {}
-
-
+# A session that used Qt closes and deletes its windows and joins its worker threads before Python's teardown, the
+# same way the workstation leaves (app/shutdown.py): objects left to interpreter exit are deleted in no defined order.
 def pytest_sessionfinish(session, exitstatus):
-    _exit_status["status"] = int(exitstatus)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config):
-    import os
     import sys
 
-    if "status" in _exit_status and "PySide6.QtCore" in sys.modules:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_exit_status["status"])
+    if "PySide6.QtWidgets" in sys.modules:
+        from app.shutdown import release_qt
+
+        for problem in release_qt():
+            print(f"\nQt teardown: {problem}", file=sys.stderr)
