@@ -341,13 +341,14 @@ def test_impossible_nifti_header_is_never_imported(tmp_path):
     assert lib.studies() == []
 
 
-@pytest.mark.parametrize("command", ["info", "import"])
-def test_cli_prints_a_clear_message_for_the_impossible_header(tmp_path, command):
+@pytest.mark.parametrize(("command", "code"), [("info", 1), ("import", 1), ("levels auto", 2), ("report", 2)])
+def test_cli_prints_a_clear_message_for_the_impossible_header(tmp_path, command, code):
     path = _huge_nifti(tmp_path / "huge.nii")
     env = {"SPINEMED_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "QT_QPA_PLATFORM": "offscreen"}
-    run = subprocess.run([sys.executable, "-m", "app.cli", command, str(path)], check=False, cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 1
+    extra = ["-o", str(tmp_path / "report.txt")] if command == "report" else []
+    run = subprocess.run([sys.executable, "-m", "app.cli", *command.split(), str(path), *extra], check=False,
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == code, run.stderr
     assert "Traceback" not in run.stderr + run.stdout
     assert f"{path}: the header declares 30000 x 30000 x 30000 voxels" in run.stderr
 

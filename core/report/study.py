@@ -52,7 +52,7 @@ def open_study(study: str | Path, library: Any = None, progress: ProgressFn | No
         result = scan(path, cancel=cancel)
         warnings += [str(p) for p in result.problems]
         if not result.series:
-            raise StudyLoadError(path, "; ".join(warnings) or "no image found")
+            raise StudyLoadError(path, "; ".join(p.reason if p.path == Path(path) else str(p) for p in result.problems) or "no image found")
         series = sorted(result.series, key=lambda s: s.n_images, reverse=True)
         if len(series) > 1:
             warnings.append(f"{len(series)} series found: using '{series[0].series_description}'")

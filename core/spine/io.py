@@ -14,7 +14,7 @@ def load_volume(path: str | Path, progress: ProgressFn | None = None,
     result = scan(Path(path), cancel=cancel)
     warnings = [str(p) for p in result.problems]
     if not result.series:
-        raise StudyLoadError(Path(path), "; ".join(warnings) or "no image found")
+        raise StudyLoadError(Path(path), "; ".join(p.reason if p.path == Path(path) else str(p) for p in result.problems) or "no image found")
     series = sorted(result.series, key=lambda s: s.n_images, reverse=True)
     if len(series) > 1:
         warnings.append(f"{len(series)} series found: using '{series[0].series_description}' "
