@@ -420,7 +420,7 @@ def make_seeds(workdir: Path, include_shared: bool = True) -> dict[str, list[See
         "dicom": [Seed("dicom", "j2k.dcm", middle[1].read_bytes(), neighbours),
                   Seed("dicom", "native.dcm", native[1], neighbours),
                   Seed("dicom", "small.dcm", small.getvalue()),
-                  *_multiframe_seeds(native), _radiograph_seed(small.getvalue())],
+                  *_multiframe_seeds(native), _radiograph_seed(small.getvalue()), _deflated_seed(small.getvalue())],
     }
     ct = pydicom.dcmread(middle[1])
     pixels = ct.pixel_array.astype(np.int16)
@@ -487,6 +487,18 @@ def _multiframe_seeds(native: list[bytes]) -> list[Seed]:
         ds.save_as(buf, enforce_file_format=True)
         out.append(Seed("dicom", name, buf.getvalue()))
     return out
+
+
+def _deflated_seed(small: bytes) -> Seed:
+    """The cropped slice with its data set deflated (zlib), as some archives send it."""
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = pydicom.dcmread(io.BytesIO(small))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return Seed("dicom", "deflated.dcm", buf.getvalue())
 
 
 def _radiograph_seed(small: bytes) -> Seed:

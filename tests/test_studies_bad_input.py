@@ -104,6 +104,21 @@ def test_plain_file_whose_transfer_syntax_says_deflated(tmp_path):
     assert "deflated" in reason and "damaged" in reason
 
 
+def test_deflated_data_set_that_unpacks_beyond_memory_is_refused_before_inflating(tmp_path, monkeypatch):
+    from core.studies import dicom_file
+
+    ds = ct_slice((0, 0, 0), series_uid=generate_uid(), value=0, rows=1024, cols=1024)  # 2 MB inflated
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    path = save(ds, tmp_path / "bomb.dcm")
+    assert path.stat().st_size < 100_000
+    monkeypatch.setattr(dicom_file, "memory_budget", lambda: 3_000_000)  # as if 1 MB were all pydicom may take
+    reason = _only_problem(scan(tmp_path), path)
+    assert reason.startswith("the compressed (deflated) data set unpacks to more than 1.0 MB")
+    monkeypatch.undo()
+    dicom_file.clear_header_cache()
+    assert load_series(scan(tmp_path).series[0]).shape == (1024, 1024, 1)  # a sound deflated file still opens
+
+
 def test_bits_allocated_stored_as_ul_instead_of_us(tmp_path):
     path = _j2k_slice(tmp_path)
     _replace_once(path, b"\x28\x00\x00\x01US\x02\x00", b"\x28\x00\x00\x01UL\x02\x00")

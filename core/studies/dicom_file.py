@@ -20,7 +20,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from core.studies.dicom_header import DicomFileProblem, DicomHeader, header_from_dataset
 from core.studies.errors import StudyLoadError
-from core.studies.limits import check_memory
+from core.studies.limits import check_memory, human_bytes, memory_budget
 
 __all__ = ["DEFLATED_SYNTAX", "DicomFileProblem", "clear_header_cache", "looks_like_dicom", "open_capped",
            "read_header"]
@@ -120,6 +120,8 @@ def _parse_header(path: Path, stat_key: tuple[int, int]) -> DicomHeader:
             head = fp.read(132)
             if not looks_like_dicom(head):
                 raise DicomFileProblem("not a DICOM file (no DICOM header found)")
+            if head[128:132] == b"DICM" and DEFLATED_SYNTAX.encode() in fp.read(4096):
+                _check_inflated_size(fp, path)
             fp.seek(0)
             try:
                 ds = pydicom.dcmread(fp, stop_before_pixels=True, force=head[128:132] != b"DICM")
@@ -172,6 +174,28 @@ def _parse_header(path: Path, stat_key: tuple[int, int]) -> DicomHeader:
     except StudyLoadError as exc:
         raise DicomFileProblem(exc.reason) from None
     return header
+
+
+def _check_inflated_size(fp, path: Path, chunk: int = 1 << 20) -> None:
+    """A deflated data set is inflated whole by pydicom: count what it unpacks to first (a zip bomb must not)."""
+    fp.seek(132)
+    group = fp.read(12)
+    if len(group) < 12 or group[:4] != b"\x02\x00\x00\x00":
+        return  # no meta group length: pydicom will judge the file
+    fp.seek(144 + struct.unpack("<I", group[8:12])[0])
+    limit = memory_budget() // 3  # pydicom keeps the compressed and the inflated bytes, then builds the data set
+    inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    try:
+        while block := inflater.unconsumed_tail or fp.read(chunk):
+            total += len(inflater.decompress(block, chunk))
+            if total > limit:
+                raise DicomFileProblem(f"the compressed (deflated) data set unpacks to more than "
+                                       f"{human_bytes(limit)}, more than this computer can hold: it is damaged")
+            if inflater.eof:
+                return
+    except zlib.error:
+        raise DicomFileProblem("the header says the data set is compressed (deflated), but it cannot be "
+                               "decompressed: the file is damaged") from None
 
 
 def _non_image_kind(header: DicomHeader) -> str:

@@ -12,7 +12,7 @@ import pydicom
 import pydicom.pixels
 import pydicom.uid
 
-from core.studies.dicom_file import open_capped
+from core.studies.dicom_file import DEFLATED_SYNTAX, open_capped
 from core.studies.dicom_geometry import StackGeometry
 from core.studies.dicom_header import DicomHeader
 from core.studies.errors import StudyLoadError
@@ -91,7 +91,11 @@ def decode_first_frame(h: DicomHeader) -> None:
     check_memory(h.path, 2 * h.decoded_bytes // h.frames, f"an image of {h.cols} x {h.rows}")
     try:
         with open_capped(h.path) as fp:
-            arr = pydicom.pixels.pixel_array(fp, index=0)
+            if h.transfer_syntax == DEFLATED_SYNTAX:  # pixel_array() reads the data set without inflating it
+                arr = pydicom.dcmread(fp, force=True).pixel_array
+                arr = arr[:1] if h.frames > 1 else arr
+            else:
+                arr = pydicom.pixels.pixel_array(fp, index=0)
     except MemoryError:
         raise StudyLoadError(h.path, "not enough memory to decode the image") from None
     except Exception as exc:  # noqa: BLE001 - third-party decoders: any failure means this file cannot be shown
