@@ -104,8 +104,8 @@ def check_header(head: bytes, stored_size: int, compressed: bool) -> NiftiLayout
     dtype = np.dtype(endian + SCALAR_TYPES[datatype])
     if not math.isfinite(offset_value) or offset_value < 0:
         raise NiftiProblem(f"the header gives an impossible start of the pixel data ({offset_value})")
-    vox_offset = int(offset_value) or (352 if version == 1 else 544)
-    if vox_offset < size:
+    vox_offset = int(offset_value)
+    if vox_offset < size + 4:  # a single-file NIfTI's pixels follow the header and its 4-byte extension flag
         raise NiftiProblem(f"the header puts the pixel data at byte {vox_offset}, inside the header itself")
     scaled = math.isfinite(slope) and slope != 0 and (slope, inter) != (1.0, 0.0)
     if scaled and not math.isfinite(inter):
