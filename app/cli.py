@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_chat)
     p = sub.add_parser("levels", help="vertebral levels: automatic labelling and its evaluation (headless)")
     levels = p.add_subparsers(dest="levels_command", required=True)
-    backends = ["auto", "classical-ct", "totalsegmentator"]
+    backends = ["auto", "learned", "classical-ct", "classical-mr", "totalsegmentator"]
     q = levels.add_parser("auto", help="label the vertebrae of an image (NIfTI file or DICOM folder)")
     q.add_argument("image")
     q.add_argument("-o", "--output", help="write the labelling as JSON")

@@ -1,10 +1,10 @@
-"""Benchmark: automatic level labelling (built-in CT method) of a synthetic 512x512x400 CT.
+"""Benchmark: automatic level labelling of a synthetic 512x512x400 CT (built-in CT method, or ``--backend learned``).
 
 The phantom (core.spine.phantom: trunk, T8..S1 with discs, ribs, sacrum and iliac bones; 0.7 x 0.7 x 1.0 mm,
 int16 HU) is made in memory; the time printed covers auto_label() only (resampling, column tracing, discs,
 anchors, naming), the median of ``--repeats`` runs after one warm-up.
 
-    .venv/bin/python benchmarks/bench_levels.py [--repeats 3] [--slices 400]
+    .venv/bin/python benchmarks/bench_levels.py [--repeats 3] [--slices 400] [--backend classical-ct|learned]
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--slices", type=int, default=400)
+    parser.add_argument("--backend", default="classical-ct", help="a registered labeller (classical-ct, learned)")
     args = parser.parse_args()
     t0 = time.perf_counter()
     ph = spine_phantom(first="T8", last="S1", shape=(512, 512, args.slices), spacing=(0.7, 0.7, 1.0))
@@ -36,13 +37,15 @@ def main() -> int:
     labelling = None
     for n in range(args.repeats + 1):
         t = time.perf_counter()
-        labelling = auto_label(ph.volume, backend="classical-ct")
+        labelling = auto_label(ph.volume, backend=args.backend)
         if n:  # the first run is a warm-up
             times.append(time.perf_counter() - t)
     ev = evaluate(labelling, ReferenceSet(ph.centres))
     print(f"labelled {len(labelling.vertebrae)} vertebrae, names {labelling.names()}")
-    print(f"identification rate {ev.identification_rate:.2f}, localisation error {ev.localisation_error_mm:.1f} mm")
-    print(f"auto-labelling time: median {statistics.median(times):.2f} s (min {min(times):.2f}, "
+    loc = ev.localisation_error_mm
+    print(f"identification rate {ev.identification_rate:.2f}, localisation error "
+          f"{'-' if loc is None else f'{loc:.1f}'} mm, detection error {ev.detection_error_mm:.1f} mm")
+    print(f"{args.backend} auto-labelling time: median {statistics.median(times):.2f} s (min {min(times):.2f}, "
           f"max {max(times):.2f}) over {len(times)} runs")
     return 0 if np.isfinite(statistics.median(times)) else 1
 

@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("torch", reason="the train extra (torch) is not installed")
 
-from core.spine.autolabel.learned import LearnedLevels  # noqa: E402
-from training.cli import main as train_main  # noqa: E402
-from training.levels.config import load_levels_config  # noqa: E402
-from training.levels.train import run_levels_training  # noqa: E402
+from core.spine.autolabel.learned import LearnedLevels
+from training.cli import main as train_main
+from training.levels.config import load_levels_config
+from training.levels.train import run_levels_training
 
 TINY = ["steps=2", "batch_size=2", "rows=64", "cols=48", "pool_size=2", "new_spine_every=1000", "val_samples=4",
         "eval_every=1", "checkpoint_every=1", "width=4"]

@@ -37,9 +37,12 @@ class Provenance:
     user: str | None = None
     created_at: str = field(default_factory=now_iso)
     based_on: str | None = None  # the method a user edit started from
+    weights_sha256: str | None = None  # a learned method: the sha256 of the weights it ran with
 
     def describe(self) -> str:
         who = f"{self.user} (manual)" if self.user else f"{self.method} {self.version}".strip()
+        if self.weights_sha256 and not self.user:
+            who += f" (weights sha256 {self.weights_sha256[:12]})"
         return f"{who}, {self.created_at}"
 
 

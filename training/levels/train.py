@@ -109,14 +109,18 @@ def run_levels_training(cfg: LevelsTrainConfig, real_maps: list | None = None, p
     synth_opt = SynthOptions(rows=cfg.rows, cols=cfg.cols)
     if ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["steps_total"] != cfg.steps:
-            log.warning("checkpoint was made for %s steps, config says %s: the schedule restarts from its step",
-                        state["steps_total"], cfg.steps)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
+        step, history, elapsed_before = state["step"], state["history"], state.get("elapsed", 0.0)
         if state["steps_total"] == cfg.steps:
             sched.load_state_dict(state["sched"])
-        step, history, elapsed_before = state["step"], state["history"], state.get("elapsed", 0.0)
+        elif cfg.steps > step:  # more steps than the run was planned for: a new warm-up and decay for the rest
+            log.info("continuing a %s-step run to %s steps: new schedule for the remaining %s",
+                     state["steps_total"], cfg.steps, cfg.steps - step)
+            for group in opt.param_groups:
+                group["lr"] = cfg.learning_rate
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate, total_steps=cfg.steps - step,
+                                                        pct_start=0.05, final_div_factor=50.0)
         torch.set_rng_state(state["torch_rng"])
         rng.bit_generator.state = state["numpy_rng"]  # the pool is drawn again from where the run was
         log.info("resumed from %s at step %d", ckpt, step)

@@ -1,10 +1,12 @@
-"""Automatic vertebral labelling backends: the built-in classical CT and MR methods, and TotalSegmentator (when
-installed with local weights). ``auto_label(volume)`` picks the first available backend that suits the image."""
+"""Automatic vertebral labelling backends: the built-in classical CT and MR methods, the learned labeller (ONNX
+weights in resources/models), and TotalSegmentator (when installed with local weights). ``auto_label(volume)``
+picks the first available backend that suits the image."""
 from __future__ import annotations
 
 from core.spine.autolabel.base import AutoLabelError, AutoLabeller, backends, choose_backend, get_backend, register
 from core.spine.autolabel.classical_ct import ClassicalCT
 from core.spine.autolabel.classical_mr import ClassicalMR
+from core.spine.autolabel.learned import LearnedLevels
 from core.spine.autolabel.totalseg import TotalSegmentatorBackend
 from core.spine.labelling import SpineLabelling
 from core.studies.volume import Volume
@@ -13,6 +15,7 @@ from core.tasks import CancelToken, ProgressFn
 # Order = preference of 'auto': the built-in method first (seconds); TotalSegmentator (minutes on a CPU) on request.
 register(ClassicalCT())
 register(ClassicalMR())
+register(LearnedLevels())
 register(TotalSegmentatorBackend())
 
 

@@ -1,0 +1,121 @@
+"""Both labellers side by side on every real labelled study in ../shared and tests/data: runs
+``spinemed levels eval`` once per study and labeller and prints a table of identification rate, localisation error,
+semi-automatic figures (the user names one level) and the time of each run.
+
+    .venv/bin/python benchmarks/eval_levels.py [--samples ../shared/data/spine-samples] [--markdown]
+        [--public .cache/eval-public-ct/reference_files]   (the two CTs benchmarks/eval_public_ct.py fetches)
+
+The classical labeller is classical-ct on CT and classical-mr on MR; the learned one is ``learned`` (weights in
+resources/models/spinemed-levels-synth). The learned labeller was trained on synthetic images only; of these
+studies its weights saw no image and no label map (the only real label map it was trained with is VerSe's
+sub-verse004 mask, whose CT is not here).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Study:
+    name: str
+    modality: str
+    image: Path
+    reference: Path
+    numbering: str
+
+
+def studies(samples: Path, public: Path | None) -> list[Study]:
+    s = samples
+    out = [
+        Study("tptbox_ct_lumbar_crop_L2-L4", "CT", s / "tptbox_ct_lumbar_crop_L2-L4/sub-ct_label-22_ct.nii.gz",
+              s / "tptbox_ct_lumbar_crop_L2-L4/sub-ct_seg-vert_label-22_msk.nii.gz", "verse"),
+        Study("ts_ct_dicom_T11-T12", "CT", s / "ts_ct_dicom_T11-T12/dicom",
+              s / "ts_ct_dicom_T11-T12/seg_total_v2.nii.gz", "totalseg"),
+        Study("sct_cervical_t2_mri_C2-C5", "MR", s / "sct_cervical_t2_mri_C2-C5/t2.nii.gz",
+              s / "sct_cervical_t2_mri_C2-C5/t2_cordseg_labeled_by_level.nii.gz", "sct"),
+        Study("tptbox_mri_cervical_crop_C5-C7", "MR", s / "tptbox_mri_cervical_crop_C5-C7/sub-mri_label-6_T2w.nii.gz",
+              s / "tptbox_mri_cervical_crop_C5-C7/sub-mri_seg-vert_label-6_msk.nii.gz", "verse"),
+        Study("totalseg_example_ct (tests/data)", "CT", REPO / "tests/data/totalseg_example_ct/ct.nii.gz",
+              REPO / "tests/data/totalseg_example_ct/seg_vertebrae_totalseg.nii.gz", "totalseg"),
+    ]
+    if public is not None:
+        t12 = public / "aorta_T12_totalseg.nii.gz"  # written by benchmarks/eval_public_ct.py
+        if t12.exists():
+            out.append(Study("TotalSegmentator aorta chest CT", "CT", public / "aorta_report/example_ct.nii.gz",
+                             t12, "totalseg"))
+    return [st for st in out if st.image.exists() and st.reference.exists()]
+
+
+def _num(pattern: str, text: str) -> str:
+    m = re.search(pattern, text)
+    return m.group(1) if m else "-"
+
+
+def run(study: Study, backend: str) -> dict:
+    spinemed = str(Path(sys.executable).with_name("spinemed"))
+    t0 = time.perf_counter()
+    proc = subprocess.run([spinemed, "levels", "eval", str(study.image), "--reference", str(study.reference),
+                           "--numbering", study.numbering, "--backend", backend, "-q"],
+                          capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t0
+    out = proc.stdout
+    semi = re.search(r"semi-automatic .*?identification rate ([\d.]+), localisation error mm ([\d.\-]+)", out)
+    return {
+        "ident": _num(r"identification rate: ([\d.]+)", out),
+        "loc": _num(r"localisation error mm: ([\d.\-]+)", out),
+        "pred": _num(r"predicted vertebrae: (\d+ \(\d+ named\))", out),
+        "refs": _num(r"reference vertebrae: (\d+)", out),
+        "semi": f"{semi.group(1)} / {semi.group(2)}" if semi else "-",
+        "failed": _num(r"labelling failed: (.*)", out),
+        "seconds": seconds,
+        "stdout": out + proc.stderr,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=Path, default=REPO.parent / "shared" / "data" / "spine-samples")
+    parser.add_argument("--public", type=Path, default=REPO / ".cache/eval-public-ct/reference_files")
+    parser.add_argument("--verbose", action="store_true", help="print each eval's full output")
+    args = parser.parse_args()
+    found = studies(args.samples, args.public if args.public.is_dir() else None)
+    if not found:
+        print(f"error: no labelled study found under {args.samples} or tests/data", file=sys.stderr)
+        return 2
+    print("| study | labeller | identification rate | localisation error mm | semi-automatic rate / error mm | "
+          "predicted (named) / reference | time s |")
+    print("|---|---|---|---|---|---|---|")
+    for st in found:
+        classical = "classical-ct" if st.modality == "CT" else "classical-mr"
+        for backend in (classical, "learned"):
+            r = run(st, backend)
+            note = f" (failed: {r['failed']})" if r["failed"] != "-" else ""
+            print(f"| {st.name} ({st.modality}) | {backend} | {r['ident']}{note} | {r['loc']} | {r['semi']} | "
+                  f"{r['pred']} / {r['refs']} | {r['seconds']:.1f} |", flush=True)
+            if args.verbose:
+                print(r["stdout"])
+    lumbar = args.samples / "sct_t2_lumbar_T9-L3/t2_lumbar.nii.gz"
+    if lumbar.exists():  # one known level only (the T9-T10 disc point): detection counts, no score
+        print("\nsct_t2_lumbar_T9-L3 (MR T2, about T9-L3, no anchor in view; only the T9-T10 disc is known):")
+        for backend in ("classical-mr", "learned"):
+            spinemed = str(Path(sys.executable).with_name("spinemed"))
+            t0 = time.perf_counter()
+            proc = subprocess.run([spinemed, "levels", "auto", str(lumbar), "--backend", backend, "-q"],
+                                  capture_output=True, text=True, check=False)
+            rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("  ")]
+            named = sum(1 for ln in rows if not ln.strip().startswith("#"))
+            first = proc.stdout.splitlines()[0] if proc.stdout else proc.stderr.strip()
+            print(f"- {backend}: {len(rows)} vertebrae, {named} named, {time.perf_counter() - t0:.1f} s: {first}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

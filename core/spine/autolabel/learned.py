@@ -1,0 +1,330 @@
+"""The learned, contrast-agnostic labeller: a small network trained on synthetic images (``spinemed-train levels``),
+run with onnxruntime on sagittal slab stacks (:mod:`slabs`) swept across the spine.
+
+Pipeline: 2 mm isotropic grid -> slab stacks every 4 mm across the middle of the body -> per stack, heatmaps of
+vertebral-body and disc centres and the anchor class of body pixels (C2, C3-C7, thoracic, lumbar, sacrum) -> peaks
+merged across stacks into 3D detections -> names: every way of laying the level names (standard spine, or 11/13
+thoracic, 4/6 lumbar) over the detections in order is scored by the anchor classes the network sees; the best one is
+used when its posterior probability is high enough (an anchor is in view: C2, the sacrum, the thoracolumbar
+junction), otherwise the vertebrae are left unnamed and the user names one. Weights, their version and sha256 are
+in ``resources/models/<name>/`` (labeller.json + model.onnx; ``SPINEMED_LEVELS_MODEL_DIR`` points elsewhere);
+every labelling records them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from core.spine.anatomy import STANDARD, SpineConfiguration
+from core.spine.autolabel.base import AutoLabelError
+from core.spine.autolabel.classical_ct import check_volume
+from core.spine.autolabel.grid import iso_grid
+from core.spine.autolabel.slabs import normalise, pad_to, padded_shape, raw_stack
+from core.spine.labelling import DiscLabel, Provenance, SpineLabelling, VertebraLabel
+from core.studies.volume import Volume
+from core.tasks import CancelToken, ProgressFn, check, report
+
+MODEL_NAME = "spinemed-levels-synth"
+DEFAULT_DIR = Path(__file__).resolve().parents[3] / "resources" / "models" / MODEL_NAME
+STEP_MM = 2.0
+SWEEP_MM = 4.0  # distance between slab stacks
+SWEEP_WIDTH_MM = 150.0  # the middle of the body the stacks cover (the spine, scoliosis included)
+PEAK_MIN = 0.35  # a heatmap peak this high is a candidate
+DETECT_MIN = 0.45  # a merged detection must reach this somewhere
+MERGE_MM = 9.0  # peaks of neighbouring stacks closer than this in the sagittal plane are one vertebra
+NAME_MIN = 0.6  # posterior of the best naming needed to name the vertebrae
+REGION_NAMES = ("background", "C2", "C3-C7", "thoracic", "lumbar", "sacrum")
+# configurations tried, with their prior (transitional anatomy is uncommon)
+HYPOTHESES = ((STANDARD, 0.86), (SpineConfiguration(thoracic=11), 0.02), (SpineConfiguration(thoracic=13), 0.04),
+              (SpineConfiguration(lumbar=4), 0.03), (SpineConfiguration(lumbar=6), 0.05))
+
+
+def _region(name: str) -> int:
+    if name == "C2":
+        return 1
+    return {"C": 2, "T": 3, "L": 4, "S": 5}[name[0]]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class LearnedLevels:
+    name = "learned"
+    description = ("Learned contrast-agnostic labeller (network trained on synthetic CT/MR-like images): body and "
+                   "disc centres, anchors C2 / sacrum / thoracolumbar junction")
+
+    def __init__(self, model_dir: Path | str | None = None) -> None:
+        self._model_dir = Path(model_dir) if model_dir else None
+        self._session = None
+        self._meta: dict | None = None
+
+    # --- weights ------------------------------------------------------------------------------------------
+    @property
+    def model_dir(self) -> Path:
+        """The folder given, else $SPINEMED_LEVELS_MODEL_DIR, else the shipped model."""
+        return self._model_dir or Path(os.environ.get("SPINEMED_LEVELS_MODEL_DIR") or DEFAULT_DIR)
+
+    @property
+    def version(self) -> str:
+        meta = self._read_meta()
+        return str(meta.get("version", "?")) if meta else "?"
+
+    def _read_meta(self) -> dict | None:
+        try:
+            return json.loads((self.model_dir / "labeller.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def _check_weights(self) -> tuple[dict | None, str]:
+        meta_path = self.model_dir / "labeller.json"
+        if not meta_path.is_file():
+            return None, f"its description {meta_path} is missing"
+        meta = self._read_meta()
+        if not isinstance(meta, dict) or "file" not in meta:
+            return None, f"{meta_path} is not a valid labeller description"
+        weights = self.model_dir / meta["file"]
+        if not weights.is_file():
+            return None, f"the weights file {weights} is missing (reinstall, or retrain with spinemed-train levels)"
+        if meta.get("sha256") and _sha256(weights) != meta["sha256"]:
+            return None, (f"the weights file {weights} is corrupt or was changed (its sha256 differs from "
+                          f"{meta_path.name})")
+        return meta, ""
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return False, "onnxruntime is not installed"
+        meta, why = self._check_weights()
+        return (meta is not None), why
+
+    def supports(self, volume: Volume) -> bool:
+        """CT and MR, and images of unknown modality (the network does not depend on the contrast)."""
+        return (volume.modality or "").upper() in ("CT", "MR", "OT", "") and not volume.is_2d
+
+    def _load(self):
+        meta, why = self._check_weights()  # every run: the file may have changed since the last one
+        if meta is None:
+            raise AutoLabelError(f"the learned labeller cannot run: {why}")
+        if self._session is not None and self._meta == {**meta, "dir": str(self.model_dir)}:
+            return self._session, meta
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 2
+        opts.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(self.model_dir / meta["file"]), opts,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for an unreadable model
+            raise AutoLabelError(f"the learned labeller's weights {self.model_dir / meta['file']} cannot be "
+                                 f"loaded: {exc}") from None
+        self._meta = {**meta, "dir": str(self.model_dir)}
+        return self._session, meta
+
+    # --- labelling ----------------------------------------------------------------------------------------
+    def run(self, volume: Volume, progress: ProgressFn | None = None,
+            cancel: CancelToken | None = None) -> SpineLabelling:
+        modality = (volume.modality or "").upper()
+        if modality not in ("CT", "MR") and not volume.is_2d:  # unknown: Hounsfield units have air below -500
+            modality = "CT" if float(np.asarray(volume.data[::8, ::8, ::4]).min()) < -500.0 else "MR"
+        check_volume(volume, modality)
+        session, meta = self._load()
+        report(progress, 0.0, "Preparing the image")
+        grid = iso_grid(volume, STEP_MM, cancel)
+        data = grid.data
+        if min(data.shape[1:]) < 16:
+            raise AutoLabelError(f"the image is too small for labelling ({data.shape} voxels of {STEP_MM} mm)")
+        xs = self._sweep(data.shape[0])
+        maps = self._infer(session, data, xs, progress, cancel)
+        report(progress, 0.85, "Merging the detections and naming the levels")
+        bodies = _merge(_peaks(maps, xs, 0), data.shape[0])
+        discs = _merge(_peaks(maps, xs, 1), data.shape[0])
+        if not bodies:
+            raise AutoLabelError("no vertebral body found in this image (is the spine in view? a sagittal or 3D "
+                                 "series of the spine is needed)")
+        labelling = self._labelling(bodies, discs, grid, meta, data.shape)
+        labelling.series_uid = volume.series_uid
+        report(progress, 1.0, labelling.message)
+        return labelling
+
+    @staticmethod
+    def _sweep(n_lr: int) -> list[int]:
+        stride = max(1, int(np.rint(SWEEP_MM / STEP_MM)))
+        half = int(SWEEP_WIDTH_MM / STEP_MM / 2)
+        mid = n_lr // 2
+        lo, hi = max(0, mid - half), min(n_lr - 1, mid + half)
+        return list(range(lo + (hi - lo) % stride // 2, hi + 1, stride)) or [mid]
+
+    @staticmethod
+    def _infer(session, data: np.ndarray, xs: list[int], progress, cancel) -> np.ndarray:
+        rows, cols = data.shape[2], data.shape[1]
+        pr, pc = padded_shape(rows, cols)
+        out = np.zeros((len(xs), 8, rows, cols), dtype=np.float32)
+        batch = 4
+        for b0 in range(0, len(xs), batch):
+            check(cancel)
+            report(progress, 0.1 + 0.75 * b0 / len(xs), "Looking for vertebrae and discs")
+            stacks = np.stack([pad_to(normalise(raw_stack(data, x, STEP_MM)), pr, pc) for x in xs[b0:b0 + batch]])
+            res = session.run(None, {"stack": stacks})[0][:, :, :rows, :cols]
+            heat = 1.0 / (1.0 + np.exp(-res[:, :2]))
+            reg = np.exp(res[:, 2:] - res[:, 2:].max(axis=1, keepdims=True))
+            reg /= reg.sum(axis=1, keepdims=True)
+            out[b0:b0 + len(res)] = np.concatenate([heat, reg], axis=1)
+        return out
+
+    def _labelling(self, bodies, discs, grid, meta, shape) -> SpineLabelling:
+        n_s = shape[2]
+
+        def to_patient(det):
+            return tuple(grid.to_patient((det["x"], det["c"], n_s - 1 - det["r"])))
+
+        bodies.sort(key=lambda d: d["r"])
+        probs = np.array([d["region"] for d in bodies])
+        names, conf, config, anchor, evidence, notes = name_detections(probs)
+        gaps = _gaps([to_patient(d) for d in bodies])
+        if gaps:
+            notes.append(f"the distance between vertebrae {', '.join(f'#{i + 1} and #{i + 2}' for i in gaps)} is "
+                         "about twice the usual: a vertebra may have been missed there; confirm the levels")
+            conf *= 0.7
+        vertebrae = []
+        for d, name in zip(bodies, names):
+            edge = min(d["r"], n_s - 1 - d["r"]) * STEP_MM < 8.0
+            vertebrae.append(VertebraLabel(name, to_patient(d), round(conf if name else 0.0, 3), partial=edge))
+        pts = np.array([v.centroid for v in vertebrae])
+        disc_labels = []
+        for d in sorted(discs, key=lambda d: d["r"]):
+            c = np.array(to_patient(d))
+            above = [p for p, b in zip(pts, bodies) if b["r"] < d["r"]]
+            below = [p for p, b in zip(pts, bodies) if b["r"] > d["r"]]
+            normal = (0.0, 0.0, 1.0)
+            if above and below:
+                up = min(above, key=lambda p: np.linalg.norm(p - c))
+                down = min(below, key=lambda p: np.linalg.norm(p - c))
+                normal = tuple(up - down)
+            disc_labels.append(DiscLabel(None, tuple(c), normal, round(float(d["score"]), 3)))
+        prov = Provenance(meta.get("name", MODEL_NAME), str(meta.get("version", "")),
+                          weights_sha256=meta.get("sha256"))
+        labelling = SpineLabelling(vertebrae=vertebrae, discs=disc_labels, provenance=prov, configuration=config,
+                                   confidence=round(conf, 3) if anchor else 0.0, anchor=anchor, notes=notes)
+        labelling.discs = labelling.discs_named_from_vertebrae()
+        found = f"{len(vertebrae)} vertebrae and {len(disc_labels)} discs"
+        if anchor is None:
+            labelling.message = (f"Found {found}, but no anatomical anchor (C2 with its dens, the sacrum, or the "
+                                 f"thoracolumbar junction) is clear enough to name them (best naming "
+                                 f"{conf:.2f} likely): the vertebrae are not named. Name one vertebra to label the "
+                                 "others.")
+        else:
+            labelling.message = (f"Found {found}; named from {evidence}, confidence {conf:.2f}. Please confirm the "
+                                 "levels.")
+        return labelling
+
+
+def _gaps(points: list[tuple[float, float, float]]) -> list[int]:
+    """Indices i where the step from vertebra i to i+1 is 1.7 times the median step or more (a missed one)."""
+    if len(points) < 4:
+        return []
+    steps = np.linalg.norm(np.diff(np.asarray(points), axis=0), axis=1)
+    med = float(np.median(steps))
+    return [int(i) for i in np.nonzero(steps >= 1.7 * med)[0]]
+
+
+def _peaks(maps: np.ndarray, xs: list[int], channel: int) -> list[dict]:
+    """Local maxima of one heatmap in every stack: x (grid LR index), r, c, score, region probabilities."""
+    out = []
+    for n, x in enumerate(xs):
+        h = maps[n, channel]
+        mx = ndimage.maximum_filter(h, size=5, mode="constant")
+        rr, cc = np.nonzero((h >= mx) & (h >= PEAK_MIN))
+        for r, c in zip(rr, cc):
+            win = maps[n, 2:, max(0, r - 1): r + 2, max(0, c - 1): c + 2].reshape(6, -1).mean(axis=1)
+            out.append({"x": float(x), "r": float(r), "c": float(c), "score": float(h[r, c]), "region": win})
+    return out
+
+
+def _merge(peaks: list[dict], n_lr: int) -> list[dict]:
+    """One detection per vertebra (or disc) from the peaks of neighbouring stacks: score-weighted position of the
+    peaks within MERGE_MM in the sagittal plane, region probabilities of the best ones; an isolated weak peak is
+    dropped; detections far to the side of the column (hip, rib, organ) are dropped."""
+    peaks = sorted(peaks, key=lambda p: -p["score"])
+    clusters: list[list[dict]] = []
+    lim = MERGE_MM / STEP_MM
+    for p in peaks:
+        for cl in clusters:
+            top = cl[0]
+            if np.hypot(p["r"] - top["r"], p["c"] - top["c"]) <= lim and abs(p["x"] - top["x"]) <= 30 / STEP_MM:
+                cl.append(p)
+                break
+        else:
+            clusters.append([p])
+    dets = []
+    for cl in clusters:
+        best = cl[0]["score"]
+        if best < DETECT_MIN:
+            continue
+        good = [p for p in cl if p["score"] >= 0.6 * best]
+        w = np.array([p["score"] for p in good])
+        det = {k: float(np.average([p[k] for p in good], weights=w)) for k in ("x", "r", "c")}
+        det["score"] = best
+        det["region"] = np.average([p["region"] for p in good], axis=0, weights=w)
+        dets.append(det)
+    if len(dets) >= 3:
+        xm = float(np.median([d["x"] for d in dets]))
+        dets = [d for d in dets if abs(d["x"] - xm) <= 45 / STEP_MM]
+    return dets
+
+
+def name_detections(probs: np.ndarray):
+    """Names for detections in spine order from their anchor-class probabilities ``probs`` (n, 6).
+
+    Every configuration of :data:`HYPOTHESES` and every first level is scored by the log-likelihood of the classes
+    its names imply plus the log prior of the configuration; the posterior of the best one is the confidence.
+    Returns (names or Nones, confidence, configuration, anchor name or None, evidence text, notes)."""
+    n = len(probs)
+    body = np.clip(probs[:, 1:] / np.maximum(probs[:, 1:].sum(axis=1, keepdims=True), 1e-6), 0.02, 1.0)
+    logp = np.log(body)
+    hyps = []
+    for config, prior in HYPOTHESES:
+        levels = config.vertebrae[1:]  # C2 .. S1: bodies
+        regions = np.array([_region(v) - 1 for v in levels])
+        for first in range(len(levels) - n + 1):
+            score = float(logp[np.arange(n), regions[first:first + n]].sum()) + np.log(prior)
+            hyps.append((score, config, first, tuple(levels[first:first + n])))
+    if not hyps:
+        return [None] * n, 0.0, STANDARD, None, "", [f"{n} detections: more than a whole spine; not named"]
+    scores = np.array([h[0] for h in hyps])
+    post = np.exp(scores - scores.max())
+    post /= post.sum()
+    by_names: dict[tuple, float] = {}
+    for p, h in zip(post, hyps):
+        by_names[h[3]] = by_names.get(h[3], 0.0) + float(p)
+    best_names = max(by_names, key=by_names.get)
+    conf = by_names[best_names]
+    best = max((h for h in hyps if h[3] == best_names), key=lambda h: h[0])
+    config = best[1]
+    notes = []
+    if conf < NAME_MIN:
+        return [None] * n, conf, STANDARD, None, "", notes
+    seen = np.argmax(probs[:, 1:], axis=1) + 1
+    anchors = []
+    for i, name in enumerate(best_names):
+        if name == "C2" and seen[i] == 1:
+            anchors.append(("C2", "C2 with its dens"))
+        elif name == "S1" and seen[i] == 5:
+            anchors.append(("S1", "the sacrum"))
+        elif name == f"T{config.thoracic}" and seen[i] == 3 and i + 1 < n and seen[i + 1] == 4:
+            anchors.append((name, "the thoracolumbar junction (last thoracic-type vertebra)"))
+    anchor, evidence = anchors[0] if anchors else (best_names[0], "the pattern of vertebra types in view")
+    if not config.is_standard:
+        notes.append(f"named with {config.describe()}: a transitional spine fits the anchors better; confirm")
+    return list(best_names), conf, config, anchor, evidence, notes
