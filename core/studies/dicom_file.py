@@ -55,13 +55,21 @@ class CappedFile:
 
     def __init__(self, fp) -> None:
         self._fp = fp
-        fp.seek(0, os.SEEK_END)
-        self._size = fp.tell()
-        fp.seek(0)
+        self._size = fp.seek(0, os.SEEK_END)
+        self._pos = fp.seek(0)
 
     def read(self, n: int | None = -1) -> bytes:
-        left = max(0, self._size - self._fp.tell())
-        return self._fp.read(left if n is None or n < 0 or n > left else n)
+        left = max(0, self._size - self._pos)
+        data = self._fp.read(left if n is None or n < 0 or n > left else n)
+        self._pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._pos = self._fp.seek(offset, whence)
+        return self._pos
+
+    def tell(self) -> int:  # kept here: pydicom asks after every element, and a real tell() is a system call
+        return self._pos
 
     def __getattr__(self, name: str):
         return getattr(self._fp, name)

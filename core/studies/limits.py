@@ -8,6 +8,7 @@ memory. Memory is judged from the memory available now and, when the process run
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from core.studies.errors import StudyLoadError
@@ -63,11 +64,21 @@ def _address_space_room() -> int | None:
     return max(0, soft - used)
 
 
+_recent: tuple[float, int] = (-1.0, 0)
+
+
 def memory_budget() -> int:
-    """Bytes one image may take now: a share of the available memory, capped by an address-space limit."""
-    limits = [v for v in (_mem_available(), _address_space_room()) if v is not None]
-    available = min(limits) if limits else 4 << 30
-    return int(available * _MEMORY_SHARE)
+    """Bytes one image may take now: a share of the available memory, capped by an address-space limit.
+
+    Remembered for half a second: a scan asks once per file, and memory does not change that fast.
+    """
+    global _recent
+    now = time.monotonic()
+    if now - _recent[0] > 0.5:
+        limits = [v for v in (_mem_available(), _address_space_room()) if v is not None]
+        available = min(limits) if limits else 4 << 30
+        _recent = (now, int(available * _MEMORY_SHARE))
+    return _recent[1]
 
 
 def check_memory(path: str | Path, nbytes: int, what: str) -> None:
