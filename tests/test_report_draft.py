@@ -70,12 +70,14 @@ def test_real_draft_parses_and_covers_exactly_the_levels_in_view(drafted):
     for row in rep.levels:
         aspects = {s.aspect for s in row.statements if s.source == "model"}
         expected = {"body", "alignment", "canal", "cord"} if row.kind == "vertebra" else \
-            {"disc", "canal", "foramina", "facets", "cord", "meyerding", "canal_stenosis"}
+            {"disc", "canal", "foramina", "facets", "cord"}
         assert aspects == expected, row.level
     disc = rep.level("T11-T12")
     assert disc.get("pfirrmann").source == "template" and disc.get("pfirrmann").grade == "not assessable"
     assert disc.get("modic").source == "template"
-    assert disc.get("canal_stenosis").grade in ("none", "mild", "moderate", "severe", "not assessable")
+    for scale in ("meyerding", "canal_stenosis"):  # no slip or canal diameter measured: no grade (issue 18)
+        assert disc.get(scale).source == "template" and disc.get(scale).grade == "not assessable"
+        assert "not assessed (needs the " in disc.get(scale).text
     assert rep.sections["impression"] and rep.sections["advice"] and rep.sections["treatment"]
     assert rep.sections["risk"] and not rep.sections["postop"]  # no surgery in this study
     ids = [s.id for _, s in rep.statements()]

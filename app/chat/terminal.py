@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.2)
     p.add_argument("--conversation", type=int, help="continue this conversation id")
     p.add_argument("--no-knowledge", action="store_true", help="do not retrieve knowledge passages")
+    p.add_argument("--raw", action="store_true", help="show the model's answer unchecked (no facts, no citations: "
+                   "for comparison only; findings it states may rest on nothing)")
 
 
 def resolve_study(study: str) -> tuple[StudyContext, str, str]:
@@ -103,8 +105,16 @@ def open_consultation(args: argparse.Namespace, err: TextIO) -> Consultation:
     store.mark_interrupted()
     params = GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature)
     retriever = None if args.no_knowledge else default_retriever()
+    facts = None
+    if not getattr(args, "raw", False):
+        from core.findings.study import facts_for_series
+
+        # the levels given on the command line, else the stored labelling's; the series' stored measurements
+        facts = facts_for_series(series_uid, levels=ctx.levels_in_view or None, modality=ctx.modality)
+        if not ctx.levels_in_view:
+            ctx.levels_in_view = list(facts.levels_in_view)
     return Consultation(backend, store, ctx, conversation_id=args.conversation, study_key=study_key,
-                        series_uid=series_uid, retriever=retriever, params=params)
+                        series_uid=series_uid, retriever=retriever, params=params, facts=facts)
 
 
 def stream_answer(answer: AnswerStream, out: TextIO, err: TextIO) -> str:

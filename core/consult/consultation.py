@@ -19,6 +19,7 @@ kill -9 mid-answer therefore loses at most the tail of that answer.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Iterator
 
@@ -31,6 +32,8 @@ from core.inference.backend import ChatBackend, GenerationParams, Message
 from core.tasks import CancelToken
 
 FLUSH_SECONDS = 0.5
+GROUNDED_MIN_TOKENS = 200  # a grounded answer is JSON: fewer tokens cut its first statement short
+_JSON_TEXTS = re.compile(r'"text"\s*:\s*"((?:[^"\\]|\\.)*)"')
 DEFAULT_PARAMS = GenerationParams(max_tokens=384, temperature=0.2, repeat_penalty=1.1)
 
 
@@ -41,6 +44,7 @@ class AnswerStream:
     def __init__(self, consultation: Consultation, prompt_messages: list[Message], user: StoredMessage,
                  passages: list[PassageRef], notes: list[str]) -> None:
         self.consultation = consultation
+        self.checked = None  # core.findings.CheckedAnswer of a grounded answer, once checked
         self.prompt = prompt_messages
         self.user = user
         self.passages = passages
@@ -77,6 +81,9 @@ class AnswerStream:
         last_flush = time.monotonic()
         self.status = "streaming"
         previous_stats = c.backend.last_stats
+        if c.facts is not None:
+            yield from self._run_grounded(model, passages, previous_stats)
+            return
         inner = c.backend.chat_stream(self.prompt, c.answer_params(), cancel=self.token)
         try:
             for piece in inner if not self.token.cancelled else ():
@@ -113,6 +120,66 @@ class AnswerStream:
             c._current = None
 
 
+    def _run_grounded(self, model: str, passages: list[dict], previous_stats) -> Iterator[str]:
+        """The model answers under the statements schema; nothing is shown until the check has run (core.findings):
+        then the checked answer is stored and yielded as one piece."""
+        import json
+
+        from core.findings import answer_schema, check_answer
+        from core.report.constrained import first_json_object
+
+        c = self.consultation
+        ids = c.facts.ids() + [p["id"] for p in passages]
+        params = c.answer_params()
+        budget = min(max(params.max_tokens, GROUNDED_MIN_TOKENS), max(16, c.backend.info().n_ctx // 2))
+        params = dataclasses.replace(params, max_tokens=budget, json_schema=answer_schema(ids))
+        parts: list[str] = []
+        inner = c.backend.chat_stream(self.prompt, params, cancel=self.token)
+        try:
+            parts.extend(inner if not self.token.cancelled else ())
+            self.status = "cancelled" if self.token.cancelled else "complete"
+        except (GeneratorExit, KeyboardInterrupt):
+            self.status = "cancelled"
+            raise
+        except Exception as exc:  # noqa: BLE001 - stored as the answer's error, then raised to the caller
+            self.status, self.error = "error", str(exc)
+        finally:
+            inner.close()
+        raw = "".join(parts)
+        statements: list[dict] | str = raw
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            try:
+                doc = first_json_object(raw)
+            except Exception:  # noqa: BLE001 - cut short at the token limit: its complete sentences are checked
+                doc = {"statements": [{"text": json.loads(f'"{t}"'), "kind": "", "cites": []}
+                                      for t in _JSON_TEXTS.findall(raw)]}
+        if isinstance(doc, dict) and isinstance(doc.get("statements"), list):
+            statements = [s for s in doc["statements"] if isinstance(s, dict)]
+        grounding: dict = {}
+        if self.status == "complete":
+            self.checked = check_answer(statements, c.facts, [p["id"] for p in passages],
+                                        question=self.user.content, level=self.user.level, raw=raw)
+            self.text, grounding = self.checked.to_text(), self.checked.to_json()
+        else:
+            self.text = "(stopped before the answer was checked: nothing is shown)" if self.status == "cancelled" \
+                else ""
+        stats = c.backend.last_stats if c.backend.last_stats is not previous_stats else None
+        store, cid = c.store, c.id
+        msg = store.add_message(cid, "assistant", self.text, status=self.status, level=self.user.level,
+                                passages=passages, model=model, stats=dataclasses.asdict(stats) if stats else {},
+                                grounding=grounding)
+        if self.error:
+            store.add_message(cid, "note", f"The answer failed: {self.error}")
+        self.message = next((m for m in store.messages(cid) if m.id == msg.id), None)
+        c._current = None
+        if self.error:
+            raise RuntimeError(self.error)
+        if self.text:
+            yield self.text
+
+
 class Consultation:
     def __init__(
         self,
@@ -127,8 +194,12 @@ class Consultation:
         params: GenerationParams | None = None,
         template: str | None = None,
         n_passages: int = 3,
+        facts=None,
     ) -> None:
+        """``facts`` (a core.findings.FactSheet) makes every answer grounded: generated under the statements schema
+        with the facts' ids, then checked so that no unsupported image finding is shown as a finding."""
         self.backend = backend
+        self.facts = facts
         self.store = store
         self.retriever = retriever
         self.params = params or DEFAULT_PARAMS
@@ -208,7 +279,8 @@ class Consultation:
         context_text = self.context.to_text() if self._track_context else self._sent_context
         update = context_text if context_text != self._sent_context else None
         passages = retrieve(self.retriever, question, level, self.n_passages)
-        current: Message = {"role": "user", "content": prompt.user_turn(question, level, passages, update)}
+        current: Message = {"role": "user", "content": prompt.user_turn(question, level, passages, update,
+                                                                         self._facts_text(question, level))}
         if images:
             if self.backend.info().multimodal:
                 current["images"] = list(images)
@@ -237,11 +309,27 @@ class Consultation:
             fit = fit_history(self.backend.count_prompt_tokens, system, history, current, limit, self._start)
             note = None
         except ContextOverflowError:
-            bare = {**current, "content": prompt.user_turn(question, level, None, update)}
+            bare = {**current, "content": prompt.user_turn(question, level, None, update,
+                                                           self._facts_text(question, level))}
             fit = fit_history(self.backend.count_prompt_tokens, system, history, bare, limit, self._start)
             note = "Knowledge passages left out: with them the question does not fit the model's context window."
         self._start = fit.start
         return fit, note
+
+    def _facts_text(self, question: str, level: str | None) -> str | None:
+        """The facts shown with a grounded question: those at the asked levels (all when none is asked)."""
+        if self.facts is None:
+            return None
+        from core.findings.facts import FactSheet
+        from core.knowledge.levels import find_levels
+
+        asked = find_levels(question) or ([level] if level else [])
+        facts = [f for f in self.facts.facts if not asked or f.level is None or f.level in asked]
+        sheet = FactSheet(facts, [n for n in self.facts.not_assessed], self.facts.levels_in_view,
+                          self.facts.modality, self.facts.sees_images)
+        from core.findings.check import ANSWER_FORMAT
+
+        return sheet.to_prompt() + "\n" + ANSWER_FORMAT
 
     def _stream(self, messages: list[Message], user: StoredMessage, passages: list[PassageRef],
                 notes: list[str]) -> AnswerStream:

@@ -34,10 +34,13 @@ def user_turn(
     level: str | None,
     passages: list[PassageRef] | None = None,
     context_update: str | None = None,
+    facts: str | None = None,
 ) -> str:
     parts = [f"Selected level: {level or 'none'}"]
     if context_update:
         parts.append("Updated study context:\n" + context_update.strip())
+    if facts:
+        parts.append(facts.strip())
     if passages:
         parts.append("Knowledge passages:\n" + "\n".join(p.to_prompt() for p in passages))
     parts.append("Question: " + question.strip())

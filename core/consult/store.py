@@ -34,6 +34,7 @@ class StoredMessage:
     model: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
+    grounding: dict[str, Any] = field(default_factory=dict)  # CheckedAnswer JSON of a grounded answer
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> StoredMessage:
@@ -42,6 +43,7 @@ class StoredMessage:
             content=row["content"] or "", sent_content=row["sent_content"] or "", status=row["status"] or "",
             active=bool(row["active"]), level=row["level"], passages=json.loads(row["passages"] or "[]"),
             model=row["model"] or "", stats=json.loads(row["stats"] or "{}"), created_at=row["created_at"] or "",
+            grounding=json.loads(row.get("grounding") or "{}"),
         )
 
 
@@ -99,6 +101,7 @@ class ConversationStore(LibraryStore):
                 "active": 1, "level": fields.pop("level", None),
                 "passages": json.dumps(fields.pop("passages", [])), "model": fields.pop("model", ""),
                 "stats": json.dumps(fields.pop("stats", {})), "created_at": stamp, "updated_at": stamp,
+                "grounding": json.dumps(fields.pop("grounding", {})),
             }
             if fields:
                 raise TypeError(f"unknown message fields: {sorted(fields)}")
@@ -108,7 +111,7 @@ class ConversationStore(LibraryStore):
         return StoredMessage.from_row(row)
 
     def update_message(self, message_id: int, **fields: Any) -> None:
-        for key in ("passages", "stats"):
+        for key in ("passages", "stats", "grounding"):
             if key in fields:
                 fields[key] = json.dumps(fields[key])
         fields["updated_at"] = now()

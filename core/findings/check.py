@@ -113,7 +113,9 @@ class CheckedAnswer:
 def answer_schema(ids: list[str], max_statements: int = 4, max_chars: int = 160) -> dict:
     """The JSON schema a model answers under: statements, each with its kind and the ids it cites (only ids of this
     study's facts and of the passages given can be written: an enum, which llama.cpp turns into a grammar)."""
-    text = {"type": "string", "pattern": f"^[A-Za-z0-9 ,.;:()/'%+-]{{1,{max_chars}}}$", "x-max-chars": max_chars}
+    # a sentence: a capital letter first and at least 12 characters (a tiny model otherwise writes "ab")
+    text = {"type": "string", "pattern": f"^[A-Z][A-Za-z0-9 ,.;:()/'%+-]{{11,{max_chars - 1}}}$",
+            "x-max-chars": max_chars}
     cites: dict[str, Any] = {"type": "array", "items": {"enum": list(ids)}, "maxItems": 3} if ids else \
         {"type": "array", "items": {"type": "string", "maxLength": 1}, "maxItems": 0}
     item = {"type": "object", "properties": {"text": text, "kind": {"enum": list(KINDS)}, "cites": cites},
@@ -121,6 +123,11 @@ def answer_schema(ids: list[str], max_statements: int = 4, max_chars: int = 160)
     return {"type": "object", "properties": {"statements": {"type": "array", "items": item, "minItems": 1,
                                                             "maxItems": max_statements}},
             "required": ["statements"], "additionalProperties": False}
+
+
+ANSWER_FORMAT = ('Answer the question in JSON: {"statements": [{"text": <your answer sentence>, "kind": <finding, '
+                 'general or cannot_tell>, "cites": [<fact ids it rests on>]}]}. finding: about this study, citing '
+                 'its facts; general: general knowledge; cannot_tell: the facts cannot tell.')
 
 
 def split_text(text: str) -> list[dict]:
@@ -265,7 +272,12 @@ def check_answer(statements: list[dict] | str, sheet: FactSheet, passage_ids: li
     answer = CheckedAnswer(text_only=not sheet.sees_images, raw=raw or (statements if isinstance(statements, str)
                                                                          else ""))
     pids = set(passage_ids or [])
+    seen: set[str] = set()
     for st in items:
+        key = " ".join(str(st.get("text", "")).split()).lower()
+        if key in seen:  # small models repeat themselves: one copy is enough
+            continue
+        seen.add(key)
         answer.statements.append(check_statement(st, sheet, pids, q_topics, q_levels))
     added: set[str] = set()  # the measured facts themselves are always given, so the answer shows value and grade
     if not q_topics:

@@ -159,6 +159,12 @@ def _m004_reports(db: sqlite_utils.Database) -> None:
     db["report_versions"].create_index(["report_id", "version"], unique=True)
 
 
+def _m006_message_grounding(db: sqlite_utils.Database) -> None:
+    """The check of a grounded answer (core.findings.check.CheckedAnswer as JSON): its statements with their
+    citations, the statements not shown as findings with the reason, and what would need measuring."""
+    db["messages"].add_column("grounding", str)
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 MIGRATIONS: list[tuple[str, Migration]] = [
@@ -167,6 +173,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("003_levels", _m003_levels),
     ("004_reports", _m004_reports),
     ("005_measurements", _m005_measurements),
+    ("006_message_grounding", _m006_message_grounding),
 ]
 
 

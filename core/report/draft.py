@@ -9,6 +9,10 @@
 - Measured values come only from ``context.measurements``: they are inserted as ``measurement`` statements; the
   model's free text cannot contain digits (see :mod:`core.report.prompts`).
 - Gradings a modality cannot support (Pfirrmann or Modic on CT) are fixed ``template`` statements, not model output.
+- Grades and findings are held to the study's facts (:mod:`core.report.grounding`, :mod:`core.findings`): every
+  graded scale comes from a measurement or says "not assessed" (the model is never asked for a grade), and after
+  drafting every model statement that asserts or denies an image finding no fact supports is struck (kept rejected,
+  with the reason) and replaced by what was not assessed.
 - No level labels: :class:`NeedsLabellingError` when ``require_levels``, else a draft without level rows and a
   clearly marked note. A model failure keeps the partial draft, marked ``incomplete: <reason>``. Cancel raises
   :class:`core.tasks.Cancelled`.
@@ -225,8 +229,20 @@ def draft_report(backend: ChatBackend, context: StudyContext, labelling: SpineLa
                  series_uid: str = "", study_uid: str = "", n_images: int = 0, template: ReportTemplate | None = None,
                  retriever: Retriever | None | str = "default", require_levels: bool = False, is_2d: bool = False,
                  has_volume: bool = True, params: GenerationParams | None = None, progress: ProgressFn | None = None,
-                 cancel: CancelToken | None = None) -> SpineReport:
-    """A drafted report for review; see the module docstring for the rules it follows."""
+                 cancel: CancelToken | None = None, facts=None) -> SpineReport:
+    """A drafted report for review; see the module docstring for the rules it follows. ``facts``: the study's
+    core.findings.FactSheet (default: built from ``context.measurements`` and the levels in view)."""
+    rep = _draft(backend, context, labelling, series_uid=series_uid, study_uid=study_uid, n_images=n_images,
+                 template=template, retriever=retriever, require_levels=require_levels, is_2d=is_2d,
+                 has_volume=has_volume, params=params, progress=progress, cancel=cancel, facts=facts)
+    return rep
+
+
+def _draft(backend, context, labelling, *, series_uid, study_uid, n_images, template, retriever, require_levels, is_2d,
+           has_volume, params, progress, cancel, facts) -> SpineReport:
+    from core.findings import build_facts
+    from core.report.grounding import fixed_grades, ground_report
+
     check(cancel)
     levels, level_notes = levels_in_view(labelling)
     if not levels and require_levels:
@@ -249,6 +265,9 @@ def draft_report(backend: ChatBackend, context: StudyContext, labelling: SpineLa
         rep.sections["general"].append(Statement("general.no_levels", NO_LEVELS_NOTE, source="template",
                                                  aspect="note"))
     _add_measurements(rep, context.measurements, template)
+    sheet = facts if facts is not None else build_facts(context.measurements, [lv.name for lv in levels],
+                                                        modality=context.modality, sees_images=False)
+    fixed_grades(rep, template, sheet)
     try:
         info = backend.info() if backend.is_loaded else backend.load()
         rep.model = info.model_name or getattr(backend, "name", "")
@@ -270,6 +289,7 @@ def draft_report(backend: ChatBackend, context: StudyContext, labelling: SpineLa
         except Cancelled:
             raise
         except Exception as exc:  # noqa: BLE001 - the partial draft is kept and marked
+            ground_report(rep, sheet)
             return _stop(rep, n, f"the model failed at {row.level}: {exc}")
     report(progress, len(rep.levels) / steps, "Drafting impression and recommendations")
     try:
@@ -277,7 +297,9 @@ def draft_report(backend: ChatBackend, context: StudyContext, labelling: SpineLa
     except Cancelled:
         raise
     except Exception as exc:  # noqa: BLE001
+        ground_report(rep, sheet)
         return _stop(rep, len(rep.levels), f"the model failed on the impression and recommendations: {exc}")
+    ground_report(rep, sheet)
     report(progress, 1.0, "Draft ready for review")
     return rep
 
