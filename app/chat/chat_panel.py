@@ -126,8 +126,34 @@ class ChatWorker(QObject):
         self.finished.emit(answer)
 
 
+def grounded_html(grounding: dict) -> str:
+    """A checked answer (core.findings.CheckedAnswer JSON) as HTML: each statement with its citations as
+    ``cite:`` links, statements not shown as findings struck out with the reason, then what would need measuring."""
+    parts = []
+    for s in grounding.get("statements", []):
+        text = linkify_levels(s["text"])
+        cites = " ".join(f'<a href="cite:{html.escape(c)}">[{html.escape(c)}]</a>' for c in s.get("cites", []))
+        if not s.get("shown", True):
+            parts.append(f'<span style="color:#888;"><s>{text}</s></span> <span style="color:#9c2f00;'
+                         f' font-size:small;">not shown as a finding: {html.escape(s.get("reason", ""))}</span>')
+            continue
+        tag = {"general": " <i style=\"color:#666;\">(general knowledge)</i>",
+               "cannot_tell": " <i style=\"color:#8a6d00;\">(cannot be told from this study's data)</i>",
+               "fact": " <i style=\"color:#1b5e20;\">(measured: workstation fact)</i>"}.get(s.get("kind"), "")
+        parts.append(f"{text}{tag} {cites}")
+    if grounding.get("needs"):
+        parts.append('<span style="color:#8a6d00;">To tell, this would need: '
+                     + html.escape("; ".join(grounding["needs"])) + ".</span>")
+    if grounding.get("text_only", True):
+        from core.findings.check import TEXT_ONLY_NOTE
+
+        parts.append(f'<span style="color:#a33; font-size:small;">{html.escape(TEXT_ONLY_NOTE)}</span>')
+    return "<br>".join(parts)
+
+
 class ChatPanel(QWidget):
     level_clicked = Signal(str)
+    citation_clicked = Signal(str)  # a fact or passage id of a grounded answer
     answer_started = Signal(object)
     answer_token = Signal(str)
     answer_finished = Signal(object)  # AnswerStream
@@ -150,6 +176,8 @@ class ChatPanel(QWidget):
         self.study_key, self.series_uid = "", ""
         self.selected_level: str | None = None
         self.busy = False
+        self.grounded = True  # answers checked against the study's facts (core.findings); False: the raw model
+        self.facts: Any = None  # core.findings.FactSheet pushed by the viewer (else built from the context)
         self._stream_text = ""
         self._current: AnswerStream | None = None
         self._pending_question = ""
@@ -193,6 +221,10 @@ class ChatPanel(QWidget):
         self.transcript = QTextBrowser()
         self.transcript.setOpenLinks(False)
         self.transcript.anchorClicked.connect(self._on_anchor)
+        self.evidence = QTextBrowser()  # what a clicked citation rests on: the measurement or the passage
+        self.evidence.setMaximumHeight(110)
+        self.evidence.setVisible(False)
+        self.evidence.setStyleSheet("background:#f3f8f3; border:1px solid #9cc39c;")
         self.level_chip = QToolButton()
         self.level_chip.setToolTip("Selected level, sent with the question (click to clear)")
         self.level_chip.setStyleSheet("QToolButton{background:#dbe9ff; border:1px solid #7aa7e6; border-radius:9px;"
@@ -231,6 +263,7 @@ class ChatPanel(QWidget):
         layout.addWidget(self.model_label)
         layout.addLayout(top)
         layout.addWidget(self.transcript, 1)
+        layout.addWidget(self.evidence)
         layout.addLayout(entry)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
@@ -258,6 +291,7 @@ class ChatPanel(QWidget):
         """Show the conversations of this study; the most recent one is continued."""
         self.stop()
         self.study_key, self.series_uid, self.context = study_key, series_uid, context
+        self.facts = None  # the viewer pushes the new study's facts (ChatLink)
         if context.selected_level:
             self.set_selected_level(context.selected_level)
         self._refresh_conversations()
@@ -269,6 +303,21 @@ class ChatPanel(QWidget):
         self.context = context
         if self.consultation is not None:
             self.consultation.context = context
+
+    def set_facts(self, sheet: Any) -> None:
+        """The study's fact sheet (core.findings.FactSheet): what grounded answers may cite."""
+        self.facts = sheet
+        if self.consultation is not None and self.grounded:
+            self.consultation.facts = sheet
+
+    def current_facts(self) -> Any:
+        """The fact sheet for the next answer: the pushed one, else built from the context's levels and
+        measurements."""
+        from core.findings import build_facts
+
+        if self.facts is not None:
+            return self.facts
+        return build_facts(self.context.measurements, self.context.levels_in_view, modality=self.context.modality)
 
     def set_selected_level(self, level: str | None) -> None:
         self.selected_level = level or None
@@ -349,6 +398,7 @@ class ChatPanel(QWidget):
             return
         consult, level = self.consultation, self.selected_level
         consult.backend, consult.params, consult.context = self.backend, self.params, self.context
+        consult.facts = self.current_facts() if self.grounded else None
         if self._edit_id is not None:
             edit_id, self._edit_id = self._edit_id, None
             job: Callable[[], AnswerStream] = lambda: consult.edit_and_resend(edit_id, question, level=level)
@@ -448,6 +498,34 @@ class ChatPanel(QWidget):
     def _on_anchor(self, url: QUrl) -> None:
         if url.scheme() == "level":
             self.level_clicked.emit(url.path())
+        elif url.scheme() == "cite":
+            self.show_citation(url.path())
+
+    def show_citation(self, cite_id: str) -> None:
+        """Show what a citation rests on (a fact's measurement, or a knowledge passage) and select its level."""
+        fact = self.current_facts().fact(cite_id) if self.grounded or self.facts is not None else None
+        if fact is not None:
+            where = f"{fact.level}: " if fact.level else ""
+            lines = [f"<b>[{html.escape(fact.id)}]</b> {html.escape(where + fact.text)}",
+                     f"method: {html.escape(fact.method)}"]
+            if fact.scale:
+                lines.append(f"classification: {html.escape(fact.scale)} → {html.escape(fact.grade_label)}")
+            if fact.measurement_id is not None:
+                lines.append(f"stored measurement #{fact.measurement_id} (Measurements panel)")
+            self.evidence.setHtml("<br>".join(lines))
+            if fact.level:
+                self.level_clicked.emit(fact.level)
+        else:
+            passage = self.retriever.get(cite_id) if hasattr(self.retriever, "get") else None
+            if passage is not None:
+                text = " ".join(passage.text.split())[:900]
+                self.evidence.setHtml(f"<b>[{html.escape(cite_id)}] {html.escape(passage.title)}</b><br>"
+                                      f"{html.escape(text)}")
+            else:
+                self.evidence.setHtml(f"[{html.escape(cite_id)}]: not found in this study's facts or the "
+                                      "knowledge base")
+        self.evidence.setVisible(True)
+        self.citation_clicked.emit(cite_id)
 
     def _message_html(self, m: StoredMessage, text: str | None = None) -> str:
         body = linkify_levels((text if text is not None else m.content).strip()) or "<i>(no text)</i>"
@@ -460,6 +538,8 @@ class ChatPanel(QWidget):
                     f"<b>You</b>{level}<br>{body}</td></tr></table>")
         status = _STATUS.get(m.status, "")
         suffix = f' <span style="color:#a33;">[{status}]</span>' if status else ""
+        if m.grounding:
+            body = grounded_html(m.grounding)
         sources = ""
         if m.passages:
             refs = ", ".join(html.escape(f"[{p['id']}] {p.get('title', '')}") for p in m.passages)
@@ -482,7 +562,8 @@ class ChatPanel(QWidget):
                                                           level=self.selected_level)))
         if self.busy and self._current is not None:
             live = StoredMessage(0, 0, 0, "assistant", self._stream_text, status="")
-            parts.append(self._message_html(live, self._stream_text + " ▍"))
+            waiting = "(checking the answer against this study's facts…)" if self.grounded else ""
+            parts.append(self._message_html(live, (self._stream_text or waiting) + " ▍"))
         if not parts:
             parts.append('<p style="color:#888;">Ask a question about the open study. The selected level and the '
                          "study context are sent with it; the answer stays on this workstation.</p>")

@@ -47,4 +47,8 @@ class ChatLink(QObject):
             selected_level=self.state.selected_level,
         )
         self.chat.set_context(context)
+        if hasattr(self.chat, "set_facts"):  # what grounded answers may cite: these measurements, with their ids
+            from core.findings import build_facts
+
+            self.chat.set_facts(build_facts(self.measurements(), context.levels_in_view, modality=context.modality))
         self.chat.set_selected_level(self.state.selected_level)

@@ -97,8 +97,8 @@ class ReportEditor(QWidget):
         self.progress_label.setStyleSheet("color:#555;")
 
         self.tree = QTreeWidget()
-        self.tree.setColumnCount(3)
-        self.tree.setHeaderLabels(["Statement", "Source", "Status"])
+        self.tree.setColumnCount(4)
+        self.tree.setHeaderLabels(["Statement", "Source", "Status", "Cites"])
         self.tree.setColumnWidth(0, 560)
         self.tree.setColumnWidth(1, 90)
         self.tree.setWordWrap(True)
@@ -107,6 +107,11 @@ class ReportEditor(QWidget):
         self.tree.itemChanged.connect(self._on_item_changed)
         self.tree.currentItemChanged.connect(lambda *_: self._refresh_buttons())
         self.basis_view = QTextBrowser()
+        self.evidence = QTextBrowser()  # what the clicked statement cites: its measurements and passages
+        self.evidence.setMaximumHeight(120)
+        self.evidence.setStyleSheet("background:#f3f8f3; border:1px solid #9cc39c;")
+        self.evidence.setPlaceholderText("Click a statement to see the measurements and passages it cites.")
+        self._knowledge = None
         self.history = QTreeWidget()
         self.history.setHeaderLabels(["Version", "Author", "Saved", "Changes"])
         self.history.setColumnWidth(0, 60)
@@ -172,6 +177,7 @@ class ReportEditor(QWidget):
         layout.addLayout(row1)
         layout.addWidget(self.progress_label)
         layout.addWidget(self.tabs, 1)
+        layout.addWidget(self.evidence)
         layout.addLayout(review)
         layout.addLayout(sign)
         layout.addLayout(export)
@@ -420,7 +426,40 @@ class ReportEditor(QWidget):
         level = report_tree.level_of(item)
         if level:
             self.level_selected.emit(level)
+        sid = report_tree.statement_id(item)
+        if sid and self.report is not None:
+            self.show_evidence(sid)
         self._refresh_buttons()
+
+    def show_evidence(self, statement_id: str) -> str:
+        """Show (and return as HTML) what a statement cites: each measurement with its value, each passage with its
+        text; a statement struck by the findings check shows why."""
+        import html
+
+        s = self.report.statement(statement_id)
+        lines = [f"<b>{html.escape(s.id)}</b> ({html.escape(s.source)}, {html.escape(s.status)})"]
+        if s.status == "rejected" and s.text.startswith("Not shown as a finding"):
+            lines.append(f'<span style="color:#9c2f00;">{html.escape(s.text)}</span>')
+        for mid in s.basis.measurements:
+            m = self.report.measurement(mid)
+            lines.append(f"[{html.escape(mid)}] measurement: " + html.escape(m.to_text() if m else "not in the report"))
+        for pid in s.basis.passages:
+            p = self.report.passage(pid)
+            text = ""
+            if self._knowledge is None:
+                from core.consult.retrieval import default_retriever
+
+                self._knowledge = default_retriever() or False
+            found = self._knowledge.get(pid) if self._knowledge else None
+            if found is not None:
+                text = ": " + " ".join(found.text.split())[:500]
+            lines.append(f"[{html.escape(pid)}] passage {html.escape(p.title if p else '')}{html.escape(text)}")
+        if len(lines) == 1:
+            lines.append("No measurement or passage: " + ("a template statement." if s.source == "template" else
+                                                           "not supported by this study's data."))
+        out = "<br>".join(lines)
+        self.evidence.setHtml(out)
+        return out
 
     def _on_item_changed(self, item: QTreeWidgetItem, column: int) -> None:
         if self._filling or column != 0 or self.report is None:

@@ -1,6 +1,7 @@
 """The report as an editable tree: sections and level rows at the top, one child per statement.
 
-Columns: statement text (editable while the report is not signed), source, review status. Level rows carry their
+Columns: statement text (editable while the report is not signed), source, review status, citations (the
+measurement and knowledge-passage ids of its basis). Level rows carry their
 level name (``LEVEL_ROLE``) so a click can take the viewer there; statement items carry the statement id
 (``STATEMENT_ROLE``). Rejected statements stay visible, struck through and grey, so a reviewer can restore them.
 """
@@ -27,8 +28,18 @@ def _label(s: Statement) -> str:
     return f"{title}: {s.text}"
 
 
+def citations(s: Statement) -> str:
+    """The Cites column: the measurement and passage ids a statement rests on ('unsupported' for one struck by the
+    findings check)."""
+    if s.status == "rejected" and s.text.startswith("Not shown as a finding"):
+        return "unsupported"
+    return " ".join(s.basis.measurements + s.basis.passages)
+
+
 def style_statement(item: QTreeWidgetItem, s: Statement) -> None:
     item.setText(1, s.source)
+    item.setText(3, citations(s))
+    item.setForeground(3, QBrush(QColor("#9c2f00" if citations(s) == "unsupported" else "#1b5e20")))
     item.setText(2, s.status)
     colour = QColor(STATUS_COLOURS[s.status])
     item.setForeground(2, QBrush(colour))
@@ -45,7 +56,7 @@ def style_statement(item: QTreeWidgetItem, s: Statement) -> None:
 
 
 def _statement_item(parent: QTreeWidgetItem, s: Statement, editable: bool) -> QTreeWidgetItem:
-    item = QTreeWidgetItem(parent, [_label(s), "", ""])
+    item = QTreeWidgetItem(parent, [_label(s), "", "", ""])
     item.setData(0, STATEMENT_ROLE, s.id)
     flags = item.flags() | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
     if editable:

@@ -45,7 +45,7 @@ MEASURABLE = (
     Topic("scoliosis", "scoliosis (coronal curve)", _re(r"scolio", r"cobb", r"lateral\s+curv", r"coronal\s+curv"),
           "a Cobb angle on the coronal view", "the coronal alignment"),
     Topic("canal_stenosis", "central canal stenosis",
-          _re(r"(?:central\s+|spinal\s+|canal\s+)stenos", r"stenosis\s+of\s+the\s+(?:central\s+|spinal\s+)?canal",
+          _re(r"stenos", r"stenosis\s+of\s+the\s+(?:central\s+|spinal\s+)?canal",
               r"canal\s+(?:narrow|compromis)", r"narrow(?:ing|ed)?\s+(?:of\s+the\s+)?(?:central\s+|spinal\s+)?canal"),
           "the AP canal diameter", "the canal on axial images"),
     Topic("disc_height", "disc height loss", _re(r"disc\s+(?:space\s+)?(?:height|narrow)", r"narrow(?:ed|ing)\s+disc",

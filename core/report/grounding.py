@@ -67,13 +67,16 @@ def fixed_grades(report: SpineReport, template: ReportTemplate, sheet: FactSheet
 
 
 def _replace(row_statements: list[Statement], index: int, s: Statement, reason: str, needs: str) -> None:
-    title = ASPECT_TITLES.get(s.aspect, "Not stated as a finding")
     struck = Statement(f"{s.id}.unsupported", f"Not shown as a finding: \u00ab{s.text}\u00bb ({reason})",
                        source="model", status="rejected", aspect=s.aspect, grade=s.grade, basis=s.basis.copy())
     grade = NOT_ASSESSABLE if s.aspect in SCALES else None
-    row_statements[index] = Statement(s.id, f"{title}: not assessed from this study's data"
-                                      + (f" (needs {needs})" if needs else "") + ".", source="template",
-                                      aspect=s.aspect, grade=grade)
+    # aspect rows are labelled by the editor and the exports ("Vertebral body: ..."); scales and sections are not
+    title = f"{ASPECT_TITLES[s.aspect]}: " if grade is not None else "" if s.aspect in ASPECT_TITLES else \
+        "Not stated as a finding: "
+    text = "not assessed from this study's data" + (f" (needs {needs})" if needs else "") + "."
+    labelled = s.aspect in ASPECT_TITLES and grade is None
+    row_statements[index] = Statement(s.id, title + (text if title or labelled else text[0].upper() + text[1:]),
+                                      source="template", aspect=s.aspect, grade=grade)
     row_statements.insert(index + 1, struck)
 
 
@@ -96,7 +99,7 @@ def _check(s: Statement, level: str | None, sheet: FactSheet, report: SpineRepor
         ids = [c for c in checked.cites if sheet.fact(c) is not None]
         s.basis.measurements += [m for m in _measurement_ids(report, sheet, ids) if m not in s.basis.measurements]
         return "", ""
-    needs = "; ".join(TOPICS[t].needs(level) for t in checked.topics)
+    needs = "; ".join(TOPICS[t].needs(level or ", ".join(checked.levels) or None) for t in checked.topics)
     return checked.reason, needs
 
 
