@@ -263,9 +263,9 @@ def _nifti(path: Path, shape=(8, 8, 6), dtype=np.int16, klass=nib.Nifti1Image, s
     return path
 
 
-def _poke(path: Path, offset: int, fmt: str, value) -> Path:
+def _poke(path: Path, offset: int, fmt: str, *values) -> Path:
     data = bytearray(path.read_bytes())
-    struct.pack_into("<" + fmt, data, offset, value)
+    struct.pack_into("<" + fmt, data, offset, *values)
     path.write_bytes(bytes(data))
     return path
 
@@ -279,6 +279,19 @@ def _poke(path: Path, offset: int, fmt: str, value) -> Path:
 def test_nifti1_header_field(tmp_path, offset, fmt, value, expected):
     path = _poke(_nifti(tmp_path / "a.nii"), offset, fmt, value)
     assert expected in _only_problem(scan(tmp_path), path)
+
+
+def test_nifti_with_flat_voxel_axes_opens_with_1_mm_voxels_and_a_warning(tmp_path):
+    path = _poke(_nifti(tmp_path / "flat.nii", shape=(4, 5, 6)), 296, "4f", 0.0, 0.0, 0.0, 0.0)  # srow_y zeros
+    source = scan(path).series[0]
+    assert any("voxel axes in the header are flat" in w for w in source.warnings)
+    volume = load_series(source)
+    assert volume.shape == (4, 5, 6) and volume.spacing == (1.0, 1.0, 1.0)
+
+
+def test_nifti_orientation_not_a_number(tmp_path):
+    path = _poke(_nifti(tmp_path / "a.nii"), 280, "f", math.nan)  # srow_x[0], used since sform_code is set
+    assert "not a number" in _only_problem(scan(tmp_path), path)
 
 
 def test_nifti_scaling_intercept_inf(tmp_path):

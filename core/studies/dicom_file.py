@@ -186,11 +186,19 @@ def _parse_header(path: Path, stat_key: tuple[int, int]) -> DicomHeader:
 
 def _check_inflated_size(fp, path: Path, chunk: int = 1 << 20) -> None:
     """A deflated data set is inflated whole by pydicom: count what it unpacks to first (a zip bomb must not)."""
-    fp.seek(132)
-    group = fp.read(12)
-    if len(group) < 12 or group[:4] != b"\x02\x00\x00\x00":
-        return  # no meta group length: pydicom will judge the file
-    fp.seek(144 + struct.unpack("<I", group[8:12])[0])
+    pos = 132
+    while True:  # walk the file meta elements (explicit VR little endian), as pydicom does, to where they end
+        fp.seek(pos)
+        head = fp.read(12)
+        if len(head) < 8 or head[:2] != b"\x02\x00":
+            break
+        if head[4:6] in _LONG_VRS:
+            if len(head) < 12:
+                return
+            pos += 12 + struct.unpack("<I", head[8:12])[0]
+        else:
+            pos += 8 + struct.unpack("<H", head[6:8])[0]
+    fp.seek(pos)
     limit = memory_budget() // 3  # pydicom keeps the compressed and the inflated bytes, then builds the data set
     inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
     try:

@@ -148,7 +148,8 @@ def probe(path: Path, verify: bool = True) -> SeriesSource:
         warnings.append(f"{len(shape)}D image: only the first of {extra} volumes is shown")
     if img.header.get("sform_code", 0) == 0 and img.header.get("qform_code", 0) == 0:
         warnings.append("no orientation in the NIfTI header: axes assumed to be R-L, P-A, I-S (RAS)")
-    _checked_affine(img)
+    if _checked_affine(img)[1]:
+        warnings.append(_ZERO_VOXELS)
     description = _description(img)
     return SeriesSource(
         kind="nifti", series_uid=content_id(path, "nifti"), files=[path],
@@ -161,14 +162,21 @@ def _dims(shape) -> str:
     return " x ".join(str(n) for n in shape)
 
 
-def _checked_affine(img) -> np.ndarray:
+_ZERO_VOXELS = ("the voxel axes in the header are flat (a zero size, or two axes parallel): 1 mm voxels along "
+                "R-L, P-A, I-S assumed, so distances and orientation are not reliable")
+
+
+def _checked_affine(img) -> tuple[np.ndarray, str | None]:
+    """The header's voxel->RAS affine, or 1 mm axes and a warning when its axes are flat (no volume)."""
     try:
         affine = np.asarray(img.affine, dtype=float)
     except _NIBABEL_ERRORS:
         affine = np.full((4, 4), np.nan)
-    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise NiftiProblem("the voxel size or orientation in the header is not usable (zero or not a number)")
-    return affine
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise NiftiProblem("the voxel size or orientation in the header is not a number: the header is damaged")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        return np.eye(4), _ZERO_VOXELS
+    return affine, None
 
 
 def _stem(path: Path) -> str:
@@ -194,7 +202,7 @@ def load(source: SeriesSource, progress: ProgressFn | None = None, cancel: Cance
         layout = _layout(path, verify=False)  # the file may have changed since it was imported
         check_memory(path, _first_volume_memory(layout), f"a {_dims(layout.shape[:3])} image")
         img = _open(path, layout, mmap=False)  # a memory map would keep the file open (and locked on Windows)
-        affine = _checked_affine(img)
+        affine, warning = _checked_affine(img)
         data = _read_first_volume(img)
     except NiftiProblem as exc:
         raise StudyLoadError(path, exc.reason) from None
@@ -206,7 +214,7 @@ def load(source: SeriesSource, progress: ProgressFn | None = None, cancel: Cance
     return Volume(
         data=data, affine=ras_to_lps(affine), modality=source.modality or guess_modality(path, description),
         series_description=source.series_description or _stem(path), series_uid=source.series_uid,
-        source_paths=[path],
+        source_paths=[path], warnings=[warning] if warning and warning not in source.warnings else [],
     )
 
 

@@ -67,8 +67,8 @@ def _check_png_chunks(path: Path, stored: int) -> None:
                 return
             length = struct.unpack(">I", head[:4])[0]
             if pos + 12 + length > stored:
-                raise RasterProblem(f"damaged PNG: a data block claims {human_bytes(length)}, more than the file "
-                                    f"holds ({human_bytes(stored)})")
+                raise RasterProblem(f"damaged PNG: its data blocks do not fit in the file ({human_bytes(stored)}): "
+                                    "a block length is wrong or the file is cut short")
             if head[4:8] == b"IEND":
                 return
             pos += 12 + length
