@@ -10,10 +10,15 @@
 3. Peak resident memory of the process (VmHWM) after each phase (the consultation phase runs first, with one model).
 
     .venv/bin/python benchmarks/bench_inference.py [--model PATH] [--repeats 7] [--tokens 128] [--threads 1]
+                                                   [--gpu-layers -1] [--json FIGURES.json]
+
+``--gpu-layers -1`` offloads every layer (a CUDA build of llama-cpp-python: scripts/gpu_check.sh); ``--json`` writes
+the figures for scripts to read.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -67,11 +72,11 @@ def run_ours(backend: LlamaCppBackend, tokens: int) -> tuple[float, int, str]:
     return _decode_rate(stamps), len(stamps), "".join(text)
 
 
-def bench_decode(model: Path, repeats: int, tokens: int, threads: int) -> dict[str, float]:
+def bench_decode(model: Path, repeats: int, tokens: int, threads: int, gpu_layers: int = 0) -> dict[str, float]:
     raw = llama_cpp.Llama(str(model), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False,
-                          chat_format="chat_template.default")
-    ours = LlamaCppBackend(model, n_ctx=2048, n_threads=threads)
-    ours.load()
+                          chat_format="chat_template.default", n_gpu_layers=gpu_layers)
+    ours = LlamaCppBackend(model, n_ctx=2048, n_threads=threads, n_gpu_layers=gpu_layers)
+    info = ours.load()
     run_raw(raw, tokens)  # warm-up: page cache, prompt in each KV cache
     run_ours(ours, tokens)
     raw_rates, our_rates = [], []
@@ -89,11 +94,12 @@ def bench_decode(model: Path, repeats: int, tokens: int, threads: int) -> dict[s
     print(f"  raw llama_cpp.Llama : {raw_med:7.1f} tokens/s  (runs: {', '.join(f'{x:.0f}' for x in raw_rates)})")
     print(f"  LlamaCppBackend     : {our_med:7.1f} tokens/s  (runs: {', '.join(f'{x:.0f}' for x in our_rates)})")
     print(f"  ratio (ours / raw): {our_med / raw_med:.3f}   (goal >= 0.95)")
-    return {"raw": raw_med, "ours": our_med, "ratio": our_med / raw_med}
+    return {"raw": raw_med, "ours": our_med, "ratio": our_med / raw_med, "device": info.device,
+            "gpu_layers_offloaded": info.gpu_layers_offloaded}
 
 
-def bench_ttft(model: Path, repeats: int, threads: int) -> dict[str, float]:
-    backend = LlamaCppBackend(model, n_ctx=4096, n_threads=threads)
+def bench_ttft(model: Path, repeats: int, threads: int, gpu_layers: int = 0) -> dict[str, float]:
+    backend = LlamaCppBackend(model, n_ctx=4096, n_threads=threads, n_gpu_layers=gpu_layers)
     backend.load()
     ctx = StudyContext(modality="MR", study_description="Lumbar spine", series=['MR "Sag T2 TSE" (15 images)'],
                        levels_in_view=["L3-L4", "L4", "L4-L5", "L5", "L5-S1"],
@@ -137,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     model = args.model or find_default_model()
     if model is None:
@@ -145,10 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {model.name}, llama-cpp-python {llama_cpp.__version__}, "
           f"GPU offload {'available' if llama_cpp.llama_supports_gpu_offload() else 'not built'}")
     print(f"peak RSS at start: {rss_mib():.0f} MiB")
-    bench_ttft(model, args.repeats, args.threads)
+    figures = bench_ttft(model, args.repeats, args.threads, args.gpu_layers)
     print(f"peak RSS after the consultation benchmark (one model, n_ctx 4096): {rss_mib():.0f} MiB")
-    bench_decode(model, args.repeats, args.tokens, args.threads)
+    figures |= bench_decode(model, args.repeats, args.tokens, args.threads, args.gpu_layers)
     print(f"peak RSS after the decode benchmark (two model instances, n_ctx 2048): {rss_mib():.0f} MiB")
+    if args.json:
+        args.json.write_text(json.dumps({**figures, "peak_rss_mib": rss_mib(), "model": str(model)}, indent=1))
     return 0
 
 
