@@ -6,6 +6,7 @@
     spinemed library               list the library's studies and series
     spinemed info PATH             describe a study (series, geometry) without importing it
     spinemed models [--adapter default|none|PATH]   list local models; which model + adapter are used
+    spinemed models check|add|remove|use ...        a GGUF's facts and fit; add (copy/link), remove, choose
     spinemed levels auto IMAGE     label the vertebral levels of a CT (NIfTI file or DICOM folder)
     spinemed levels eval IMAGE --reference LABELMAP --numbering {verse,totalseg,sct}
                                    label IMAGE and score it against a reference label map
@@ -167,26 +168,6 @@ def _cmd_levels_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_models(args: argparse.Namespace) -> int:
-    from core.inference.registry import ModelRegistry, ModelValidationError
-
-    registry = ModelRegistry()
-    if args.adapter:
-        try:
-            registry.select_adapter(None if args.adapter == "default" else args.adapter)
-        except ModelValidationError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    for entry in registry.list_models():
-        what = entry.metadata.summary() if entry.metadata else f"unusable: {entry.error}"
-        print(f"{entry.path}  [{entry.source}]  {what}")
-    model = args.model or registry.selected()
-    status = registry.adapter_status(model)
-    print(f"model used: {model or 'none found (run scripts/setup.sh)'}")
-    print(f"adapter used: {status.adapter or 'none'} ({status.reason})")
-    return 0
-
-
 def _print_progress(fraction: float, message: str) -> None:
     print(f"  {fraction * 100:5.1f}% {message}", file=sys.stderr)
 
@@ -205,10 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_import)
     p = sub.add_parser("library", help="list the study library")
     p.set_defaults(func=_cmd_library)
-    p = sub.add_parser("models", help="list the local models and say which model and adapter the workstation uses")
-    p.add_argument("--adapter", help="choose the adapter from now on: 'default' (the shipped SpineMed adapter when "
-                   "it fits the model), 'none', or a LoRA GGUF / PEFT folder")
-    p.set_defaults(func=_cmd_models)
+    from app.models_cli import add_parser as add_models_parser
+
+    add_models_parser(sub)
     p = sub.add_parser("info", help="describe a study without importing it")
     p.add_argument("path")
     p.set_defaults(func=_cmd_info)

@@ -1,0 +1,121 @@
+"""``spinemed models``: list the local models; add, remove and choose one (headless).
+
+    spinemed models [--adapter default|none|PATH]        list; which model and adapter the workstation uses
+    spinemed models check PATH [--mmproj P] [--ctx N]     header facts, memory needed vs RAM/VRAM, GPU layers that fit
+    spinemed models add PATH [--link] [--mmproj P]       copy (sha256 checked) or link into the models folder
+    spinemed models remove NAME
+    spinemed models use NAME                             the choice persists (models.json)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _print_check(check) -> None:
+    for key, value in check.facts().items():
+        print(f"  {key:<17} {value}")
+    for w in check.warnings:
+        print(f"  warning: {w}")
+    for p in check.problems:
+        print(f"  refused: {p}")
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from core.inference.registry import ModelRegistry, ModelValidationError
+
+    registry = ModelRegistry()
+    if args.adapter:
+        try:
+            registry.select_adapter(None if args.adapter == "default" else args.adapter)
+        except ModelValidationError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    for entry in registry.list_models():
+        what = entry.metadata.summary() if entry.metadata else f"unusable: {entry.error}"
+        print(f"{entry.path}  [{entry.source}]  {what}")
+    model = args.model or registry.selected()
+    status = registry.adapter_status(model)
+    print(f"model used: {model or 'none found (run scripts/setup.sh)'}")
+    print(f"adapter used: {status.adapter or 'none'} ({status.reason})")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from core.inference.model_store import ModelStore
+
+    check = ModelStore().inspect(args.path, args.mmproj, n_ctx=args.ctx)
+    print(f"{args.path}:")
+    _print_check(check)
+    return 0 if check.ok else 2
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    from core.inference.model_store import ModelStore, ModelStoreError
+
+    store = ModelStore()
+    last = [-1]
+
+    def progress(fraction: float, message: str) -> None:
+        pct = int(fraction * 100)
+        if pct // 10 != last[0] // 10:
+            print(f"  {pct:3d}% {message}", file=sys.stderr)
+        last[0] = pct
+
+    try:
+        added = store.add(args.path, link=args.link, mmproj=args.mmproj, progress=progress)
+    except ModelStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'linked' if added.linked else 'copied'} {args.path} -> {added.path} (sha256 {added.sha256})")
+    _print_check(added.check)
+    print(f"use it: spinemed models use {added.name}")
+    return 0
+
+
+def _cmd_remove(args: argparse.Namespace) -> int:
+    from core.inference.model_store import ModelStore, ModelStoreError
+
+    try:
+        path = ModelStore().remove(args.name)
+    except ModelStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"removed {path}")
+    return 0
+
+
+def _cmd_use(args: argparse.Namespace) -> int:
+    from core.inference.model_store import ModelStore, ModelStoreError
+
+    try:
+        path = ModelStore().use(args.name)
+    except ModelStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"model used from now on: {path}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list, check, add, remove and choose local models (headless)")
+    p.add_argument("--adapter", help="choose the adapter from now on: 'default' (the shipped SpineMed adapter when "
+                   "it fits the model), 'none', or a LoRA GGUF / PEFT folder")
+    p.set_defaults(func=_cmd_list)
+    models = p.add_subparsers(dest="models_command")
+    q = models.add_parser("check", help="header facts, memory needed vs this machine, GPU layers that fit")
+    q.add_argument("path")
+    q.add_argument("--mmproj", help="vision projector (mmproj GGUF) to pair with the model")
+    q.add_argument("--ctx", type=int, default=None, help="context length to size the KV cache for (default 4096)")
+    q.set_defaults(func=_cmd_check)
+    q = models.add_parser("add", help="copy (sha256 checked) or link a GGUF model into the models folder")
+    q.add_argument("path")
+    q.add_argument("--link", action="store_true", help="link to the file instead of copying it")
+    q.add_argument("--mmproj", help="vision projector (mmproj GGUF); one beside the model is found by itself")
+    q.set_defaults(func=_cmd_add)
+    q = models.add_parser("remove", help="delete a model (or its link) from the models folder")
+    q.add_argument("name")
+    q.set_defaults(func=_cmd_remove)
+    q = models.add_parser("use", help="use this model from now on (persisted)")
+    q.add_argument("name")
+    q.set_defaults(func=_cmd_use)
