@@ -15,6 +15,8 @@ def test_items_are_deterministic_and_their_measured_truth_is_the_facts():
         if item.expect == "measured":
             fact = sheet.fact(item.fact)
             assert fact is not None and fact.topic == item.topic and fact.positive == item.truth, (item, fact)
+            # the workstation's own statement of the fact is scored as supported (its words agree with its grade)
+            assert score(item, [fact.text], "grounded", [fact.id]).unsupported == [], fact.text
         else:
             assert not [f for f in sheet.facts if f.topic == item.topic]
 

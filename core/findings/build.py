@@ -108,7 +108,7 @@ def _canal(m: SpineMeasurement) -> dict:
     absolute, relative, name = limits
     grade = "absolute stenosis" if m.value < absolute else "relative stenosis" if m.value < relative else "none"
     label = (f"bony canal {grade} (under {absolute if grade == 'absolute stenosis' else relative:g} mm, {name})"
-             if grade != "none" else f"above the {relative:g} mm stenosis threshold ({name})")
+             if grade != "none" else f"no bony canal stenosis (above the {relative:g} mm threshold, {name})")
     return {"topic": "canal_stenosis", "scale": name, "grade": grade, "grade_label": label, "positive": grade != "none",
                 "text": f"{m.level} AP canal diameter {_fmt(m.value, 'mm')}: {label}"}
 
