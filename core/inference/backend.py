@@ -131,6 +131,7 @@ class ChatBackend(Protocol):
 _BACKENDS: dict[str, str | Callable[..., ChatBackend]] = {
     "llama-cpp": "core.inference.llama_backend:LlamaCppBackend",
     "transformers": "core.inference.transformers_backend:TransformersBackend",
+    "server": "core.inference.server_backend:ServerBackend",  # the department's OpenAI-compatible server
 }
 
 
