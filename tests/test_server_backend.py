@@ -389,3 +389,65 @@ def test_real_server_over_its_context(llama_server):
     backend = backend_for(llama_server, n_ctx=100_000, timeout_s=120)
     with pytest.raises(BackendError, match="stopped the answer half-way.*longer than its context"):
         list(backend.chat_stream([{"role": "user", "content": "vertebra " * 5000}], GenerationParams(max_tokens=8)))
+
+
+# --- the consultation and a report draft through the server ----------------------------------------------------------
+def test_consultation_through_the_server_with_stop(llama_server, tmp_path):
+    from core.consult import Consultation, ConversationStore, Measurement, StudyContext
+
+    ctx = StudyContext(modality="MR", study_description="Lumbar spine", levels_in_view=["L4", "L4-L5", "L5"],
+                       measurements=[Measurement("disc height", "L4-L5", 6.1, "mm")])
+    store = ConversationStore(tmp_path / "conv.db")
+    backend = backend_for(llama_server, n_ctx=4096, timeout_s=120)
+    backend.load()
+    consult = Consultation(backend, store, ctx, study_key="study-1",
+                           params=GenerationParams(max_tokens=24, temperature=0.0, seed=0))
+    answer = consult.ask("Is the disc height at L4-L5 reduced?", "L4-L5")
+    text = answer.consume()
+    assert answer.status == "complete" and text.strip()
+    follow = consult.ask("What should I check next at this level?", "L4-L5")
+    got = []
+    for piece in follow:
+        got.append(piece)
+        if len(got) == 2:
+            consult.cancel()
+    assert follow.status == "cancelled"
+    stored = store.messages(consult.id)
+    assert [m.role for m in stored] == ["user", "assistant", "user", "assistant"]
+    assert stored[-1].status == "cancelled" and stored[-1].content == "".join(got)
+    store.close()
+
+
+def test_consultation_keeps_the_question_when_the_server_goes_down(tmp_path):
+    from core.consult import Consultation, ConversationStore, StudyContext
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = ConversationStore(tmp_path / "conv.db")
+    backend = ServerBackend(ServerSettings(enabled=True, url=f"http://127.0.0.1:{port}/v1", model="m", n_ctx=4096))
+    backend._loaded = True  # it answered before and went down since: the request is the first to find out
+    consult = Consultation(backend, store, StudyContext(modality="CT"), study_key="s")
+    answer = consult.ask("Any fracture at T12?", "T12")
+    with pytest.raises(BackendError, match="not reachable.*connection refused"):
+        answer.consume()
+    assert answer.status == "error"
+    stored = store.messages(consult.id)
+    assert next(m.content for m in stored if m.role == "user").endswith("Any fracture at T12?")
+    assert next(m.status for m in stored if m.role == "assistant") == "error"
+    store.close()
+
+
+def test_report_draft_through_the_server(llama_server, tmp_path_factory):
+    from core.consult.context import Measurement
+    from core.report import SpineReport, draft_report
+    from tests.report_support import labelled_bundled_ct
+
+    backend = backend_for(llama_server, n_ctx=4096, timeout_s=300)
+    with labelled_bundled_ct(tmp_path_factory.mktemp("home"),
+                             [Measurement("disc height", "T11-T12", 6.8, "mm")]) as study:
+        rep = draft_report(backend, study.context, study.labelling, **study.draft_kwargs())
+    assert rep.incomplete is None, rep.incomplete
+    assert [r.level for r in rep.levels] == ["T11", "T11-T12", "T12"]
+    assert any(s.source == "model" for _, s in rep.statements())
+    assert SpineReport.from_json(rep.to_json()).to_dict() == rep.to_dict()
