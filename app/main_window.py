@@ -153,6 +153,9 @@ class MainWindow(QMainWindow):
         self.curation_review_action.triggered.connect(self._ask_curation_review)
         view_menu.addAction(self.curation_review_action)
         self.review_windows: list[QWidget] = []
+        from app.models_dialog import install_models_action
+
+        install_models_action(self, view_menu)  # "Models…": add, remove, choose the GGUF model
 
     # -- window / level -------------------------------------------------------------------------------------
     def _on_wl_combo(self, index: int) -> None:

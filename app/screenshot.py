@@ -2,6 +2,7 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m app.screenshot [--out FILE] [PATH ...]
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m app.screenshot --cited-answer   # grounded answer
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m app.screenshot --models-dialog  # Models dialog
 
 Uses a throw-away library (a temporary SPINEMED_HOME), so the user's own library is never touched.
 """
@@ -142,7 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--level", default="", help="selected level for the question, e.g. T12")
     parser.add_argument("--cited-answer", action="store_true",
                         help="instead: a CT phantom with a 40%% wedge at L2, measured, and a cited (grounded) answer")
+    parser.add_argument("--models-dialog", action="store_true",
+                        help="instead: the Models dialog (the embedded model in use) and the refusal of a truncated file")
     args = parser.parse_args(argv)
+    if args.models_dialog:
+        from app.models_dialog import capture_models_dialog
+
+        out = args.out if args.out != DEFAULT_OUT else DEFAULT_OUT.with_name("models_dialog.png")
+        print(capture_models_dialog(out))
+        print(capture_models_dialog(out.with_name(out.stem + "_refused.png"), refused=True))
+        return 0
     if args.cited_answer:
         out = args.out if args.out != DEFAULT_OUT else DEFAULT_OUT.with_name("chat_cited_answer.png")
         print(capture_cited_answer(out))

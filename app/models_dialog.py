@@ -1,0 +1,305 @@
+"""The Models dialog: the local GGUF models, what each is (header facts), whether it runs on this machine (memory
+needed against RAM/VRAM, GPU layers that fit), and add (copy or link, sha256 checked, in a worker with progress and
+Cancel) / remove / use. A refused file shows why. The core work is core.inference.model_store."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.workers import TaskWorker
+from core.inference.model_store import ModelCheck, ModelStore, ModelStoreError
+
+_PATH_ROLE = Qt.UserRole + 1
+
+
+class ModelsDialog(QDialog):
+    model_chosen = Signal(object)  # Path of the model chosen with "Use"
+
+    def __init__(self, store: ModelStore | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Models")
+        self.resize(1000, 560)
+        self.store = store or ModelStore()
+        self.worker: TaskWorker | None = None
+        self.last_check: ModelCheck | None = None
+
+        self.list = QListWidget()
+        self.list.currentItemChanged.connect(self._on_current)
+        self.facts = QTextBrowser()
+        self.facts.setOpenLinks(False)
+        split = QSplitter()
+        split.addWidget(self.list)
+        split.addWidget(self.facts)
+        split.setSizes([380, 620])
+
+        self.add_button = QPushButton("Add from file…")
+        self.add_button.setToolTip("Copy a GGUF model (from a folder or a USB stick) into the models folder; its "
+                                   "sha256 is checked after the copy and its header validated first")
+        self.add_button.clicked.connect(self._ask_add)
+        self.link_box = QCheckBox("Link instead of copying")
+        self.link_box.setToolTip("Keep the file where it is (it must stay reachable there)")
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.clicked.connect(self._remove)
+        self.use_button = QPushButton("Use this model")
+        self.use_button.clicked.connect(self._use)
+        self.cancel_button = QPushButton("Cancel copy")
+        self.cancel_button.clicked.connect(self._cancel)
+        self.cancel_button.hide()
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.hide()
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+
+        buttons = QHBoxLayout()
+        for w in (self.add_button, self.link_box, self.remove_button, self.use_button):
+            buttons.addWidget(w)
+        buttons.addStretch(1)
+        buttons.addWidget(self.progress)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(split, 1)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        self.refresh()
+
+    # --- list -----------------------------------------------------------------------------------------------------
+    def refresh(self, select: Path | None = None) -> None:
+        in_use = self.store.registry.selected()
+        in_use = in_use.resolve() if in_use else None
+        self.list.clear()
+        for entry in self.store.registry.list_models():
+            meta = entry.metadata
+            if meta is not None and meta.kind != "model":
+                continue  # adapters and projectors are shown with their model, not as choices
+            mark = "● " if in_use is not None and entry.path.resolve() == in_use else ""
+            what = f"{meta.architecture}, {meta.parameter_label()}, {meta.quantization}" if meta else "unusable"
+            item = QListWidgetItem(f"{mark}{entry.name}\n    {what} · {entry.source}")
+            item.setData(_PATH_ROLE, str(entry.path))
+            if meta is None:
+                item.setForeground(Qt.darkRed)
+                item.setToolTip(entry.error)
+            self.list.addItem(item)
+            if select is not None and entry.path.resolve() == Path(select).resolve():
+                self.list.setCurrentItem(item)
+        if self.list.currentItem() is None and self.list.count():
+            self.list.setCurrentRow(0)
+        self.status.setText(f"Model in use: {in_use.name if in_use else 'none'} · models folder: "
+                            f"{self.store.models_dir}")
+
+    def current_path(self) -> Path | None:
+        item = self.list.currentItem()
+        return Path(item.data(_PATH_ROLE)) if item is not None else None
+
+    def _on_current(self, item: QListWidgetItem | None, _previous=None) -> None:
+        if item is None:
+            self.facts.clear()
+            return
+        path = Path(item.data(_PATH_ROLE))
+        if path.is_dir():
+            self.facts.setHtml(f"<h3>{html.escape(path.name)}</h3><p>A Hugging Face model folder (runs with the "
+                               "transformers backend); header facts are shown for GGUF files only.</p>")
+            return
+        self.show_check(self.store.inspect(path, find_mmproj=True))
+        in_models_folder = path.parent.resolve() == self.store.models_dir.resolve()
+        self.remove_button.setEnabled(in_models_folder)
+        self.remove_button.setToolTip("" if in_models_folder else "only models in the models folder can be removed "
+                                      "here; this one was found elsewhere")
+
+    # --- facts ----------------------------------------------------------------------------------------------------
+    def show_check(self, check: ModelCheck) -> None:
+        """Header facts, memory fit, warnings and (in red) why the file is refused."""
+        self.last_check = check
+        parts = [f"<h3>{html.escape(check.path.name)}</h3>"]
+        if check.problems:
+            parts.append("<p style='color:#a11'><b>Refused:</b><br>" +
+                         "<br>".join(html.escape(p) for p in check.problems) + "</p>")
+        facts = check.facts()
+        fit = check.fit
+        if facts:
+            rows = []
+            for key, value in facts.items():
+                if key == "memory":
+                    continue
+                rows.append(f"<tr><td><b>{html.escape(key)}</b></td><td>{html.escape(value)}</td></tr>")
+            parts.append("<table cellspacing=4>" + "".join(rows) + "</table>")
+        if fit is not None:
+            ram, vram = fit.ram_bytes / 2**30, (fit.vram_bytes or 0) / 2**30
+            ok = "#161" if fit.fits else "#a11"
+            parts.append(
+                "<h4>This machine</h4><table cellspacing=4>"
+                f"<tr><td><b>memory needed</b></td><td style='color:{ok}'>{fit.needed_bytes / 2**30:.2f} GiB at "
+                f"context {fit.n_ctx} (weights {fit.weights_bytes / 2**30:.2f} GiB, KV cache "
+                f"{fit.kv_cache_bytes / 2**30:.2f} GiB)</td></tr>"
+                f"<tr><td><b>RAM</b></td><td>{ram:.1f} GiB"
+                + (f" ({fit.available_ram_bytes / 2**30:.1f} GiB free)" if fit.available_ram_bytes else "")
+                + "</td></tr>"
+                f"<tr><td><b>GPU</b></td><td>{f'{vram:.1f} GiB VRAM' if fit.vram_bytes else 'none found'}</td></tr>"
+                f"<tr><td><b>GPU layers that fit</b></td><td>{fit.gpu_layers} of {fit.n_layers}"
+                + (" (all)" if fit.all_on_gpu else "") + "</td></tr></table>")
+        if check.warnings:
+            parts.append("<p style='color:#850'>" + "<br>".join(html.escape(w) for w in check.warnings) + "</p>")
+        parts.append("<p style='color:#666'>Answers are decision support for clinicians, whichever model runs.</p>")
+        self.facts.setHtml("".join(parts))
+
+    # --- actions --------------------------------------------------------------------------------------------------
+    def _ask_add(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Add a GGUF model", str(Path.home()), "GGUF models (*.gguf)")
+        if path:
+            self.add_file(Path(path), link=self.link_box.isChecked())
+
+    def add_file(self, path: Path, link: bool = False, mmproj: Path | None = None) -> TaskWorker | None:
+        """Check ``path`` (shown at once; refused files stop here), then copy or link it in a worker."""
+        check = self.store.inspect(path, mmproj)
+        self.list.clearSelection()
+        self.show_check(check)
+        if not check.ok:
+            self.status.setText(f"Not added: {check.problems[0]}")
+            return None
+        self.worker = TaskWorker(self.store.add, path, link=link, mmproj=mmproj, description=f"adding {path.name}")
+        self.worker.progress.connect(self._on_progress)
+        self.worker.finished.connect(self._on_added)
+        self.worker.failed.connect(self._on_add_failed)
+        self.worker.cancelled.connect(lambda: self._on_add_failed("copy cancelled; nothing was added"))
+        self.worker.done.connect(self._add_done)
+        self._busy(True)
+        self.worker.start()
+        return self.worker
+
+    def _busy(self, busy: bool) -> None:
+        for w in (self.add_button, self.remove_button, self.use_button, self.link_box):
+            w.setEnabled(not busy)
+        self.progress.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        self.progress.setValue(0)
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        self.status.setText(message)
+
+    def _on_added(self, added) -> None:
+        self.refresh(select=added.path)
+        self.status.setText(f"Added {added.path.name} ({'linked' if added.linked else 'copied'}, sha256 "
+                            f"{added.sha256[:16]}…)" + (f" with its projector {added.mmproj.name}" if added.mmproj
+                                                         else ""))
+
+    def _on_add_failed(self, message: str) -> None:
+        self.status.setText(f"Not added: {message}")
+
+    def _add_done(self) -> None:
+        self._busy(False)
+
+    def _cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+
+    def _remove(self) -> None:
+        path = self.current_path()
+        if path is None:
+            return
+        answer = QMessageBox.question(self, "Remove model", f"Delete {path.name} from the models folder?")
+        if answer != QMessageBox.Yes:
+            return
+        self.remove(path)
+
+    def remove(self, path: Path) -> None:
+        try:
+            self.store.remove(path.name)
+        except ModelStoreError as exc:
+            self.status.setText(str(exc))
+            return
+        self.refresh()
+        self.status.setText(f"Removed {path.name}")
+
+    def _use(self) -> None:
+        path = self.current_path()
+        if path is not None:
+            self.use(path)
+
+    def use(self, path: Path) -> None:
+        try:
+            chosen = self.store.use(str(path))
+        except ModelStoreError as exc:
+            self.status.setText(f"Not used: {exc}")
+            return
+        self.refresh(select=chosen)
+        self.status.setText(f"Model in use from now on: {chosen.name}")
+        self.model_chosen.emit(chosen)
+
+
+def install_models_action(window, menu) -> None:
+    """A "Models…" entry in ``menu``; choosing a model there reloads the chat's model."""
+    from PySide6.QtGui import QAction
+
+    action = QAction("Models…", window)
+    action.setToolTip("Add, remove and choose the GGUF model; memory it needs and GPU layers that fit")
+
+    def open_dialog() -> None:
+        dialog = ModelsDialog(parent=window)
+        chat = getattr(window, "chat", None)
+        if chat is not None:
+            dialog.model_chosen.connect(lambda path: chat.load_model(path))
+        dialog.setAttribute(Qt.WA_DeleteOnClose)
+        dialog.show()
+        window.models_dialog = dialog
+
+    action.triggered.connect(open_dialog)
+    menu.addAction(action)
+    window.models_action = action
+
+
+def capture_models_dialog(out: Path, refused: bool = False) -> Path:
+    """Screenshot of the dialog in a throw-away data folder holding a copy of the embedded model, in use; with
+    ``refused``, the dialog after trying to add a truncated copy of it (the reason shown)."""
+    import os
+    import sys
+    import tempfile
+    import time
+
+    from PySide6.QtWidgets import QApplication
+
+    from core.inference.default_model import find_default_model
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    model = find_default_model()
+    if model is None:
+        raise SystemExit("embedded model missing: run scripts/setup.sh")
+    with tempfile.TemporaryDirectory(prefix="spinemed-models-shot-") as home:
+        os.environ["SPINEMED_HOME"] = home
+        store = ModelStore(Path(home) / "models")
+        added = store.add(model, link=True)
+        store.use(added.name)
+        dialog = ModelsDialog(store)
+        dialog.refresh(select=added.path)
+        if refused:
+            cut = Path(home) / "usb" / "SmolLM2-135M-Instruct.interrupted-copy.gguf"
+            cut.parent.mkdir()
+            cut.write_bytes(model.read_bytes()[: model.stat().st_size // 3])
+            dialog.add_file(cut)
+        dialog.show()
+        end = time.monotonic() + 0.8
+        while time.monotonic() < end:
+            app.processEvents()
+            time.sleep(0.02)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        dialog.grab().save(str(out))
+        dialog.close()
+    return out
