@@ -14,6 +14,9 @@
     spinemed chat STUDY [--level L4-L5]             interactive consultation in the terminal
     spinemed report STUDY -o report.pdf             draft a structured report and export it (.pdf .docx .txt
                                                     .json .dcm; -o repeatable)
+    spinemed xray landmarks IMAGE                   vertebra corners T1-L5 and Cobb angles of an AP radiograph
+    spinemed xray eval IMAGES_DIR --landmarks CSV --angles CSV --filenames CSV
+                                                    score the radiograph landmark model (SMAPE, MAE, px)
 
 Qt is imported only by the GUI subcommands, so the headless ones run on machines without a display.
 """
@@ -222,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="draft a structured report and export it: .pdf .docx .txt .json .dcm (headless)")
     add_report_arguments(p)
     p.set_defaults(func=_cmd_report)
+    from app.xray.cli import add_parser as add_xray_parser
+
+    add_xray_parser(sub)
     return parser
 
 

@@ -1,8 +1,8 @@
 """The landmark network: a small encoder-decoder giving one heatmap per corner, read out by a soft-argmax.
 
 Input (N, 1, H, W) standardised greyscale; outputs ``coords`` (N, 68, 2) as (x, y) in [0, 1] of the input,
-``spread`` (N, 68) the standard deviation of each heatmap in the same units (small = sure), and ``logits`` for the
-heatmap loss (training only). Heatmaps are at 1/4 of the input resolution; the soft-argmax gives sub-cell
+``spread`` (N, 68) the standard deviation of each heatmap in the same units, and ``logits`` for the heatmap loss
+(training only); the exported graph gives each heatmap's peak probability instead of the logits. Heatmaps are at 1/4 of the input resolution; the soft-argmax gives sub-cell
 positions. Coordinate channels at the bottleneck let the network tell T1's corners from L5's by where they are.
 """
 from __future__ import annotations
@@ -77,12 +77,14 @@ def soft_argmax(logits: torch.Tensor):
 
 
 class ExportWrapper(nn.Module):
-    """What goes into ONNX: coordinates and spread only."""
+    """What goes into ONNX: coordinates, spread, and each heatmap's peak probability (how concentrated it is:
+    the run-time confidence check compares it with what validation radiographs give)."""
 
     def __init__(self, net: LandmarkNet):
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor):
-        coords, spread, _ = self.net(x)
-        return coords, spread
+        coords, spread, logits = self.net(x)
+        peak = torch.softmax(logits.flatten(2), dim=-1).amax(dim=-1)
+        return coords, spread, peak

@@ -1,0 +1,1 @@
+"""Radiograph (AP spine) features of the workstation: the ``spinemed xray`` commands."""
