@@ -5,6 +5,8 @@
     spinemed models add PATH [--link] [--mmproj P]       copy (sha256 checked) or link into the models folder
     spinemed models remove NAME
     spinemed models use NAME                             the choice persists (models.json)
+    spinemed models server [--url URL] [--model M] [--token T] [--ca-file PEM] [--on|--off] [--test]
+                                                         the department's OpenAI-compatible server (off by default)
 """
 from __future__ import annotations
 
@@ -97,6 +99,48 @@ def _cmd_use(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_server(args: argparse.Namespace) -> int:
+    from core.inference.backend import BackendError
+    from core.inference.server_backend import ServerBackend, ServerSettings, check_server_address
+
+    settings = ServerSettings.load()
+    changes = {k: v for k, v in (("url", args.url), ("model", args.model), ("api_key", args.token),
+                                 ("ca_file", args.ca_file), ("timeout_s", args.timeout), ("n_ctx", args.ctx),
+                                 ("vision", args.vision)) if v is not None}
+    if args.on is not None:
+        changes["enabled"] = args.on
+    for key, value in changes.items():
+        setattr(settings, key, value)
+    if changes:
+        if settings.enabled and not settings.url:
+            print("error: name the server first: --url http://10.1.2.3:8000/v1", file=sys.stderr)
+            return 2
+        if settings.url:
+            try:
+                check_server_address(settings.url)
+            except BackendError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        settings.save()
+    state = "on: consultations and reports use it" if settings.enabled else "off: the local model answers"
+    print(f"server: {settings.url or '(none)'} ({state})")
+    print(f"model: {settings.model or '(the first one the server lists)'}; token: {'set' if settings.api_key else 'none'}"
+          f"; CA file: {settings.ca_file or 'system'}; timeout {settings.timeout_s:g} s")
+    if args.test:
+        if not settings.url:
+            print("error: no server URL to test", file=sys.stderr)
+            return 2
+        try:
+            info = ServerBackend(settings).load()
+        except BackendError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"reachable: model {info.model_name}, context {info.n_ctx} tokens")
+        for note in info.notes:
+            print(f"note: {note}")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list, check, add, remove and choose local models (headless)")
     p.add_argument("--adapter", help="choose the adapter from now on: 'default' (the shipped SpineMed adapter when "
@@ -119,3 +163,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q = models.add_parser("use", help="use this model from now on (persisted)")
     q.add_argument("name")
     q.set_defaults(func=_cmd_use)
+    q = models.add_parser("server", help="the department's OpenAI-compatible model server (off by default)")
+    q.add_argument("--url", help="e.g. http://10.1.2.3:8000/v1 (loopback or hospital network addresses only)")
+    q.add_argument("--model", help="model name on the server (default: the first it lists)")
+    q.add_argument("--token", help="bearer token, if the server needs one")
+    q.add_argument("--ca-file", help="the hospital's CA certificate (PEM) for an https server")
+    q.add_argument("--timeout", type=float, help="seconds to wait for the server and for each streamed piece")
+    q.add_argument("--ctx", type=int, help="the server's context length, when it does not say")
+    q.add_argument("--vision", action=argparse.BooleanOptionalAction, default=None,
+                   help="the served model takes images")
+    on = q.add_mutually_exclusive_group()
+    on.add_argument("--on", dest="on", action="store_const", const=True, default=None,
+                    help="use the server for consultations and reports")
+    on.add_argument("--off", dest="on", action="store_const", const=False, help="use the local model again")
+    q.add_argument("--test", action="store_true", help="check the server answers and which model it serves")
+    q.set_defaults(func=_cmd_server)

@@ -451,3 +451,32 @@ def test_report_draft_through_the_server(llama_server, tmp_path_factory):
     assert [r.level for r in rep.levels] == ["T11", "T11-T12", "T12"]
     assert any(s.source == "model" for _, s in rep.statements())
     assert SpineReport.from_json(rep.to_json()).to_dict() == rep.to_dict()
+
+
+def test_chosen_backend_follows_the_settings(tmp_path, embedded_model):
+    from core.inference.llama_backend import LlamaCppBackend
+    from core.inference.server_backend import chosen_backend
+
+    assert isinstance(chosen_backend(embedded_model, ServerSettings()), LlamaCppBackend)
+    on = ServerSettings(enabled=True, url="http://10.0.0.5:8000/v1")
+    backend = chosen_backend(embedded_model, on)
+    assert isinstance(backend, ServerBackend) and backend.info().device_label() == "server 10.0.0.5:8000"
+
+
+def test_cli_server_settings(tmp_path, monkeypatch, capsys, standin):
+    from app.cli import main
+
+    monkeypatch.setenv("SPINEMED_HOME", str(tmp_path / "home"))
+    assert main(["models", "server"]) == 0
+    assert "(none) (off" in capsys.readouterr().out
+    assert main(["models", "server", "--url", "http://8.8.8.8:8000/v1", "--on"]) == 2
+    assert "public address" in capsys.readouterr().err
+    assert not ServerSettings.load().enabled
+    srv = standin(lambda h, b: None)
+    assert main(["models", "server", "--url", srv.url, "--token", "t0k", "--on", "--test"]) == 0
+    out = capsys.readouterr().out
+    assert "on: consultations and reports use it" in out and "reachable: model spine-70b, context 8192" in out
+    assert "t0k" not in out
+    saved = ServerSettings.load()
+    assert (saved.enabled, saved.url, saved.api_key) == (True, srv.url, "t0k")
+    assert main(["models", "server", "--off"]) == 0 and not ServerSettings.load().enabled

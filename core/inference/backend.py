@@ -75,7 +75,10 @@ class BackendInfo:
     notes: list[str] = field(default_factory=list)  # things the user must see, e.g. a GPU request that fell back
 
     def device_label(self) -> str:
-        """Short text for the UI: "CPU", "GPU · 31/31 layers", "CPU (GPU requested, not available)"."""
+        """Short text for the UI: "CPU", "GPU · 31/31 layers", "CPU (GPU requested, not available)",
+        "server 10.1.2.3:8000"."""
+        if self.device.startswith("server"):
+            return self.device
         if self.device == "GPU" and self.gpu_layers_offloaded:
             total = f"/{self.n_layers + 1}" if self.n_layers else ""
             return f"GPU · {self.gpu_layers_offloaded}{total} layers"

@@ -5,6 +5,7 @@
     backend = create_backend("server", settings=settings)   # or ServerBackend(settings)
     backend.load()                                     # GET /v1/models: reachable, which model, its context
     for piece in backend.chat_stream(messages, params, cancel=token): ...
+    backend = chosen_backend(model_path, **options)   # the server when the settings switch it on, else the local model
 
 Requests carry study context, so they go only where the user pointed and only inside the hospital: the host must
 resolve to loopback or private (RFC 1918 / RFC 4193 / link-local) addresses, checked before every request; a public
@@ -394,3 +395,16 @@ def _context_of(entry: dict) -> int:
             if isinstance(meta.get(key), int):
                 return int(meta[key])
     return 0
+
+
+def chosen_backend(model_path: Path | str | None, settings: ServerSettings | None = None, **options: Any):
+    """The backend the user chose: the department's server when its settings are on, else the local model
+    (:func:`core.inference.backend.backend_for_model` with ``options``). Not loaded yet."""
+    from core.inference.backend import backend_for_model
+
+    settings = settings if settings is not None else ServerSettings.load()
+    if settings.enabled:
+        return ServerBackend(settings)
+    if model_path is None:
+        raise ModelLoadError("no model found: run scripts/setup.sh or add a model (spinemed models add PATH)")
+    return backend_for_model(model_path, **options)
