@@ -30,6 +30,7 @@ from app.views.viewer_area import ViewerArea
 from app.widgets.info_panel import InfoPanel
 from app.widgets.study_browser import StudyBrowser
 from app.workers import TaskStatus, TaskWorker
+from app.xray.wiring import install_xray_tools
 from core.consult import ConversationStore, StudyContext
 from core.studies.volume import Volume
 
@@ -85,6 +86,7 @@ class MainWindow(QMainWindow):
 
         self._make_actions()
         self.spine = install_spine_tools(self)  # level labels, measurements, their panels and the chat link
+        self.xray = install_xray_tools(self, self.spine)  # radiograph landmarks and Cobb angles
         from app.report.report_dock import install_report_dock
 
         self.report_editor = install_report_dock(self)  # the "Report" dock, tabbed with the study panel

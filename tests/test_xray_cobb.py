@@ -172,3 +172,19 @@ def test_clinical_cobb_on_shared_landmarks_is_close_to_the_largest_reference_ang
     diffs = np.array(diffs)
     assert np.median(np.abs(diffs)) < 4.0
     assert np.mean(np.abs(diffs) < 10) > 0.9
+
+
+def test_cobb_measurements_carry_region_end_vertebrae_and_the_landmarks():
+    from core.spine.measurement import measurements_from_json, measurements_to_json
+    from core.xray.measurements import cobb_measurements, landmarks_from_measurements
+
+    lm = column(s_curve())
+    ms = cobb_measurements(lm, "auto:spinemed-xray-landmarks@1.0")
+    assert [(m.level, m.value, m.details["region"]) for m in ms] == [
+        ("T1-T4", 14.0, "proximal thoracic"), ("T4-T10", 37.0, "main thoracic"),
+        ("T10-L3", 40.0, "thoracolumbar/lumbar")]
+    assert ms[1].details["upper_endplate"] == "T4 inferior" and ms[1].unit == "deg" and ms[1].points == []
+    back = measurements_from_json(measurements_to_json(ms))
+    restored, method = landmarks_from_measurements(back)
+    assert restored == pytest.approx(lm, abs=0.01) and method == "auto:spinemed-xray-landmarks@1.0"
+    assert landmarks_from_measurements([]) is None

@@ -70,6 +70,12 @@ class MeasurementsModel(QObject):
         old = [m for m in self.measurements if m.automatic]
         self.undo_stack.push(_AddRemove(self, list(measurements), old, "Automatic measurements"))
 
+    def replace_source(self, source: str, measurements: list[SpineMeasurement]) -> None:
+        """Measurements derived from one source (``details['source']``, e.g. radiograph landmarks) replace its
+        previous ones, without an undo step of their own: the source's edit is the undo step."""
+        old = [m for m in self.measurements if m.details.get("source") == source]
+        self._change(list(measurements), old)
+
     def _change(self, add: list, remove: list) -> None:
         for m in remove:
             # Identity, not equality: two measurements with the same values are still two measurements.

@@ -1,0 +1,45 @@
+"""Puts the radiograph landmarks into the main window: the layer on the radiograph view, the Radiograph tab beside
+Levels and Measurements, and the Cobb angles into the measurements (stored with provenance, given to the
+consultation's study context); a reopened radiograph shows its stored landmarks again."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.xray.layer import XrayLandmarks, XrayLayer
+from app.xray.panel import XrayPanel
+from core.xray.measurements import SOURCE, cobb_measurements, landmarks_from_measurements
+
+
+@dataclass
+class XrayTools:
+    model: XrayLandmarks
+    layer: XrayLayer
+    panel: XrayPanel
+
+
+def install_xray_tools(window, spine) -> XrayTools:
+    """``spine``: the SpineTools of app.levels.wiring (undo stack, measurements, tabs)."""
+    model = XrayLandmarks(spine.undo_stack, user=spine.measurements.user, parent=window)
+    layer = XrayLayer(model, window.state)
+    layer.attach(window.viewer.axial)      # the view a plain radiograph is shown in
+    panel = XrayPanel(window.state, model, track=window.task_status.track)
+    spine.tabs.addTab(panel, "Radiograph")
+    restoring = [False]
+
+    def sync_measurements() -> None:
+        if restoring[0]:
+            return
+        new = [] if model.landmarks is None else cobb_measurements(model.landmarks, model.method)
+        spine.measurements.replace_source(SOURCE, new)
+
+    def on_opened(volume) -> None:
+        restoring[0] = True
+        try:
+            stored = landmarks_from_measurements(spine.measurements.measurements) if volume.is_2d else None
+            model.restore(*(stored or (None, "")))
+        finally:
+            restoring[0] = False
+
+    model.changed.connect(sync_measurements)
+    window.volume_opened.connect(on_opened)
+    return XrayTools(model, layer, panel)
