@@ -1,7 +1,9 @@
 """Make docs/screenshots/xray_landmarks.png: a real AP radiograph of ../shared (one of the landmark model's
 validation images, never a training one) downscaled, with the model's landmarks, level names and Cobb curves.
+With ``--viewer``: docs/screenshots/xray_viewer.png, the workstation window (under Xvfb) after "Find vertebrae".
 
     .venv/bin/python scripts/xray_screenshot.py [--name FILE] [--height 900]
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/xray_screenshot.py --viewer
 
 Only the downscaled picture goes into docs/ (the AASCE images themselves are research-use and never copied).
 """
@@ -25,7 +27,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", help="file name of a validation radiograph (default: the first listed)")
     parser.add_argument("--height", type=int, default=900)
-    parser.add_argument("-o", "--output", default=str(REPO / "docs" / "screenshots" / "xray_landmarks.png"))
+    parser.add_argument("-o", "--output", help="PNG to write (default: docs/screenshots/xray_landmarks.png, or "
+                                               "xray_viewer.png with --viewer)")
+    parser.add_argument("--viewer", action="store_true", help="screenshot of the workstation window instead")
     args = parser.parse_args()
     model_dir = default_model_dir()
     if model_dir is None or not SHARED.is_dir():
@@ -36,8 +40,45 @@ def main() -> int:
     if name not in names:
         print(f"{name} is not a validation image of the model", file=sys.stderr)
         return 2
-    return spinemed(["xray", "landmarks", str(SHARED / name), "--overlay", args.output,
+    if args.viewer:
+        return _viewer(SHARED / name, Path(args.output or REPO / "docs" / "screenshots" / "xray_viewer.png"))
+    output = args.output or str(REPO / "docs" / "screenshots" / "xray_landmarks.png")
+    return spinemed(["xray", "landmarks", str(SHARED / name), "--overlay", output,
                      "--overlay-height", str(args.height)])
+
+
+def _viewer(image: Path, output: Path) -> int:
+    """Import the radiograph into a throw-away library, open it, run the model from the Radiograph tab, grab."""
+    import tempfile
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    from app.main_window import MainWindow
+    from core.library import Library
+    from tests.app_support import settle, wait_until
+
+    with tempfile.TemporaryDirectory(prefix="spinemed-xray-shot-") as tmp:
+        library = Library(Path(tmp) / "library.db")
+        window = MainWindow(library=library)
+        window.resize(1500, 950)
+        window.show()
+        opened = []
+        window.volume_opened.connect(opened.append)
+        window.import_paths([image], open_first=True)
+        wait_until(lambda: opened, what="the radiograph to open")
+        tabs = window.spine.tabs
+        tabs.setCurrentIndex([tabs.tabText(i) for i in range(tabs.count())].index("Radiograph"))
+        worker = window.xray.panel.find()
+        wait_until(lambda: not worker.is_running, 120, "the landmark model")
+        settle(0.5)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        window.grab().save(str(output))
+        print(f"{window.xray.panel.status.text()}\nscreenshot: {output}")
+        window.close()
+        library.close()
+        app.processEvents()
+    return 0
 
 
 if __name__ == "__main__":

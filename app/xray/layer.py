@@ -146,7 +146,7 @@ class XrayLayer:
             lines = endplate_lines(pts)
         except ValueError:
             return
-        y_text = 22.0
+        y_text = 40.0   # below the view's title
         for region, curve in curves.items():
             if curve is None:
                 continue
