@@ -300,7 +300,7 @@ def check_answer(statements: list[dict] | str, sheet: FactSheet, passage_ids: li
                                              "cannot_tell", [], topics=[topic.name], levels=targets))
     for s in answer.struck():
         for name in s.topics:
-            need = TOPICS[name].needs(", ".join(s.levels) or None)
+            need = TOPICS[name].needs(", ".join(s.levels) or "the levels in view")
             if need not in answer.needs:
                 answer.needs.append(need)
     return answer
