@@ -1,6 +1,7 @@
 """The Models dialog: the local GGUF models, what each is (header facts), whether it runs on this machine (memory
 needed against RAM/VRAM, GPU layers that fit), and add (copy or link, sha256 checked, in a worker with progress and
-Cancel) / remove / use. A refused file shows why. The core work is core.inference.model_store."""
+Cancel) / remove / use. A refused file shows why. A second tab holds the department server's settings (off by
+default) with a connection test. The core work is core.inference.model_store and core.inference.server_backend."""
 from __future__ import annotations
 
 import html
@@ -10,15 +11,19 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
+    QDoubleSpinBox,
     QFileDialog,
+    QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMessageBox,
     QProgressBar,
     QPushButton,
     QSplitter,
+    QTabWidget,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
@@ -26,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from app.workers import TaskWorker
 from core.inference.model_store import ModelCheck, ModelStore, ModelStoreError
+from core.inference.server_backend import ServerBackend, ServerSettings, check_server_address
 
 _PATH_ROLE = Qt.UserRole + 1
 
@@ -75,10 +81,16 @@ class ModelsDialog(QDialog):
         buttons.addStretch(1)
         buttons.addWidget(self.progress)
         buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
+        local = QWidget()
+        layout = QVBoxLayout(local)
         layout.addWidget(split, 1)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(local, "Local models")
+        self.server_panel = ServerPanel(self)
+        self.tabs.addTab(self.server_panel, "Department server")
+        QVBoxLayout(self).addWidget(self.tabs)
         self.refresh()
 
     # --- list -----------------------------------------------------------------------------------------------------
@@ -245,6 +257,106 @@ class ModelsDialog(QDialog):
         self.model_chosen.emit(chosen)
 
 
+class ServerPanel(QWidget):
+    """The department server's settings (saved to server.json) and a connection test in a worker."""
+
+    def __init__(self, parent: QWidget | None = None, settings_path: Path | None = None) -> None:
+        super().__init__(parent)
+        self.settings_path = settings_path
+        s = ServerSettings.load(settings_path)
+        self.enabled = QCheckBox("Answer consultations and reports with the department's server")
+        self.enabled.setChecked(s.enabled)
+        self.url = QLineEdit(s.url)
+        self.url.setPlaceholderText("http://10.1.2.3:8000/v1")
+        self.model = QLineEdit(s.model)
+        self.model.setPlaceholderText("the first model the server lists")
+        self.token = QLineEdit(s.api_key)
+        self.token.setEchoMode(QLineEdit.Password)
+        self.ca_file = QLineEdit(s.ca_file)
+        self.ca_file.setPlaceholderText("the system's certificates")
+        self.timeout = QDoubleSpinBox()
+        self.timeout.setRange(1, 3600)
+        self.timeout.setValue(s.timeout_s)
+        self.timeout.setSuffix(" s")
+        self.vision = QCheckBox("The served model takes images")
+        self.vision.setChecked(s.vision)
+        self._n_ctx = s.n_ctx
+        form = QFormLayout()
+        form.addRow(self.enabled)
+        form.addRow("Server URL", self.url)
+        form.addRow("Model", self.model)
+        form.addRow("Token", self.token)
+        form.addRow("CA certificate (PEM)", self.ca_file)
+        form.addRow("Timeout", self.timeout)
+        form.addRow(self.vision)
+        note = QLabel("Study data goes only to this machine or the hospital network (loopback and private addresses; "
+                      "public addresses are refused), over TLS when the URL is https, never following redirects. What is "
+                      "sent: the question and the study context the local model would see (modality, study "
+                      "description and date, series, levels, measurements, age and sex), never the patient's name "
+                      "or ID. Answers say which server they come from, and are decision support for clinicians.")
+        note.setWordWrap(True)
+        note.setStyleSheet("color:#555;")
+        self.save_button = QPushButton("Save")
+        self.save_button.clicked.connect(self.save)
+        self.test_button = QPushButton("Test connection")
+        self.test_button.clicked.connect(self.test_connection)
+        self.result = QLabel()
+        self.result.setWordWrap(True)
+        self.result.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        row = QHBoxLayout()
+        row.addWidget(self.save_button)
+        row.addWidget(self.test_button)
+        row.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(note)
+        layout.addLayout(row)
+        layout.addWidget(self.result)
+        layout.addStretch(1)
+        self.worker: TaskWorker | None = None
+
+    def settings(self) -> ServerSettings:
+        return ServerSettings(enabled=self.enabled.isChecked(), url=self.url.text().strip(),
+                              model=self.model.text().strip(), api_key=self.token.text().strip(),
+                              ca_file=self.ca_file.text().strip(), timeout_s=self.timeout.value(), n_ctx=self._n_ctx,
+                              vision=self.vision.isChecked())
+
+    def save(self) -> bool:
+        s = self.settings()
+        if s.enabled and not s.url:
+            self.result.setText("Not saved: name the server's URL first.")
+            return False
+        if s.url:
+            try:
+                check_server_address(s.url)
+            except Exception as exc:  # noqa: BLE001 - any refusal is shown, never raised
+                self.result.setText(f"Not saved: {exc}")
+                return False
+        s.save(self.settings_path)
+        self.result.setText("Saved: " + ("the server answers from the next consultation." if s.enabled
+                                         else "the local model answers."))
+        return True
+
+    def test_connection(self) -> TaskWorker | None:
+        s = self.settings()
+        if not s.url:
+            self.result.setText("Name the server's URL first.")
+            return None
+
+        def probe(progress=None, cancel=None):
+            return ServerBackend(s).load()
+
+        self.worker = TaskWorker(probe)
+        self.worker.finished.connect(lambda info: self.result.setText(
+            f"Reachable: model {info.model_name}, context {info.n_ctx} tokens."))
+        self.worker.failed.connect(lambda message: self.result.setText(f"Not reachable: {message}"))
+        self.worker.done.connect(lambda: self.test_button.setEnabled(True))
+        self.test_button.setEnabled(False)
+        self.result.setText("Testing…")
+        self.worker.start()
+        return self.worker
+
+
 def install_models_action(window, menu) -> None:
     """A "Models…" entry in ``menu``; choosing a model there reloads the chat's model."""
     from PySide6.QtGui import QAction
@@ -266,9 +378,10 @@ def install_models_action(window, menu) -> None:
     window.models_action = action
 
 
-def capture_models_dialog(out: Path, refused: bool = False) -> Path:
+def capture_models_dialog(out: Path, refused: bool = False, server: bool = False) -> Path:
     """Screenshot of the dialog in a throw-away data folder holding a copy of the embedded model, in use; with
-    ``refused``, the dialog after trying to add a truncated copy of it (the reason shown)."""
+    ``refused``, the dialog after trying to add a truncated copy of it (the reason shown); with ``server``, the
+    department server tab with an example address typed in (not saved, not contacted)."""
     import os
     import sys
     import tempfile
@@ -294,6 +407,10 @@ def capture_models_dialog(out: Path, refused: bool = False) -> Path:
             cut.parent.mkdir()
             cut.write_bytes(model.read_bytes()[: model.stat().st_size // 3])
             dialog.add_file(cut)
+        if server:
+            dialog.tabs.setCurrentIndex(1)
+            dialog.server_panel.url.setText("https://llm.radiology.hospital.lan/v1")
+            dialog.server_panel.model.setText("qwen2.5-vl-7b-instruct")
         dialog.show()
         end = time.monotonic() + 0.8
         while time.monotonic() < end:

@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out if args.out != DEFAULT_OUT else DEFAULT_OUT.with_name("models_dialog.png")
         print(capture_models_dialog(out))
         print(capture_models_dialog(out.with_name(out.stem + "_refused.png"), refused=True))
+        print(capture_models_dialog(out.with_name(out.stem + "_server.png"), server=True))
         return 0
     if args.cited_answer:
         out = args.out if args.out != DEFAULT_OUT else DEFAULT_OUT.with_name("chat_cited_answer.png")

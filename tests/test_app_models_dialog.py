@@ -98,3 +98,47 @@ def test_screenshot(tmp_path):
     out = capture_models_dialog(tmp_path / "models.png", refused=True)
     assert out.is_file() and out.stat().st_size > 10_000
     assert isinstance(out, Path)
+
+
+def test_server_tab_saves_refuses_and_tests(dialog):
+    import http.server
+    import json
+    import threading
+
+    from core.inference.server_backend import ServerSettings
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            body = json.dumps({"data": [{"id": "dept-model", "max_model_len": 16384}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        panel = dialog.server_panel
+        assert dialog.tabs.tabText(1) == "Department server" and not panel.enabled.isChecked()
+        panel.url.setText("http://8.8.8.8:8000/v1")
+        panel.enabled.setChecked(True)
+        assert not panel.save() and "public address" in panel.result.text()
+        assert not ServerSettings.load().enabled
+        panel.url.setText(f"http://127.0.0.1:{httpd.server_address[1]}/v1")
+        assert panel.save()
+        assert ServerSettings.load().enabled and ServerSettings.load().url == panel.url.text()
+        worker = panel.test_connection()
+        wait_until(lambda: not worker.is_running, timeout=30, what="the connection test")
+        settle(0.1)
+        assert panel.result.text() == "Reachable: model dept-model, context 16384 tokens."
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    worker = panel.test_connection()  # the server is gone now
+    wait_until(lambda: not worker.is_running, timeout=30, what="the connection test")
+    settle(0.1)
+    assert panel.result.text().startswith("Not reachable: the model server does not answer")

@@ -196,8 +196,8 @@ class ServerBackend:
         n_ctx = self.settings.n_ctx or _context_of(entry)
         self._info.model_name = self.settings.model
         self._info.n_ctx = n_ctx or 4096
-        self._info.notes = [(f"answers come from the server {self.host} (model {self.settings.model}); only "
-                             "de-identified study context is sent")]
+        self._info.notes = [(f"answers come from the server {self.host} (model {self.settings.model}); the "
+                             "study context is sent without the patient's name or ID")]
         if not (self.settings.n_ctx or n_ctx):
             self._info.notes.append("the server does not say its context length: 4096 tokens assumed")
         self._loaded = True
