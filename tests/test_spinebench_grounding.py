@@ -43,3 +43,10 @@ def test_scoring_counts_unsupported_findings_and_honest_answers():
     assert doc["conditions"]["raw"]["unsupported_finding_rate"] == 0.5
     assert doc["conditions"]["grounded"]["answers_with_unsupported_finding"] == 0
     assert "| raw | 1/2 | 0.500 |" in markdown(doc, "2026-12-07")
+
+
+def test_spinebench_has_a_grounding_command(tmp_path):
+    from core.spinebench.cli import parser
+
+    args = parser().parse_args(["grounding", "--limit", "2", "-o", str(tmp_path / "g")])
+    assert args.fn.__name__ == "cmd_grounding" and args.limit == 2 and args.out == tmp_path / "g"

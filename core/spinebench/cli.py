@@ -8,6 +8,7 @@
     spinebench compare results/a/results.json results/b/results.json [-o cmp.md]
     spinebench build [--out resources/spinebench/v2]
     spinebench import public_spinebench.parquet -o benchmarks/external [--image-root DIR]
+    spinebench grounding [--model x.gguf] -o results/grounding     # unsupported findings: raw vs findings layer
     spinebench run --bench benchmarks/external --model ...
 
 Exit status: 0 done, 2 usage or input error.
@@ -100,6 +101,18 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grounding(args: argparse.Namespace) -> int:
+    from core.inference.default_model import find_default_model
+    from core.spinebench.grounding import markdown, run_to_files
+
+    model = args.model or find_default_model()
+    if model is None:
+        raise ValueError("no model: pass --model or run scripts/setup.sh (embedded model)")
+    doc = run_to_files(model, args.out, args.limit, args.threads, log=lambda m: print(m, file=sys.stderr))
+    print(markdown(doc, doc["date"]))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     from core.spinebench.build import DEFAULT_CURATED, DEFAULT_OUT, DEFAULT_SAMPLES
 
@@ -135,6 +148,13 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES)
     b.add_argument("--curated", type=Path, default=DEFAULT_CURATED)
     b.set_defaults(fn=cmd_build)
+    g = sub.add_parser("grounding", help="grounding axis: unsupported findings shown, raw model vs findings layer")
+    g.add_argument("--model", type=Path, help="GGUF file or HF folder (default: the embedded model)")
+    g.add_argument("-o", "--out", type=Path, default=Path("grounding_results"),
+                   help="results path without extension (.json and .md are written)")
+    g.add_argument("--limit", type=int, help="first N items only")
+    g.add_argument("--threads", type=int, default=1)
+    g.set_defaults(fn=cmd_grounding)
     i = sub.add_parser("import", help="convert an external MCQ benchmark file (parquet / json / jsonl)")
     i.add_argument("file")
     i.add_argument("-o", "--out", required=True)

@@ -242,3 +242,34 @@ def markdown(doc: dict, when: str) -> str:
         if r["unsupported"]:
             lines.append(f"- {r['item']} {r['condition']}: " + " | ".join(r["unsupported"]))
     return "\n".join(lines) + "\n"
+
+
+def run_to_files(model, out, limit: int | None = None, threads: int = 1, log=None) -> dict:
+    """Load ``model`` (GGUF file or HF folder), run the axis, write ``out``.json and ``out``.md; returns the results.
+    Answers are kept in a temporary library (nothing else is written)."""
+    import datetime as dt
+    import json
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from core.consult import ConversationStore
+    from core.inference.backend import backend_for_model
+
+    items = grounding_items()[:limit] if limit else grounding_items()
+    backend = backend_for_model(model, n_threads=threads)
+    backend.load()
+    start = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            doc = run_grounding(backend, items, ConversationStore(Path(tmp) / "library.db"),
+                                progress=(lambda n, total, what: log(f"[{n + 1}/{total}] {what}")) if log else None)
+    finally:
+        backend.unload()
+    doc["seconds"] = round(time.monotonic() - start)
+    doc["date"] = dt.date.today().isoformat()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    out.with_suffix(".md").write_text(markdown(doc, doc["date"]), encoding="utf-8")
+    return doc
