@@ -176,3 +176,54 @@ def test_main_window_radiograph_tab_context_and_reopen(qapp, tmp_path):
     finally:
         window.close()
         library.close()
+
+
+def _click(view, point_mm) -> None:
+    pos, _dist = view.patient_to_widget(point_mm)
+    for kind in (QEvent.MouseButtonPress, QEvent.MouseButtonRelease):
+        buttons = Qt.LeftButton if kind == QEvent.MouseButtonPress else Qt.NoButton
+        QApplication.sendEvent(view, QMouseEvent(kind, pos, view.mapToGlobal(pos), Qt.LeftButton, buttons,
+                                                 Qt.NoModifier))
+
+
+@pytest.mark.parametrize("dicom", [False, True])
+def test_distance_tool_on_a_radiograph_says_its_scale(rig, tmp_path, dicom):
+    """PNG/JPEG: pixels, '(no calibration)'; DICOM DX with ImagerPixelSpacing 0.2 mm: mm, magnification caveat."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from app.measure.layer_2d import MeasureLayer
+    from app.measure.values import format_value
+    from core.spine.io import load_volume
+
+    state, view, _model, measurements, _store, _undo = rig
+    if dicom:
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        path = tmp_path / "dx.dcm"
+        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality, ds.PatientID = generate_uid(), generate_uid(), "DX", "x"
+        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 500, 300, 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.ImagerPixelSpacing = [0.2, 0.2]
+        ds.PixelData = np.random.default_rng(0).integers(0, 4000, (500, 300), dtype=np.uint16).tobytes()
+        ds.save_as(path, enforce_file_format=True)
+        volume, _ = load_volume(path)
+        volume.series_uid = SERIES
+        state.set_volume(volume)
+    layer = MeasureLayer(measurements, user="tester")
+    layer.attach([view])
+    layer.set_tool("distance")
+    vol = state.volume
+    _click(view, vol.voxel_to_patient((10, 20, 0)))
+    _click(view, vol.voxel_to_patient((10 + 30, 20 + 40, 0)))   # 50 px apart
+    m = measurements.measurements[-1]
+    if dicom:
+        assert (m.unit, m.value) == ("mm", pytest.approx(10.0, abs=1e-6))
+        assert m.details["scale_source"] == "ImagerPixelSpacing" and "magnif" in format_value(m)
+    else:
+        assert (m.unit, m.value) == ("px", pytest.approx(50.0, abs=1e-6))
+        assert format_value(m) == "50.0 px (no calibration)"

@@ -122,3 +122,20 @@ def test_stored_form_keeps_image_points_and_scale():
     assert stored.points == []
     assert stored.details["image_points_px"] == [[0.0, 0.0], [0.0, 50.0]]
     assert "user calibration" in stored.details["scale"]
+
+
+def test_calibration_of_a_loaded_volume(tmp_path):
+    from PIL import Image
+
+    from core.spine.io import load_volume
+    from core.xray.measure import calibration_for_volume
+
+    png = tmp_path / "ap.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 200), dtype=np.uint8)).save(png)
+    volume, _ = load_volume(png)
+    assert calibration_for_volume(volume) is NO_CALIBRATION
+    _write_dx(tmp_path / "dx.dcm", ImagerPixelSpacing=[0.14, 0.14], StudyInstanceUID=generate_uid(),
+              SeriesInstanceUID=generate_uid(), PatientID="x")
+    volume, _ = load_volume(tmp_path / "dx.dcm")
+    cal = calibration_for_volume(volume)
+    assert cal.source == "ImagerPixelSpacing" and cal.mm_per_px_x == pytest.approx(0.14)

@@ -9,7 +9,9 @@ from the points with the :mod:`core.spine.measure` builders.
 - slip: 3 points, the posterior-inferior corner of the upper vertebra, then the posterior-superior and the
   anterior-superior corners of the lower one (:func:`core.spine.measure.slip_percent`, Meyerding grade).
 
-Lordosis, kyphosis and slip are taken on the sagittal view only (their conventions are sagittal). The slip's level is
+Lordosis, kyphosis and slip are taken on the sagittal view only (their conventions are sagittal). On a plain
+radiograph, distance, angle and Cobb are measured in the image plane with the image's own scale, in pixels when it
+has none (:mod:`core.xray.measure`). The slip's level is
 the nearest labelled disc; the kyphosis's upper vertebra is the labelled vertebra nearest its first line, else T4.
 """
 from __future__ import annotations
@@ -73,6 +75,8 @@ def wrong_view(tool: Tool, view) -> str:
 def build(tool: Tool, points: list, view, model, method: str) -> SpineMeasurement:
     """The measurement of ``tool`` from its points (patient mm) placed on ``view``; ValueError if degenerate."""
     p = points
+    if getattr(view, "radiograph", False) and tool.key in ("distance", "angle", "cobb"):
+        return _on_radiograph(tool, p, view, method)
     if tool.key == "distance":
         m = measure.distance_measurement(p[0], p[1], method=method)
     elif tool.key == "angle":
@@ -106,4 +110,23 @@ def _kyphosis(p: list, model, method: str) -> SpineMeasurement:
         m.level = f"{upper}-T12"
         m.details["convention"] = f"Cobb {upper} superior to T12 inferior endplate; + = kyphosis"
         m.details["note"] = f"upper line nearest {upper}: not the standard T4 or T5"
+    return m
+
+
+def _on_radiograph(tool: Tool, p: list, view, method: str) -> SpineMeasurement:
+    """Distance, angle or Cobb in the image plane of a plain radiograph, in mm only when the image says its scale
+    (DICOM PixelSpacing / ImagerPixelSpacing, see core.xray.measure), else in pixels; the scale is recorded."""
+    from core.xray import measure as xm
+
+    vol = view.state.volume
+    px = [vol.patient_to_voxel(q)[:2] + 0.5 for q in p]      # image pixels, pixel centres at +0.5
+    cal = xm.calibration_for_volume(vol)
+    if tool.key == "distance":
+        pm = xm.distance(px[0], px[1], cal)
+    elif tool.key == "angle":
+        pm = xm.angle(px[0], px[1], px[2], cal)
+    else:
+        pm = xm.cobb((px[0], px[1]), (px[2], px[3]), cal)
+    m = pm.to_spine_measurement(method=method, display_points=p)
+    m.details["view"] = "radiograph"
     return m

@@ -11,6 +11,11 @@ ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V"}
 def qualifier(m: SpineMeasurement) -> str:
     """The words that make the number readable ('' for kinds that need none). Signs follow core.spine.measure:
     lordosis < 0 is kyphotic alignment, kyphosis < 0 lordotic; a negative slip is a retrolisthesis."""
+    scale = m.details.get("scale_source")
+    if m.unit == "px":
+        return "(no calibration)"
+    if scale == "ImagerPixelSpacing" and m.unit == "mm":
+        return "(at the detector: magnified)"
     if m.kind == "lordosis":
         return "lordosis" if m.value >= 0 else "lordosis (kyphotic)"
     if m.kind == "kyphosis":

@@ -93,6 +93,22 @@ def calibration_from_dicom(ds) -> Calibration:
     return NO_CALIBRATION
 
 
+def calibration_for_volume(volume) -> Calibration:
+    """The scale of a radiograph as loaded (core.studies Volume): from the DICOM header of its first file, or none
+    for PNG/JPEG (no spacing) and anything unreadable."""
+    paths = list(getattr(volume, "source_paths", []) or [])
+    if not paths:
+        return NO_CALIBRATION
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, EOFError):
+        return NO_CALIBRATION
+    return calibration_from_dicom(ds)
+
+
 def calibration_from_known_length(p0, p1, length_mm: float, pixel_aspect: float = 1.0) -> Calibration:
     """A user calibration: the segment p0-p1 (image pixels) is ``length_mm`` long.
 
@@ -127,16 +143,17 @@ class ProjectionMeasurement:
             return f"{self.value:.0f} px (no calibration)"
         return f"{self.value:.1f} mm ({self.calibration.source}: {self.calibration.note})"
 
-    def to_spine_measurement(self, level: str | None = None, method: str = "user:user"):
-        """The stored form; image points go in ``details`` (stored points are patient mm, which a projection has
-        not)."""
+    def to_spine_measurement(self, level: str | None = None, method: str = "user:user", display_points=()):
+        """The stored form. Image points go in ``details``; ``points`` are only ``display_points`` (the clicks in
+        the viewer's frame of the image, to draw it again), since a projection has no patient millimetres."""
         from core.spine.measurement import SpineMeasurement
 
         names = {"distance": "distance", "angle": "angle", "cobb": "Cobb angle"}
         details = {"image_points_px": [list(p) for p in self.points], "plane": "radiograph image plane",
-                   "scale": self.calibration.describe(), **self.details}
+                   "scale": self.calibration.describe(), "scale_source": self.calibration.source, **self.details}
         return SpineMeasurement(kind=self.kind, name=self.label or names.get(self.kind, self.kind), level=level,
-                                value=self.value, unit=self.unit, method=method, details=details)
+                                value=self.value, unit=self.unit, points=list(display_points), method=method,
+                                details=details)
 
 
 def _pts(*points) -> list[np.ndarray]:
