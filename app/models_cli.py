@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _print_check(check) -> None:
@@ -33,10 +34,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
         except ModelValidationError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    from core.inference.model_store import paired_projector
+
+    model = args.model or registry.selected()
+    in_use = Path(model).resolve() if model else None
     for entry in registry.list_models():
         what = entry.metadata.summary() if entry.metadata else f"unusable: {entry.error}"
-        print(f"{entry.path}  [{entry.source}]  {what}")
-    model = args.model or registry.selected()
+        mark = "* " if in_use is not None and entry.path.resolve() == in_use else "  "
+        proj = paired_projector(entry.path) if entry.path.is_file() else None
+        print(f"{mark}{entry.path}  [{entry.source}]  {what}" + (f"  + projector {proj.name}" if proj else ""))
     status = registry.adapter_status(model)
     print(f"model used: {model or 'none found (run scripts/setup.sh)'}")
     print(f"adapter used: {status.adapter or 'none'} ({status.reason})")

@@ -173,7 +173,9 @@ def test_cli_check_add_use_remove(tmp_path, monkeypatch, usb, capsys):
     assert "linked" in capsys.readouterr().out
     assert main(["models", "use", usb.stem]) == 0
     assert main(["models"]) == 0
-    assert f"model used: {usb.resolve()}" in capsys.readouterr().out
+    listing = capsys.readouterr().out
+    assert f"model used: {usb.resolve()}" in listing
+    assert any(line.startswith("* ") and usb.name in line for line in listing.splitlines())
     assert main(["models", "remove", usb.stem]) == 0
     assert main(["models", "use", "gone"]) == 2
     assert "gone: no such model" in capsys.readouterr().err
