@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -480,3 +481,45 @@ def test_cli_server_settings(tmp_path, monkeypatch, capsys, standin):
     saved = ServerSettings.load()
     assert (saved.enabled, saved.url, saved.api_key) == (True, srv.url, "t0k")
     assert main(["models", "server", "--off"]) == 0 and not ServerSettings.load().enabled
+
+
+# --- the workstation's own paths use the server when it is switched on ----------------------------------------------
+def _switch_on(url: str) -> None:
+    ServerSettings(enabled=True, url=url, timeout_s=120, n_ctx=4096).save()
+
+
+def test_spinemed_ask_uses_the_switched_on_server(llama_server, spinemed_home, bundled_ct):
+    _switch_on(llama_server)
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "ask", str(bundled_ct), "--level", "T11-T12",
+                           "--max-tokens", "24", "--no-knowledge", "--raw", "Is the T11-T12 disc narrowed?"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "SPINEMED_HOME": str(spinemed_home)}, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "on server 127.0.0.1" in proc.stderr and proc.stdout.strip()
+
+
+def test_report_cli_backend_is_the_server_unless_a_model_is_named(llama_server, embedded_model):
+    from argparse import Namespace
+
+    from app.report.cli import _backend
+
+    _switch_on(llama_server)
+    assert isinstance(_backend(Namespace(report_model=None, model=None, threads=1), "study-1"), ServerBackend)
+    named = _backend(Namespace(report_model=embedded_model, model=None, threads=1), "study-1")
+    assert not isinstance(named, ServerBackend)
+
+
+def test_chat_panel_loads_the_switched_on_server(llama_server, qtbot, tmp_path):
+    from app.chat.chat_panel import ChatPanel
+    from core.consult import ConversationStore, StudyContext
+
+    _switch_on(llama_server)
+    panel = ChatPanel(store=ConversationStore(tmp_path / "library.db"), retriever=None,
+                      params=GenerationParams(max_tokens=16, temperature=0.0))
+    qtbot.addWidget(panel)
+    panel.set_study("study-A", StudyContext(modality="CT", levels_in_view=["T11", "T11-T12", "T12"]))
+    with qtbot.waitSignal(panel.model_loaded, timeout=120_000) as loaded:
+        panel.load_model()
+    info = loaded.args[0]
+    assert info.device.startswith("server") and isinstance(panel.backend, ServerBackend)
+    assert "smollm2" in panel.model_label.text() and "server 127.0.0.1" in panel.model_label.text()

@@ -47,6 +47,7 @@ from core.consult import (
 )
 from core.inference.backend import BackendInfo, GenerationParams, backend_for_model
 from core.inference.registry import ModelRegistry
+from core.inference.server_backend import ServerBackend, ServerSettings
 
 RENDER_MS = 60
 BANNER = "Decision support, not a diagnosis: check every statement against the images."
@@ -97,7 +98,10 @@ class ChatWorker(QObject):
             previous = request.pop("previous", None)
             if previous is not None:
                 previous.unload()
-            backend = backend_for_model(request.pop("path"), **request)
+            if request.pop("server", False):
+                backend = ServerBackend(ServerSettings.load())
+            else:
+                backend = backend_for_model(request.pop("path"), **request)
             backend.load()
         except Exception as exc:  # noqa: BLE001 - shown in the panel, never a crash
             self.load_failed.emit(str(exc))
@@ -326,7 +330,14 @@ class ChatPanel(QWidget):
         self.level_chip.setEnabled(bool(level))
 
     def load_model(self, path: Path | str | None = None, **options: Any) -> None:
-        """Load ``path`` (default: the registry's choice for this study) in the worker thread."""
+        """Load ``path`` in the worker thread; without a path, the department's server when it is switched on
+        (settings), else the registry's choice for this study."""
+        if path is None and ServerSettings.load().enabled:
+            self.model_label.setText("Model: connecting to the department server…")
+            self.send_button.setEnabled(False)
+            self._load_requested.emit({"server": True, "previous": self.backend})
+            self.backend = None
+            return
         registry = ModelRegistry()
         path = path or registry.selected(self.study_key or None)
         if path is None:
@@ -344,7 +355,8 @@ class ChatPanel(QWidget):
         self.backend = backend
         info = self.model_info = backend.info()
         adapter = f" + {Path(info.lora_path).stem}" if info.lora_path else ""
-        label = f"Model: {Path(info.model_path).name}{adapter} · {info.device_label()} · ctx {info.n_ctx}"
+        name = info.model_name if info.device.startswith("server") else Path(info.model_path).name
+        label = f"Model: {name}{adapter} · {info.device_label()} · ctx {info.n_ctx}"
         self.model_label.setText(label)
         self.model_label.setToolTip("\n".join([info.model_name, *info.notes]))
         self.model_label.setStyleSheet("color:#a33;" if info.notes else "color:#444;")

@@ -77,6 +77,7 @@ def open_consultation(args: argparse.Namespace, err: TextIO) -> Consultation:
     from core.consult import Consultation, ConversationStore, default_retriever
     from core.inference.backend import BackendError, GenerationParams, backend_for_model
     from core.inference.registry import ModelRegistry, ModelValidationError
+    from core.inference.server_backend import ServerSettings, chosen_backend
 
     ctx, study_key, series_uid = resolve_study(args.study)
     if args.levels:
@@ -86,17 +87,23 @@ def open_consultation(args: argparse.Namespace, err: TextIO) -> Consultation:
     ctx.selected_level = args.level
     registry = ModelRegistry()
     model = args.consult_model or getattr(args, "model", None) or registry.selected(study_key)
-    if model is None:
+    if model is None and not ServerSettings.load().enabled:
         raise SystemExit("spinemed: no model found: run scripts/setup.sh (embedded model) or pass --model")
     adapter = (None if args.adapter == "none" else Path(args.adapter)) if args.adapter \
-        else registry.selected_adapter(model)
+        else (registry.selected_adapter(model) if model else None)
+    explicit = bool(args.consult_model or getattr(args, "model", None))
     try:
-        backend = backend_for_model(model, adapter=adapter, mmproj=args.mmproj, n_ctx=args.n_ctx,
-                                    n_gpu_layers=args.gpu_layers, n_threads=args.threads)
+        if explicit:  # a model named on the command line is used even when the department server is on
+            backend = backend_for_model(model, adapter=adapter, mmproj=args.mmproj, n_ctx=args.n_ctx,
+                                        n_gpu_layers=args.gpu_layers, n_threads=args.threads)
+        else:
+            backend = chosen_backend(model, adapter=adapter, mmproj=args.mmproj, n_ctx=args.n_ctx,
+                                     n_gpu_layers=args.gpu_layers, n_threads=args.threads)
         info = backend.load()
     except (BackendError, ModelValidationError) as exc:
         raise SystemExit(f"spinemed: {exc}") from exc
-    print(f"model: {info.model_name} ({Path(info.model_path).name}) on {info.device_label()}, "
+    where = "" if info.device.startswith("server") else f" ({Path(info.model_path).name})"
+    print(f"model: {info.model_name}{where} on {info.device_label()}, "
           f"context {info.n_ctx} tokens" + (f", adapter {Path(info.lora_path).name}" if info.lora_path else ""),
           file=err)
     for note in info.notes:

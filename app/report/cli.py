@@ -52,9 +52,13 @@ def _labelling(args: argparse.Namespace, study) -> None:
 def _backend(args: argparse.Namespace, study_key: str):
     from core.inference.backend import backend_for_model
     from core.inference.registry import ModelRegistry
+    from core.inference.server_backend import ServerBackend, ServerSettings
 
     registry = ModelRegistry()
-    path = args.report_model or getattr(args, "model", None) or registry.selected(study_key)
+    explicit = args.report_model or getattr(args, "model", None)
+    if not explicit and ServerSettings.load().enabled:  # the department server, unless a model is named
+        return ServerBackend(ServerSettings.load())
+    path = explicit or registry.selected(study_key)
     if path is None:
         raise ValueError("no model: pass --model FILE.gguf or run the set-up that places the embedded model")
     return backend_for_model(path, n_threads=args.threads, adapter=registry.selected_adapter(path))
