@@ -85,6 +85,7 @@ def main() -> int:
     parser.add_argument("--samples", type=Path, default=REPO.parent / "shared" / "data" / "spine-samples")
     parser.add_argument("--public", type=Path, default=REPO / ".cache/eval-public-ct/reference_files")
     parser.add_argument("--verbose", action="store_true", help="print each eval's full output")
+    parser.add_argument("--only", choices=("classical", "learned"), help="run one labeller only")
     args = parser.parse_args()
     found = studies(args.samples, args.public if args.public.is_dir() else None)
     if not found:
@@ -96,6 +97,8 @@ def main() -> int:
     for st in found:
         classical = "classical-ct" if st.modality == "CT" else "classical-mr"
         for backend in (classical, "learned"):
+            if args.only and not backend.startswith(args.only):
+                continue
             r = run(st, backend)
             note = f" (failed: {r['failed']})" if r["failed"] != "-" else ""
             print(f"| {st.name} ({st.modality}) | {backend} | {r['ident']}{note} | {r['loc']} | {r['semi']} | "
@@ -106,6 +109,8 @@ def main() -> int:
     if lumbar.exists():  # one known level only (the T9-T10 disc point): detection counts, no score
         print("\nsct_t2_lumbar_T9-L3 (MR T2, about T9-L3, no anchor in view; only the T9-T10 disc is known):")
         for backend in ("classical-mr", "learned"):
+            if args.only and not backend.startswith(args.only):
+                continue
             spinemed = str(Path(sys.executable).with_name("spinemed"))
             t0 = time.perf_counter()
             proc = subprocess.run([spinemed, "levels", "auto", str(lumbar), "--backend", backend, "-q"],

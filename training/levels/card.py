@@ -27,7 +27,7 @@ from label maps:
   and pitch, cervical lordosis / thoracic kyphosis / lumbar lordosis / sacral tilt of random amplitude, scoliosis
   (25%), 11 or 13 thoracic (8% each), sacralised L5 (6%), L6 (8%), degenerated (15% per disc) and collapsed (3%)
   discs, wedge fractures (4% per vertebra), posterior elements, canal and cord (conus at L1), ribs, iliac bones,
-  lungs, trachea, aorta, organs, muscle, fat, air;
+  lungs, trachea, aorta, organs, bowel gas with its wall and other round distractors, muscle, fat, air;
 - real label maps: {real_maps}.
 Per sample (`training/levels/synth.py`): a random intensity per tissue (Gaussian mixture: fully random in 50%, CT-,
 T1- or T2-like with jitter otherwise), blur for partial volume and a thick-slice axis (2.5-6 mm, sagittal or axial),

@@ -4,7 +4,8 @@ Grown from :mod:`core.spine.phantom` into a varied model for synthesis: one spin
 the coccyx region of the sacrum, of random size and pitch, with cervical lordosis, thoracic kyphosis, lumbar lordosis
 and a sacral tilt of random amplitude, optional scoliosis, 11/12/13 thoracic and 4/5/6 lumbar vertebrae (4 =
 sacralised L5), degenerated and collapsed discs, wedge fractures, posterior elements, canal with the cord ending at
-L1-L2, ribs on the thoracic vertebrae, iliac bones, lungs, aorta, organs, muscle, fat and air. Each vertebra is a
+L1-L2, ribs on the thoracic vertebrae, iliac bones, lungs, aorta, organs, bowel gas and other round distractors,
+muscle, fat and air. Each vertebra is a
 straight elliptic cylinder along the local tangent of the column.
 
 Grid axes are towards L, P, S (as :mod:`core.spine.autolabel.grid`); coordinates below are grid voxels of ``STEP``
@@ -456,4 +457,17 @@ def _surroundings(p: _Painter, rng, line, layout, names, step, dims):
             [rng.uniform(-50, 50), -rng.uniform(50, 110), 0.0]) / step
         p.ellipsoid(c, rng.uniform(20, 60, 3) / step, ORGAN_A if rng.random() < 0.5 else ORGAN_B,
                     only=(MUSCLE,))
+    # bowel: gas pockets with a wall, and random blobs of any tissue (distractors a labeller must not take for
+    # vertebrae: round, walled, bright or dark things in front of and beside the column)
+    for _ in range(rng.integers(6, 16)):
+        si = rng.uniform(s_t1 - 40, s_end + 140)
+        c = line[int(np.clip(si, 0, len(line) - 1))] + np.array(
+            [rng.uniform(-60, 60), -rng.uniform(35, 120), 0.0]) / step
+        r = rng.uniform(6, 22, 3) / step
+        if rng.random() < 0.5:
+            p.ellipsoid(c, r + 1.5 / step, ORGAN_B, only=(MUSCLE, ORGAN_A, FAT))
+            p.ellipsoid(c, r, AIR, only=(ORGAN_B,))
+        else:
+            p.ellipsoid(c, r, int(rng.choice([ORGAN_A, ORGAN_B, VESSEL, FAT, CORTEX, MARROW])),
+                        only=(MUSCLE, ORGAN_A, ORGAN_B, FAT))
     del x_col

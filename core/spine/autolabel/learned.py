@@ -13,6 +13,7 @@ every labelling records them.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from pathlib import Path
@@ -34,9 +35,10 @@ DEFAULT_DIR = Path(__file__).resolve().parents[3] / "resources" / "models" / MOD
 STEP_MM = 2.0
 SWEEP_MM = 4.0  # distance between slab stacks
 SWEEP_WIDTH_MM = 150.0  # the middle of the body the stacks cover (the spine, scoliosis included)
-PEAK_MIN = 0.35  # a heatmap peak this high is a candidate
-DETECT_MIN = 0.45  # a merged detection must reach this somewhere
+PEAK_MIN = 0.3  # a heatmap peak this high is a candidate
+DETECT_MIN = 0.5  # a merged detection must reach this somewhere (best F1 on the synthetic validation set)
 MERGE_MM = 9.0  # peaks of neighbouring stacks closer than this in the sagittal plane are one vertebra
+MIN_PITCH_MM = 12.0  # adult vertebral bodies are at least ~15 mm apart (C3-C4), centre to centre
 NAME_MIN = 0.6  # posterior of the best naming needed to name the vertebrae
 REGION_NAMES = ("background", "C2", "C3-C7", "thoracic", "lumbar", "sacrum")
 # configurations tried, with their prior (transitional anatomy is uncommon)
@@ -148,12 +150,16 @@ class LearnedLevels:
         xs = self._sweep(data.shape[0])
         maps = self._infer(session, data, xs, progress, cancel)
         report(progress, 0.85, "Merging the detections and naming the levels")
-        bodies = _merge(_peaks(maps, xs, 0), data.shape[0])
-        discs = _merge(_peaks(maps, xs, 1), data.shape[0])
+        all_discs = _merge(_peaks(maps, xs, 1), data.shape[0])
+        bodies = _column(_not_on_discs(_merge(_peaks(maps, xs, 0), data.shape[0]), all_discs))
+        bodies, sacral = _sacral_tail(bodies)
+        discs = _near_column(all_discs, bodies)
         if not bodies:
             raise AutoLabelError("no vertebral body found in this image (is the spine in view? a sagittal or 3D "
                                  "series of the spine is needed)")
         labelling = self._labelling(bodies, discs, grid, meta, data.shape)
+        if sacral:
+            labelling.notes.append(f"{sacral} sacral segment(s) below S1 seen and not labelled (the sacrum is S1)")
         labelling.series_uid = volume.series_uid
         report(progress, 1.0, labelling.message)
         return labelling
@@ -228,6 +234,70 @@ class LearnedLevels:
             labelling.message = (f"Found {found}; named from {evidence}, confidence {conf:.2f}. Please confirm the "
                                  "levels.")
         return labelling
+
+
+def _column(dets: list[dict]) -> list[dict]:
+    """The chain of detections that best makes a spinal column (largest summed score): each one MIN_PITCH_MM to 50 mm
+    below the last, leaning at most about 40 degrees forwards or back and 30 degrees to the side. Drops detections off the column (bowel gas,
+    a hip, a rib)."""
+    if len(dets) < 2:
+        return dets
+    dets = sorted(dets, key=lambda d: d["r"])
+    n = len(dets)
+    best = [d["score"] for d in dets]
+    prev = [-1] * n
+    for j in range(n):
+        for i in range(j):
+            dr = (dets[j]["r"] - dets[i]["r"]) * STEP_MM
+            dc = abs(dets[j]["c"] - dets[i]["c"]) * STEP_MM
+            dx = abs(dets[j]["x"] - dets[i]["x"]) * STEP_MM
+            ok = MIN_PITCH_MM <= dr <= 50.0 and dc <= 0.85 * dr + 6.0 and dx <= 0.6 * dr + 4.0
+            if ok and best[i] + dets[j]["score"] > best[j]:
+                best[j] = best[i] + dets[j]["score"]
+                prev[j] = i
+    j = int(np.argmax(best))
+    chain = []
+    while j >= 0:
+        chain.append(dets[j])
+        j = prev[j]
+    return chain[::-1]
+
+
+def _not_on_discs(bodies: list[dict], discs: list[dict]) -> list[dict]:
+    """Drop body detections that sit on a disc detection (within 6 mm) scoring higher: a point is not both."""
+    lim = 6.0 / STEP_MM
+    return [b for b in bodies if not any(
+        np.hypot(np.hypot(b["r"] - d["r"], b["c"] - d["c"]), b["x"] - d["x"]) <= lim and d["score"] > b["score"]
+        for d in discs)]
+
+
+def _sacral_tail(bodies: list[dict]) -> tuple[list[dict], int]:
+    """Bodies below the first of a run of sacrum-type detections that ends the column are sacral segments (S2,
+    S3...), not vertebrae to name: (bodies to S1, how many dropped)."""
+    sac = [float(b["region"][5]) > max(0.5, float(np.max(b["region"][1:5]))) for b in bodies]
+    i = len(bodies)
+    while i > 0 and sac[i - 1]:
+        i -= 1
+    if i < len(bodies) - 1:
+        return bodies[: i + 1], len(bodies) - i - 1
+    return bodies, 0
+
+
+def _near_column(discs: list[dict], bodies: list[dict]) -> list[dict]:
+    """Discs between two consecutive bodies of the column, within 12 mm of the line joining them (the best one
+    per gap)."""
+    out = []
+    for a, b in itertools.pairwise(bodies):
+        cands = []
+        for d in discs:
+            if a["r"] < d["r"] < b["r"]:
+                t = (d["r"] - a["r"]) / max(b["r"] - a["r"], 1e-6)
+                c = a["c"] + t * (b["c"] - a["c"])
+                if abs(d["c"] - c) * STEP_MM <= 12.0:
+                    cands.append(d)
+        if cands:
+            out.append(max(cands, key=lambda d: d["score"]))
+    return out
 
 
 def _gaps(points: list[tuple[float, float, float]]) -> list[int]:
