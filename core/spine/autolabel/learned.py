@@ -39,7 +39,8 @@ PEAK_MIN = 0.3  # a heatmap peak this high is a candidate
 DETECT_MIN = 0.5  # a merged detection must reach this somewhere (best F1 on the synthetic validation set)
 MERGE_MM = 9.0  # peaks of neighbouring stacks closer than this in the sagittal plane are one vertebra
 MIN_PITCH_MM = 12.0  # adult vertebral bodies are at least ~15 mm apart (C3-C4), centre to centre
-NAME_MIN = 0.6  # posterior of the best naming needed to name the vertebrae
+NAME_MIN = 0.6
+TEMPERATURE = 2.0  # posterior of the best naming needed to name the vertebrae
 REGION_NAMES = ("background", "C2", "C3-C7", "thoracic", "lumbar", "sacrum")
 # configurations tried, with their prior (transitional anatomy is uncommon)
 HYPOTHESES = ((STANDARD, 0.86), (SpineConfiguration(thoracic=11), 0.02), (SpineConfiguration(thoracic=13), 0.04),
@@ -362,13 +363,13 @@ def name_detections(probs: np.ndarray):
     Returns (names or Nones, confidence, configuration, anchor name or None, evidence text, notes)."""
     n = len(probs)
     body = np.clip(probs[:, 1:] / np.maximum(probs[:, 1:].sum(axis=1, keepdims=True), 1e-6), 0.02, 1.0)
-    logp = np.log(body)
+    logp = np.log(body)  # neighbouring detections see overlapping views: not independent, so tempered below
     hyps = []
     for config, prior in HYPOTHESES:
         levels = config.vertebrae[1:]  # C2 .. S1: bodies
         regions = np.array([_region(v) - 1 for v in levels])
         for first in range(len(levels) - n + 1):
-            score = float(logp[np.arange(n), regions[first:first + n]].sum()) + np.log(prior)
+            score = float(logp[np.arange(n), regions[first:first + n]].sum()) / TEMPERATURE + np.log(prior)
             hyps.append((score, config, first, tuple(levels[first:first + n])))
     if not hyps:
         return [None] * n, 0.0, STANDARD, None, "", [f"{n} detections: more than a whole spine; not named"]
@@ -385,16 +386,27 @@ def name_detections(probs: np.ndarray):
     notes = []
     if conf < NAME_MIN:
         return [None] * n, conf, STANDARD, None, "", notes
-    seen = np.argmax(probs[:, 1:], axis=1) + 1
+    sure = probs[:, 1:] / np.maximum(probs[:, 1:].sum(axis=1, keepdims=True), 1e-6) > 0.5  # (n, 5): C2 C T L S
     anchors = []
     for i, name in enumerate(best_names):
-        if name == "C2" and seen[i] == 1:
+        if name == "C2" and sure[i, 0]:
             anchors.append(("C2", "C2 with its dens"))
-        elif name == "S1" and seen[i] == 5:
+        elif name == "S1" and sure[i, 4]:
             anchors.append(("S1", "the sacrum"))
-        elif name == f"T{config.thoracic}" and seen[i] == 3 and i + 1 < n and seen[i + 1] == 4:
+        elif name == f"T{config.thoracic}" and sure[i, 2] and i + 1 < n and sure[i + 1, 3]:
             anchors.append((name, "the thoracolumbar junction (last thoracic-type vertebra)"))
-    anchor, evidence = anchors[0] if anchors else (best_names[0], "the pattern of vertebra types in view")
+    if not anchors:  # a likely pattern of vertebra types is not an anchor: name nothing rather than guess
+        return [None] * n, conf, STANDARD, None, "", notes
+    implied = np.array([_region(v) - 1 for v in best_names])
+    odd = [i for i in range(n) if sure[i].any() and not sure[i, implied[i]]]
+    if odd:
+        notes.append(f"the type of vertebra {', '.join(f'#{i + 1}' for i in odd)} does not fit the naming "
+                     f"({config.describe()}): possible transitional vertebra (T13, L6, sacralised L5) or a "
+                     "misread type; confirm the levels")
+        conf *= 0.7
+        if conf < NAME_MIN:
+            return [None] * n, conf, STANDARD, None, "", notes
+    anchor, evidence = anchors[0]
     if not config.is_standard:
         notes.append(f"named with {config.describe()}: a transitional spine fits the anchors better; confirm")
     return list(best_names), conf, config, anchor, evidence, notes
