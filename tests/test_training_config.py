@@ -8,8 +8,10 @@ import pytest
 from training.config import ConfigError, config_from_dict, describe_fields, load_config
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((REPO / "resources" / "training").glob("*.yaml")) + sorted(
-    (REPO / "resources" / "training").glob("*.toml"))
+# Configs of the learned levels labeller (spinemed-train levels) have their own schema; the rest are LoRA configs.
+LEVELS_EXAMPLES = sorted((REPO / "resources" / "training").glob("levels-*.yaml"))
+EXAMPLES = [p for p in sorted((REPO / "resources" / "training").glob("*.yaml")) + sorted(
+    (REPO / "resources" / "training").glob("*.toml")) if p not in LEVELS_EXAMPLES]
 
 MINIMAL = """\
 name: t
@@ -30,6 +32,14 @@ def _error(tmp_path: Path, text: str, name: str = "cfg.yaml") -> str:
     with pytest.raises(ConfigError) as exc:
         load_config(_write(tmp_path, text, name))
     return str(exc.value)
+
+
+def test_levels_example_configs_are_valid():
+    from training.levels.config import load_levels_config
+
+    assert LEVELS_EXAMPLES
+    for path in LEVELS_EXAMPLES:
+        load_levels_config(path)
 
 
 def test_example_configs_are_valid():
