@@ -26,6 +26,7 @@ from core.inference.server_backend import (
     check_server_address,
 )
 from core.tasks import CancelToken
+from tests.llama_server_support import running_llama_server
 
 MODELS = {"data": [{"id": "spine-70b", "object": "model", "max_model_len": 8192}]}
 
@@ -324,35 +325,9 @@ def test_stop_mid_stream_on_a_stand_in(standin):
 # --- llama-cpp-python's server, started here ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory, embedded_model):
-    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python's server extra (fastapi, uvicorn, "
-                                                      "sse-starlette, starlette-context, pydantic-settings) missing")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path_factory.mktemp("server") / "server.log"  # a file, not a pipe: llama.cpp logs would fill a pipe
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model), "--host",
-                                 "127.0.0.1", "--port", str(port), "--n_threads", "1", "--n_ctx", "4096",
-                                 "--model_alias", "smollm2"], stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                backend_for(url, timeout_s=5).load()
-                break
-            except BackendError:
-                if proc.poll() is not None or time.time() > deadline:
-                    pytest.fail(f"llama_cpp.server did not come up on {url}: {log.read_text()[-2000:]}")
-                time.sleep(0.5)
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with running_llama_server(embedded_model, log, lambda url: backend_for(url, timeout_s=5).load()) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_real_server_streams(llama_server):

@@ -7,10 +7,7 @@ import base64
 import http.server
 import json
 import socket
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +16,7 @@ from core.inference.backend import BackendError, GenerationParams
 from core.spinebench.clients import ModelSpec, OpenAIBackend, base_url, make_backend
 from core.spinebench.runner import RunConfig, evaluate_item, run
 from core.spinebench.schema import load_benchmark
+from tests.llama_server_support import running_llama_server
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "resources" / "spinebench" / "v2"
@@ -32,34 +30,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, embedded_model):
-    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python's server extra (fastapi, uvicorn, "
-                                                      "sse-starlette, starlette-context, pydantic-settings) missing")
-    model = embedded_model
-    port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"  # a file, not a pipe: llama.cpp logs would fill a pipe
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host",
-                                 "127.0.0.1", "--port", str(port), "--n_threads", "1", "--n_ctx", "4096",
-                                 "--model_alias", "smollm2"], stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                OpenAIBackend(url, "smollm2", timeout=5).load()
-                break
-            except BackendError:
-                if proc.poll() is not None or time.time() > deadline:
-                    pytest.fail(f"llama_cpp.server did not come up on {url}: {log.read_text()[-2000:]}")
-                time.sleep(0.5)
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with running_llama_server(embedded_model, log, lambda url: OpenAIBackend(url, "smollm2", timeout=5).load()) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_base_url_forms():

@@ -9,6 +9,7 @@ interrupted from another thread (:meth:`OpenAIHttpClient.abort`).
 """
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import socket
@@ -43,6 +44,25 @@ class EndpointError(BackendError):
         if self.kind in ("connection", "timeout"):
             return True
         return self.kind == "http" and self.status is not None and (self.status in (408, 429) or self.status >= 500)
+
+
+def chat_messages(messages: list[dict[str, Any]], vision: bool, refusal: str) -> list[dict[str, Any]]:
+    """Messages in the OpenAI chat layout: a message with ``images`` (PNG bytes) becomes image_url parts (data URLs)
+    followed by its text; images to an endpoint not declared vision-capable raise BackendError(``refusal``)."""
+    out = []
+    for m in messages:
+        images = m.get("images") or []
+        if images and not vision:
+            raise BackendError(refusal)
+        if images:
+            parts: list[dict[str, Any]] = [
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(p).decode()}}
+                for p in images]
+            parts.append({"type": "text", "text": m["content"]})
+            out.append({"role": m["role"], "content": parts})
+        else:
+            out.append({"role": m["role"], "content": m["content"]})
+    return out
 
 
 def base_url(url: str) -> str:

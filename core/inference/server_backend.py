@@ -21,7 +21,6 @@ over-context error.
 """
 from __future__ import annotations
 
-import base64
 import ipaddress
 import json
 import os
@@ -44,7 +43,7 @@ from core.inference.backend import (
     Message,
     ModelLoadError,
 )
-from core.inference.openai_http import EndpointError, OpenAIHttpClient, base_url
+from core.inference.openai_http import EndpointError, OpenAIHttpClient, base_url, chat_messages
 from core.tasks import CancelToken
 
 CHARS_PER_TOKEN = 3.0
@@ -219,21 +218,9 @@ class ServerBackend:
                    for m in messages) + 3
 
     def _messages(self, messages: list[Message]) -> list[dict[str, Any]]:
-        out = []
-        for m in messages:
-            images = m.get("images") or []
-            if images and not self.settings.vision:
-                raise BackendError(f"the model on {self.host} was not declared vision-capable in the server settings:"
-                                   " it cannot receive images")
-            if images:
-                parts: list[dict[str, Any]] = [
-                    {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(p).decode()}}
-                    for p in images]
-                parts.append({"type": "text", "text": m["content"]})
-                out.append({"role": m["role"], "content": parts})
-            else:
-                out.append({"role": m["role"], "content": m["content"]})
-        return out
+        return chat_messages(messages, self.settings.vision,
+                             f"the model on {self.host} was not declared vision-capable in the server settings: "
+                             "it cannot receive images")
 
     def chat_stream(self, messages: list[Message], params: GenerationParams | None = None,
                     cancel: CancelToken | None = None) -> Iterator[str]:

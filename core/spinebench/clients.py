@@ -9,7 +9,6 @@ redirect followed: a 3xx is an error, so no request goes to another host), with 
 """
 from __future__ import annotations
 
-import base64
 import os
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from core.inference.backend import (
     ModelLoadError,
     backend_for_model,
 )
-from core.inference.openai_http import OpenAIHttpClient, base_url
+from core.inference.openai_http import OpenAIHttpClient, base_url, chat_messages
 from core.tasks import CancelToken
 
 KINDS = ("auto", "gguf", "hf", "openai")
@@ -140,20 +139,8 @@ class OpenAIBackend:
         pass
 
     def _messages(self, messages: list[Message]) -> list[dict[str, Any]]:
-        out = []
-        for m in messages:
-            images = m.get("images") or []
-            if images and not self.vision:
-                raise BackendError("this endpoint was not declared vision-capable: it cannot receive images")
-            if images:
-                parts: list[dict[str, Any]] = [
-                    {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(p).decode()}}
-                    for p in images]
-                parts.append({"type": "text", "text": m["content"]})
-                out.append({"role": m["role"], "content": parts})
-            else:
-                out.append({"role": m["role"], "content": m["content"]})
-        return out
+        return chat_messages(messages, self.vision,
+                             "this endpoint was not declared vision-capable: it cannot receive images")
 
     def chat_stream(self, messages: list[Message], params: GenerationParams | None = None,
                     cancel: CancelToken | None = None) -> Iterator[str]:
