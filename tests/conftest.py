@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,18 @@ def samples() -> Path:
     if not SAMPLES.is_dir():
         pytest.skip(f"shared spine samples not found at {SAMPLES} (only present beside the project checkout)")
     return SAMPLES
+
+
+@pytest.fixture
+def screenshot_path(tmp_path):
+    """Where a test saves its picture: its temporary folder, or SPINEMED_SCREENSHOTS_DIR when `make screenshots`
+    refreshes README's pictures (tests never write to tracked files)."""
+    def path(name: str) -> Path:
+        folder = Path(os.environ.get("SPINEMED_SCREENSHOTS_DIR") or tmp_path / "screenshots")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+
+    return path
 
 
 @pytest.fixture

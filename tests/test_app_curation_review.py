@@ -7,13 +7,10 @@ from app_support import settle
 from PySide6.QtCore import Qt
 
 from app.curation_review import ReviewPane
-from core.paths import REPO_ROOT
 from curation import review
 from curation.generate.pipeline import Pipeline
 from curation.sources.knowledge import ingest_knowledge
 from curation.store import CurationStore
-
-SCREENSHOT = REPO_ROOT / "docs" / "screenshots" / "curation_review.png"
 
 
 @pytest.fixture
@@ -36,7 +33,7 @@ def _go_to(pane: ReviewPane, qtbot, task: str) -> dict:
     raise AssertionError(f"no {task} item in the queue")
 
 
-def test_accept_reject_edit_update_the_store_and_counts(qapp, qtbot, store_path, monkeypatch):
+def test_accept_reject_edit_update_the_store_and_counts(qapp, qtbot, store_path, monkeypatch, screenshot_path):
     pane = ReviewPane(store_path)
     qtbot.addWidget(pane)
     pane.resize(1400, 900)
@@ -144,8 +141,7 @@ def test_accept_reject_edit_update_the_store_and_counts(qapp, qtbot, store_path,
     pane.reviewer_edit.editingFinished.emit()
     _go_to(pane, qtbot, "mcq")
     settle(0.2)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    assert pane.grab().save(str(SCREENSHOT))
+    assert pane.grab().save(str(screenshot_path("curation_review.png")))
     pane.close()
 
 

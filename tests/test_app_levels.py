@@ -4,7 +4,7 @@ auto-label with its "name one level" message, a distance measurement sent to the
 
 Real window under Xvfb, real files, assertions on rendered pixels:
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m pytest tests/test_app_levels*.py -q
-Saves docs/screenshots/levels_2d_3d.png.
+Its picture is README's docs/screenshots/levels_2d_3d.png when `make screenshots` runs it.
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from tests.app_support import (
 pytestmark = pytest.mark.skipif(ct_dicom_dir() is None, reason="CT DICOM sample (resources/samples or ../shared) absent")
 
 REPO = Path(__file__).resolve().parents[1]
-SCREENSHOT = REPO / "docs" / "screenshots" / "levels_2d_3d.png"
 # Vertebral-body centres of the sample in voxels of the LPS-canonical volume (i, j, k), read off the
 # TotalSegmentator mask (T11 is cut by the top of the field of view: its centre is the whole-mask centre).
 KNOWN_VOXELS = {"T11": (250.6, 347.6, 13.2), "T12": (245.3, 334.5, 8.6)}
@@ -358,7 +357,7 @@ def _focus_3d(volume_view, point, zoom: float) -> None:
     volume_view.refresh()
 
 
-def test_screenshot_of_levels_in_2d_and_3d(win):
+def test_screenshot_of_levels_in_2d_and_3d(win, screenshot_path):
     """docs/screenshots/levels_2d_3d.png: labels in the three 2D views and the 3D view, the Levels panel."""
     path = ct_label_path()
     if path is not None:
@@ -384,7 +383,7 @@ def test_screenshot_of_levels_in_2d_and_3d(win):
     win.spine.measure_panel.set_tool(None)
     assert len(model.measurements) == 1
     settle(1.0)
-    out = win.save_screenshot(SCREENSHOT)
+    out = win.save_screenshot(screenshot_path("levels_2d_3d.png"))
     assert out.stat().st_size > 50_000
     pixels = qimage_to_rgb(win.grab_window_image())
     orange = np.abs(pixels.astype(int) - np.asarray(style.SELECTED_RGB)).max(axis=2) <= 30

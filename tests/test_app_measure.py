@@ -3,14 +3,14 @@
 Clicks are real mouse events on real SliceViews at exact (sub-pixel) positions, so the values can be compared to
 the geometry to 1e-6: distance, angle, Cobb, and the sagittal tools (lordosis, kyphosis, slip with its Meyerding
 grade and disc level; hints, Escape, undo). The Measurements panel's automatic measurements run on the synthetic spine
-phantom. Saves docs/screenshots/measure_tools.png (a slip on the lumbar CT sample of ../shared, when present).
+phantom. With `make screenshots` its picture is docs/screenshots/measure_tools.png (a slip on the lumbar CT sample
+of ../shared, when present).
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m pytest tests/test_app_measure.py -q
 """
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -423,7 +423,6 @@ def test_sagittal_tools_refuse_other_views_and_escape_cancels_midway(rig):
 
 
 LUMBAR_CT = SAMPLES / "tptbox_ct_lumbar_crop_L2-L4"
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "measure_tools.png"
 
 
 def _lumbar_sample():
@@ -448,7 +447,7 @@ def _lumbar_sample():
 
 
 @pytest.mark.skipif(not LUMBAR_CT.is_dir(), reason="lumbar CT sample (../shared) absent")
-def test_screenshot_of_a_slip_on_the_lumbar_ct_sample(qtbot, tmp_path):
+def test_screenshot_of_a_slip_on_the_lumbar_ct_sample(qtbot, tmp_path, screenshot_path):
     """docs/screenshots/measure_tools.png: an L3-L4 slip placed with the tool on the sagittal view, and the panel."""
     from app.levels.controller import LevelsController
     from app.levels.layer_2d import LevelLayer
@@ -488,8 +487,7 @@ def test_screenshot_of_a_slip_on_the_lumbar_ct_sample(qtbot, tmp_path):
     (m,) = model.measurements
     assert m.kind == "slip" and m.level == "L3-L4" and abs(m.value) < 10  # no slip to speak of in this spine
     settle(0.2)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    assert host.grab().save(str(SCREENSHOT))
+    assert host.grab().save(str(screenshot_path("measure_tools.png")))
     pixels = qimage_to_rgb(view.grab().toImage())
     lower, _ = view.patient_to_widget((corners[1] + corners[2]) / 2)  # the lower endplate line, in line colour
     near = pixels[int(lower.y()) - 2:int(lower.y()) + 3, int(lower.x()) - 2:int(lower.x()) + 3]

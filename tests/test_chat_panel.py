@@ -1,7 +1,7 @@
 """The chat panel with the real embedded model under Xvfb: streaming, Stop, Regenerate, Edit-and-resend, level links.
 
 Run as the Makefile does: ``xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m pytest tests/test_chat_panel.py``.
-Saves docs/screenshots/chat_panel.png.
+Its picture is README's docs/screenshots/chat_panel.png when `make screenshots` runs it.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from core.consult import ConversationStore, Measurement, StudyContext
 from core.inference.backend import GenerationParams
 
 REPO = Path(__file__).resolve().parents[1]
-SCREENSHOT = REPO / "docs" / "screenshots" / "chat_panel.png"
 
 
 @pytest.fixture
@@ -42,7 +41,7 @@ def test_linkify_levels_marks_only_spine_levels():
     assert "level:T2" not in out and "level:C9" not in out and "&lt;b&gt;" in out
 
 
-def test_chat_panel_streams_stops_and_never_blocks(qtbot, tmp_path, model_path):
+def test_chat_panel_streams_stops_and_never_blocks(qtbot, tmp_path, model_path, screenshot_path):
     store = ConversationStore(tmp_path / "library.db")
     panel = ChatPanel(store=store, retriever=None, params=GenerationParams(max_tokens=48, temperature=0.0))
     panel.grounded = False  # token streaming and Stop of the raw model; grounded answers: tests/test_citations_ui.py
@@ -137,7 +136,6 @@ def test_chat_panel_streams_stops_and_never_blocks(qtbot, tmp_path, model_path):
         panel.send_button.click()
     panel.answer_token.disconnect(stop_early)
     QApplication.processEvents()
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    assert panel.grab().save(str(SCREENSHOT))
+    assert panel.grab().save(str(screenshot_path("chat_panel.png")))
     panel.shutdown()
     store.close()

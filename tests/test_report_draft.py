@@ -29,7 +29,6 @@ from tests.report_support import labelled_bundled_ct
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "_artifacts" / "report"
-SCREENSHOT = REPO / "docs" / "screenshots" / "report_pdf_page1.png"
 LEVELS = ["T11", "T11-T12", "T12"]
 MEASUREMENTS = [Measurement("disc height", "T11-T12", 6.8, "mm"),
                 Measurement("disc height", "L4-L5", 9.1, "mm"),  # not in view: must not be reported
@@ -132,7 +131,7 @@ def _sr_texts(ds) -> list[str]:
 
 
 @pytest.mark.skipif(shutil.which("pdftotext") is None or shutil.which("pdftoppm") is None, reason="poppler missing")
-def test_draft_exports_to_every_format_and_reads_back(drafted, study, tmp_path):
+def test_draft_exports_to_every_format_and_reads_back(drafted, study, tmp_path, screenshot_path):
     import highdicom as hd
 
     rep, _ = drafted
@@ -174,8 +173,7 @@ def test_draft_exports_to_every_format_and_reads_back(drafted, study, tmp_path):
     assert len(pages) == 2
     for page in pages:
         shutil.copy(page, ARTIFACTS / page.name)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(pages[0], SCREENSHOT)
+    shutil.copy(pages[0], screenshot_path("report_pdf_page1.png"))
     from PIL import Image
 
     pixels = np.asarray(Image.open(pages[0]).convert("L"))

@@ -1,6 +1,6 @@
 """The report editor under Xvfb with the real embedded model: drafting in a worker (progress, Cancel), accept / reject /
 edit, a click on a level row emits level_selected, sign-off locks, versions, export; the main window's Report dock
-moves the viewer to a clicked level. Saves docs/screenshots/report_editor.png.
+moves the viewer to a clicked level. `make screenshots` keeps its picture as docs/screenshots/report_editor.png.
 
 Run: ``xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m pytest tests/test_report_editor.py``.
 """
@@ -21,7 +21,6 @@ from tests.conftest import loaded_backend
 from tests.report_support import labelled_bundled_ct
 
 REPO = Path(__file__).resolve().parents[1]
-SCREENSHOT = REPO / "docs" / "screenshots" / "report_editor.png"
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,7 @@ def test_draft_runs_in_a_worker_with_progress(drafted):
     assert len(versions) == 1 and versions[0].author.startswith("SpineMed draft (")
 
 
-def test_accept_reject_edit_and_versions(qapp, backend, study, drafted, tmp_path):
+def test_accept_reject_edit_and_versions(qapp, backend, study, drafted, tmp_path, screenshot_path):
     editor = _editor(backend, study, tmp_path)
     editor.set_report(SpineReport.from_json(drafted[0].to_json()))
     editor.name_edit.setText("Dr Ada Test")
@@ -109,8 +108,7 @@ def test_accept_reject_edit_and_versions(qapp, backend, study, drafted, tmp_path
     editor.tree.setCurrentItem(editor.level_item("T11-T12"))
     editor.tree.scrollToItem(editor.level_item("T11"))
     settle(0.3)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    assert editor.grab().save(str(SCREENSHOT))
+    assert editor.grab().save(str(screenshot_path("report_editor.png")))
     editor.close()
 
 
