@@ -81,28 +81,25 @@ def _cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_remove(args: argparse.Namespace) -> int:
+def _store_action(action: str, name: str, done: str) -> int:
+    """Run ModelStore().<action>(name); print ``done`` with the path, or the store's refusal (exit 2)."""
     from core.inference.model_store import ModelStore, ModelStoreError
 
     try:
-        path = ModelStore().remove(args.name)
+        path = getattr(ModelStore(), action)(name)
     except ModelStoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"removed {path}")
+    print(f"{done} {path}")
     return 0
+
+
+def _cmd_remove(args: argparse.Namespace) -> int:
+    return _store_action("remove", args.name, "removed")
 
 
 def _cmd_use(args: argparse.Namespace) -> int:
-    from core.inference.model_store import ModelStore, ModelStoreError
-
-    try:
-        path = ModelStore().use(args.name)
-    except ModelStoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"model used from now on: {path}")
-    return 0
+    return _store_action("use", args.name, "model used from now on:")
 
 
 def _cmd_server(args: argparse.Namespace) -> int:
