@@ -7,7 +7,9 @@
     for piece in backend.chat_stream(messages, params, cancel=token): ...
     backend = chosen_backend(model_path, **options)   # the server when the settings switch it on, else the local model
 
-Requests carry study context, so they go only where the user pointed and only inside the hospital: the host must
+Requests carry study context, de-identified first (``core.inference.deidentify``: the open study's header
+identifiers, and names, dates and record numbers found by pattern, are removed from every message), and they go only
+where the user pointed and only inside the hospital: the host must
 resolve to loopback or private (RFC 1918 / RFC 4193 / link-local) addresses, checked before every request; a public
 address is refused. TLS (https) verifies the certificate, with the hospital's CA file when one is given; a bearer
 token goes in the Authorization header; redirects are never followed (``core.inference.openai_http``). Errors name
@@ -43,6 +45,7 @@ from core.inference.backend import (
     Message,
     ModelLoadError,
 )
+from core.inference.deidentify import Identifiers, scrub_messages
 from core.inference.openai_http import EndpointError, OpenAIHttpClient, base_url, chat_messages
 from core.tasks import CancelToken
 
@@ -159,6 +162,7 @@ class ServerBackend:
         self.last_stats: GenerationStats | None = None
         self._loaded = False
         self._cancel = CancelToken()
+        self.identifiers = Identifiers()  # the open study's; names, dates and IDs by pattern are removed regardless
         self._schema_form: int | None = None  # which structured-output form the server took (see _schema_forms)
         self._info = BackendInfo(backend=self.name, model_path=self.base, model_name=self.settings.model,
                                  n_ctx=self.settings.n_ctx or 4096, device=f"server {self.host}",
@@ -195,8 +199,9 @@ class ServerBackend:
         n_ctx = self.settings.n_ctx or _context_of(entry)
         self._info.model_name = self.settings.model
         self._info.n_ctx = n_ctx or 4096
-        self._info.notes = [(f"answers come from the server {self.host} (model {self.settings.model}); the "
-                             "study context is sent without the patient's name or ID")]
+        self._info.notes = [(f"answers come from the server {self.host} (model {self.settings.model}); only "
+                             "de-identified study context is sent: no name, ID or birth date, and names, dates and "
+                             "record numbers removed from descriptions and questions")]
         if not (self.settings.n_ctx or n_ctx):
             self._info.notes.append("the server does not say its context length: 4096 tokens assumed")
         self._loaded = True
@@ -217,8 +222,12 @@ class ServerBackend:
         return sum(self.count_tokens(str(m.get("content", ""))) + 4 + 256 * len(m.get("images") or [])
                    for m in messages) + 3
 
+    def set_identifiers(self, identifiers: Identifiers) -> None:
+        """The open study's identifiers (core.inference.deidentify): removed from every message sent."""
+        self.identifiers = identifiers
+
     def _messages(self, messages: list[Message]) -> list[dict[str, Any]]:
-        return chat_messages(messages, self.settings.vision,
+        return chat_messages(scrub_messages(messages, self.identifiers), self.settings.vision,
                              f"the model on {self.host} was not declared vision-capable in the server settings: "
                              "it cannot receive images")
 
