@@ -12,7 +12,7 @@ from scipy import ndimage
 from core.spine.anatomy import SpineConfiguration
 from core.spine.autolabel.slabs import normalise, raw_stack, slab_offsets
 from training.levels import spine_model as sm
-from training.levels.synth import SynthOptions, draw_sample, render, tissue_means
+from training.levels.synth import SynthOptions, draw_sample, render, texture, tissue_means
 
 STILL = SynthOptions(max_rotation_deg=0.0, scale_range=(1.0, 1.0), p_small_fov=0.0, p_thick=0.0, max_noise=0.0,
                      max_bias=0.0)
@@ -127,3 +127,55 @@ def test_real_verse_map(samples):
     assert (m.tissue == sm.CSF).sum() > 100  # the canal the rings enclose
     s = draw_sample(m, np.random.default_rng(0), STILL)
     assert s.bodies and all(sm.region_of(n) in (3, 4) for n in s.bodies)
+
+
+def test_stacks_beside_the_body_have_no_targets(spine):
+    """p_lateral: stacks centred beside the body (its half-width or more from the centre) carry empty targets."""
+    rng = np.random.default_rng(11)
+    opt = SynthOptions(max_rotation_deg=0.0, scale_range=(1.0, 1.0), p_small_fov=0.0, p_lateral=1.0,
+                       lateral_max_mm=60.0)
+    offsets = []
+    for _ in range(6):
+        s = draw_sample(spine, rng, opt)
+        offsets.append(s.x_offset_mm)
+        assert abs(s.x_offset_mm) >= 2 * min(spine.half_width.values()) - 2.0
+        assert abs(s.x_offset_mm) <= 60.0 + 2.0
+        assert s.heat[0].max() == 0.0 and not s.bodies
+    assert min(offsets) < 0 < max(offsets)  # both sides
+
+
+def test_centre_targets_fade_away_from_the_midline(spine):
+    """midline_sigma_mm: a body's heatmap peak is exp(-dx^2 / 2 sigma^2) at a stack dx mm beside its centre."""
+    rng = np.random.default_rng(12)
+    sigma = 6.0
+    opt = SynthOptions(max_rotation_deg=0.0, scale_range=(1.0, 1.0), p_small_fov=0.0, midline_sigma_mm=sigma)
+    seen = set()
+    for _ in range(30):
+        s = draw_sample(spine, rng, opt)
+        for name, (r, c) in s.bodies.items():
+            ri, ci = int(np.rint(r)), int(np.rint(c))
+            peak = s.heat[0, max(0, ri - 1): ri + 2, max(0, ci - 1): ci + 2].max()
+            expect = np.exp(-0.5 * ((spine.centres[name][0] - s.stack_x) * spine.step / sigma) ** 2)
+            assert 0.85 * expect <= peak <= expect + 1e-6, (name, s.stack_x, peak, expect)
+        if s.bodies:
+            seen.add(round(abs(s.x_offset_mm)))
+    assert 0 in seen and max(seen) >= 4  # on and beside the midline
+    flat = draw_sample(spine, np.random.default_rng(12), STILL)
+    assert max(flat.heat[0].max(), 0.0) > 0.9  # 0.1.0's flat targets when off
+
+
+def test_texture_is_spatially_correlated_within_a_tissue():
+    """Texture: unit-variance smooth noise times a per-tissue amplitude (none in air); neighbouring voxels correlate,
+    unlike the Gaussian mixture's own per-voxel noise."""
+    rng = np.random.default_rng(4)
+    tissue = np.full((40, 40, 40), sm.MARROW, dtype=np.uint8)
+    tissue[:, :, :8] = sm.AIR
+    tex = texture(tissue, rng, 0.1)
+    assert np.all(tex[tissue == sm.AIR] == 0.0)
+    marrow = tex[:, :, 10:]
+    assert 0 < marrow.std() <= 0.1 + 1e-6
+    a, b = marrow[:-1].ravel(), marrow[1:].ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.5
+    white = render(tissue, np.full(sm.N_TISSUES, 0.5), np.full(sm.N_TISSUES, 0.05), rng)[:, :, 10:]
+    assert abs(np.corrcoef(white[:-1].ravel(), white[1:].ravel())[0, 1]) < 0.05
+    assert np.all(texture(tissue, rng, 0.0) == 0.0)

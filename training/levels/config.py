@@ -37,6 +37,19 @@ class LevelsTrainConfig:
         "Real label maps to synthesise from as well, each `PATH:NUMBERING` (verse, totalseg); they are "
         "recorded in the model card as seen by the weights.")})
     real_fraction: float = field(default=0.1, metadata={"help": "Share of samples drawn from the real maps."})
+    p_lateral: float = field(default=0.0, metadata={"help": (
+        "Share of samples whose stack lies beside the body (up to lateral_max_mm from its centre) with empty "
+        "targets, so the network does not fire off the midline (0 in 0.1.0).")})
+    lateral_max_mm: float = field(default=70.0, metadata={"help": "How far beside the body such a stack may lie."})
+    midline_sigma_mm: float = field(default=0.0, metadata={"help": (
+        "Centre targets fade with the stack's left-right distance from the body centre (Gaussian of this sigma; "
+        "0 = flat across the body, as in 0.1.0), so the strongest peak marks the midline.")})
+    max_texture: float = field(default=0.0, metadata={"help": (
+        "Largest amplitude (0..1 intensity scale) of spatially correlated texture added per tissue before blur "
+        "(trabecular bone, muscle; 0 in 0.1.0).")})
+    learning_rate_resume: float = field(default=0.0, metadata={"help": (
+        "Peak learning rate of the new warm-up and decay when a finished run is continued to more steps "
+        "(0 = learning_rate).")})
     val_samples: int = field(default=48, metadata={"help": "Fixed validation samples (own spines, own seed)."})
     eval_every: int = field(default=100, metadata={"help": "Validation loss every N steps."})
     checkpoint_every: int = field(default=50, metadata={"help": "Save a resumable checkpoint every N steps."})

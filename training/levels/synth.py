@@ -41,6 +41,11 @@ class SynthOptions:
     p_small_fov: float = 0.35
     max_noise: float = 0.06
     max_bias: float = 0.35
+    # 0.2.0 additions (0 = off: how 0.1.0 was trained)
+    p_lateral: float = 0.0  # share of stacks centred beside the body (no targets there: do not fire off the midline)
+    lateral_max_mm: float = 70.0  # how far beside the body's centre such a stack may lie
+    midline_sigma_mm: float = 0.0  # centre targets fade with the stack's left-right distance from the body centre
+    max_texture: float = 0.0  # largest amplitude of spatially correlated texture within a tissue (trabecular bone)
 
 
 @dataclass
@@ -51,6 +56,8 @@ class Sample:
     bodies: dict[str, tuple[float, float]]  # name -> (row, col) of the body centres the targets hold
     contrast: str
     fov: np.ndarray  # (rows, cols) bool: the simulated field of view
+    x_offset_mm: float = 0.0  # left-right distance of the stack from the focus body's centre
+    stack_x: int = 0  # left-right grid index of the stack's central slab in the label map
 
 
 def tissue_means(rng: np.random.Generator, contrast: str) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +84,19 @@ def intensities(tissue: np.ndarray, rng: np.random.Generator, contrast: str) -> 
     return render(tissue, *tissue_means(rng, contrast), rng)
 
 
+def texture(tissue: np.ndarray, rng: np.random.Generator, max_amp: float) -> np.ndarray:
+    """Spatially correlated texture to add to a rendered map: smooth noise of unit variance (correlation length of
+    1-3 voxels, like trabecular bone or muscle fibres) times a random amplitude per tissue (0..``max_amp``)."""
+    if max_amp <= 0:
+        return np.zeros(tissue.shape, dtype=np.float32)
+    sigma = rng.uniform(0.6, 1.5)
+    noise = ndimage.gaussian_filter(rng.standard_normal(tissue.shape, dtype=np.float32), sigma)
+    noise /= max(float(noise.std()), 1e-6)
+    amp = rng.uniform(0.0, max_amp, sm.N_TISSUES).astype(np.float32)
+    amp[sm.AIR] = 0.0
+    return noise * amp[tissue]
+
+
 def degrade(vol: np.ndarray, rng: np.random.Generator, opt: SynthOptions, step: float) -> np.ndarray:
     """Partial volume and slice thickness, bias field, noise, gamma."""
     sigma = rng.uniform(0.3, 0.8, 3)
@@ -95,14 +115,14 @@ def degrade(vol: np.ndarray, rng: np.random.Generator, opt: SynthOptions, step: 
     return vol ** np.exp(rng.normal(0.0, 0.25))
 
 
-def _gauss(heat: np.ndarray, r: float, c: float, sigma: float = SIGMA_PX) -> None:
+def _gauss(heat: np.ndarray, r: float, c: float, sigma: float = SIGMA_PX, amp: float = 1.0) -> None:
     rows, cols = heat.shape
     r0, r1 = max(0, int(r - 4 * sigma)), min(rows, int(r + 4 * sigma) + 2)
     c0, c1 = max(0, int(c - 4 * sigma)), min(cols, int(c + 4 * sigma) + 2)
     if r1 <= r0 or c1 <= c0:
         return
     rr, cc = np.mgrid[r0:r1, c0:c1]
-    g = np.exp(-((rr - r) ** 2 + (cc - c) ** 2) / (2 * sigma * sigma))
+    g = amp * np.exp(-((rr - r) ** 2 + (cc - c) ** 2) / (2 * sigma * sigma))
     np.maximum(heat[r0:r1, c0:c1], g, out=heat[r0:r1, c0:c1])
 
 
@@ -114,7 +134,11 @@ def draw_sample(spine: sm.SpineLabelMap, rng: np.random.Generator, opt: SynthOpt
     names = list(spine.centres)
     focus = names[rng.integers(len(names))]
     cx = spine.centres[focus]
-    x0 = int(np.rint(cx[0] + rng.normal(0.0, 0.25 * spine.half_width[focus])))
+    if opt.p_lateral > 0 and rng.random() < opt.p_lateral:  # beside the body: no targets (draws as 0.1.0 when off)
+        side = rng.uniform(spine.half_width[focus], max(spine.half_width[focus] + 1, opt.lateral_max_mm / step))
+        x0 = int(np.rint(cx[0] + side * rng.choice([-1.0, 1.0])))
+    else:
+        x0 = int(np.rint(cx[0] + rng.normal(0.0, 0.25 * spine.half_width[focus])))
     # sub-volume around the focus: all LR slices the stack uses, the whole AP, enough SI for rotation and scale
     span = int(opt.rows * 0.75 * opt.scale_range[1]) + 8
     k_c = int(np.rint(cx[2] + rng.uniform(-0.3, 0.3) * opt.rows))
@@ -123,7 +147,10 @@ def draw_sample(spine: sm.SpineLabelMap, rng: np.random.Generator, opt: SynthOpt
     sub = _crop(spine.tissue, lo, hi, sm.AIR)
     reg = _crop(spine.region[x0: x0 + 1], np.array([0, 0, lo[2]]), np.array([1, hi[1], hi[2]]), 0)[0]
     contrast = "random" if rng.random() < opt.p_random_contrast else str(rng.choice(["ct", "t1", "t2"]))
-    vol = degrade(intensities(sub, rng, contrast), rng, opt, step)
+    vol = intensities(sub, rng, contrast)
+    if opt.max_texture > 0:
+        vol += texture(sub, rng, opt.max_texture)
+    vol = degrade(vol, rng, opt, step)
     stack = raw_stack(vol, x0 - lo[0], step)  # (3, S rows top->bottom, P cols)
     n_s = vol.shape[2]
     region2d = reg.T[::-1]  # rows S top->bottom, cols P
@@ -149,12 +176,16 @@ def draw_sample(spine: sm.SpineLabelMap, rng: np.random.Generator, opt: SynthOpt
 
     heat = np.zeros((2, opt.rows, opt.cols), dtype=np.float32)
     bodies = {}
+
+    def amplitude(dx: float) -> float:
+        return float(np.exp(-0.5 * (dx * step / opt.midline_sigma_mm) ** 2)) if opt.midline_sigma_mm > 0 else 1.0
+
     for name, p in spine.centres.items():
         if abs(p[0] - x0) > max(1.0, spine.half_width[name] - 2.0):
             continue
         r, c = to_out(p)
         if _inside(fov, r, c):
-            _gauss(heat[0], r, c)
+            _gauss(heat[0], r, c, amp=amplitude(abs(p[0] - x0)))
             bodies[name] = (float(r), float(c))
     for name, p in spine.discs.items():
         upper = name.split("-")[0]
@@ -162,8 +193,9 @@ def draw_sample(spine: sm.SpineLabelMap, rng: np.random.Generator, opt: SynthOpt
             continue
         r, c = to_out(p)
         if _inside(fov, r, c):
-            _gauss(heat[1], r, c)
-    return Sample(image.astype(np.float32), heat, region.astype(np.int64), bodies, contrast, fov)
+            _gauss(heat[1], r, c, amp=amplitude(abs(p[0] - x0)))
+    return Sample(image.astype(np.float32), heat, region.astype(np.int64), bodies, contrast, fov,
+                  float((x0 - cx[0]) * step), int(x0))
 
 
 def _crop(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, fill: int) -> np.ndarray:

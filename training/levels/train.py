@@ -74,12 +74,17 @@ def losses(out, heat, region, torch):
     return l_heat + l_reg, l_heat, l_reg
 
 
+def synth_options(cfg: LevelsTrainConfig) -> SynthOptions:
+    return SynthOptions(rows=cfg.rows, cols=cfg.cols, p_lateral=cfg.p_lateral, lateral_max_mm=cfg.lateral_max_mm,
+                        midline_sigma_mm=cfg.midline_sigma_mm, max_texture=cfg.max_texture)
+
+
 def _validation(cfg: LevelsTrainConfig, path: Path):
     if path.exists():
         d = np.load(path)
         return d["image"], d["heat"], d["region"]
     rng = np.random.default_rng(cfg.seed + 10_000)
-    pool = SamplePool(rng, max(2, cfg.val_samples // 8), 10**9, opt=SynthOptions(rows=cfg.rows, cols=cfg.cols))
+    pool = SamplePool(rng, max(2, cfg.val_samples // 8), 10**9, opt=synth_options(cfg))
     image, heat, region = pool.batch(cfg.val_samples)
     np.savez_compressed(path, image=image, heat=heat, region=region)
     return image, heat, region
@@ -106,7 +111,7 @@ def run_levels_training(cfg: LevelsTrainConfig, real_maps: list | None = None, p
     history: list[dict] = []
     step = 0
     elapsed_before = 0.0
-    synth_opt = SynthOptions(rows=cfg.rows, cols=cfg.cols)
+    synth_opt = synth_options(cfg)
     if ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
@@ -117,9 +122,10 @@ def run_levels_training(cfg: LevelsTrainConfig, real_maps: list | None = None, p
         elif cfg.steps > step:  # more steps than the run was planned for: a new warm-up and decay for the rest
             log.info("continuing a %s-step run to %s steps: new schedule for the remaining %s",
                      state["steps_total"], cfg.steps, cfg.steps - step)
+            peak = cfg.learning_rate_resume or cfg.learning_rate
             for group in opt.param_groups:
-                group["lr"] = cfg.learning_rate
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate, total_steps=cfg.steps - step,
+                group["lr"] = peak
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peak, total_steps=cfg.steps - step,
                                                         pct_start=0.05, final_div_factor=50.0)
         torch.set_rng_state(state["torch_rng"])
         rng.bit_generator.state = state["numpy_rng"]  # the pool is drawn again from where the run was
