@@ -121,13 +121,13 @@ def test_stored_form_keeps_image_points_and_scale():
     assert stored.unit == "mm" and stored.value == pytest.approx(5.0) and stored.level == "L3"
     assert stored.points == []
     assert stored.details["image_points_px"] == [[0.0, 0.0], [0.0, 50.0]]
-    assert "user calibration" in stored.details["scale"]
+    assert stored.details["scale"].startswith("calibrated by user") and stored.details["scale_source"] == "user calibration"
 
 
 def test_calibration_of_a_loaded_volume(tmp_path):
     from PIL import Image
 
-    from core.spine.io import load_volume
+    from core.library.opener import load_volume
     from core.xray.measure import calibration_for_volume
 
     png = tmp_path / "ap.png"

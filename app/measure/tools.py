@@ -1,5 +1,5 @@
 """The manual measurement tools: the points each one takes (in order), what to click next, and the measurement made
-from the points with the :mod:`core.spine.measure` builders.
+from the points with the :mod:`core.spine.measure.geometry` builders.
 
 - distance: 2 points; angle: 3 (end, vertex, end); Cobb: 4 (two points on each endplate line, in the view's plane).
 - lordosis: 4 points, two on the L1 superior endplate then two on the S1 superior endplate; kyphosis: two on the
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.spine import measure
-from core.spine.measurement import SpineMeasurement
+from core.spine.measure import geometry as measure
+from core.spine.measure.measurement import SpineMeasurement
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def build(tool: Tool, points: list, view, model, method: str) -> SpineMeasuremen
     """The measurement of ``tool`` from its points (patient mm) placed on ``view``; ValueError if degenerate."""
     p = points
     if getattr(view, "radiograph", False) and tool.key in ("distance", "angle", "cobb"):
-        return _on_radiograph(tool, p, view, method)
+        return _on_radiograph(tool, p, view, method, getattr(model, "measurements", ()))
     if tool.key == "distance":
         m = measure.distance_measurement(p[0], p[1], method=method)
     elif tool.key == "angle":
@@ -113,14 +113,15 @@ def _kyphosis(p: list, model, method: str) -> SpineMeasurement:
     return m
 
 
-def _on_radiograph(tool: Tool, p: list, view, method: str) -> SpineMeasurement:
-    """Distance, angle or Cobb in the image plane of a plain radiograph, in mm only when the image says its scale
-    (DICOM PixelSpacing / ImagerPixelSpacing, see core.xray.measure), else in pixels; the scale is recorded."""
+def _on_radiograph(tool: Tool, p: list, view, method: str, measurements=()) -> SpineMeasurement:
+    """Distance, angle or Cobb in the image plane of a plain radiograph, in mm only when the user calibrated the
+    scale or the image says it (DICOM PixelSpacing / ImagerPixelSpacing, see core.xray.measure), else in pixels;
+    the scale is recorded."""
     from core.xray import measure as xm
 
     vol = view.state.volume
     px = [vol.patient_to_voxel(q)[:2] + 0.5 for q in p]      # image pixels, pixel centres at +0.5
-    cal = xm.calibration_for_volume(vol)
+    cal = xm.effective_calibration(vol, measurements)
     if tool.key == "distance":
         pm = xm.distance(px[0], px[1], cal)
     elif tool.key == "angle":

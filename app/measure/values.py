@@ -2,18 +2,18 @@
 '42.1° lordosis', '23.5 % (Meyerding I)'."""
 from __future__ import annotations
 
-from core.spine.measure import meyerding_grade
-from core.spine.measurement import SpineMeasurement
-
-ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V"}
+from core.spine.measure.geometry import AUTO_SLIP_PRECISION, slip_class
+from core.spine.measure.measurement import SpineMeasurement
 
 
 def qualifier(m: SpineMeasurement) -> str:
-    """The words that make the number readable ('' for kinds that need none). Signs follow core.spine.measure:
+    """The words that make the number readable ('' for kinds that need none). Signs follow core.spine.measure.geometry:
     lordosis < 0 is kyphotic alignment, kyphosis < 0 lordotic; a negative slip is a retrolisthesis."""
     scale = m.details.get("scale_source")
     if m.unit == "px":
         return "(no calibration)"
+    if scale == "user calibration" and m.unit == "mm":
+        return "(calibrated by user)"
     if scale == "ImagerPixelSpacing" and m.unit == "mm":
         return "(at the detector: magnified)"
     if m.kind == "lordosis":
@@ -21,10 +21,9 @@ def qualifier(m: SpineMeasurement) -> str:
     if m.kind == "kyphosis":
         return "kyphosis" if m.value >= 0 else "kyphosis (lordotic)"
     if m.kind == "slip":
-        grade = meyerding_grade(m.value)
-        if grade:
-            return f"(Meyerding {ROMAN[grade]})"
-        return "(retrolisthesis)" if m.value < 0 else "(no slip)"
+        reading = slip_class(m.value, m.automatic)
+        return {"within precision": f"(within ±{AUTO_SLIP_PRECISION:g} %: no slip stated)",
+                "retrolisthesis": "(retrolisthesis)", "none": "(no slip)"}.get(reading, f"(Meyerding {reading})")
     return ""
 
 

@@ -19,7 +19,7 @@ def _model(args):
 
 
 def cmd_landmarks(args: argparse.Namespace) -> int:
-    from core.spine.io import load_volume
+    from core.library.opener import load_volume
     from core.studies import StudyLoadError
     from core.xray.cobb import REGIONS, find_curves
     from core.xray.landmarks import LandmarkModelError, radiograph_array
@@ -34,7 +34,7 @@ def cmd_landmarks(args: argparse.Namespace) -> int:
         return 2
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    result = model.predict(gray)
+    result = model.predict_volume(volume)
     print(f"{args.image}: {result.message()}")
     if not result.confident:
         return 1

@@ -4,7 +4,7 @@ Edit > Undo takes a drag back."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDoubleSpinBox, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from app.workers import TaskWorker
 from app.xray.layer import XrayLandmarks
@@ -16,20 +16,22 @@ _MODEL = {}
 def detect_landmarks(volume, progress=None, cancel=None):
     """Worker function: the landmark model's result for a radiograph Volume (the model is loaded once)."""
     from core.tasks import check, report
-    from core.xray.landmarks import LandmarkModel, radiograph_array
+    from core.xray.landmarks import LandmarkModel
 
     report(progress, 0.1, "Loading the landmark model")
     if "model" not in _MODEL:
         _MODEL["model"] = LandmarkModel()
     check(cancel)
     report(progress, 0.4, "Finding vertebrae T1-L5")
-    return _MODEL["model"].predict(radiograph_array(volume))
+    return _MODEL["model"].predict_volume(volume)
 
 
 class XrayPanel(QWidget):
-    def __init__(self, state, model: XrayLandmarks, track=None, parent: QWidget | None = None) -> None:
+    def __init__(self, state, model: XrayLandmarks, track=None, calibration=None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state, self.model, self.track = state, model, track
+        self.calibration = calibration        # app.xray.calibrate.CalibrationTool, or None
         self.worker: TaskWorker | None = None
         self.find_button = QPushButton("Find vertebrae T1–L5")
         self.find_button.setToolTip("Automatic corners of every vertebra on an AP radiograph (learned model; "
@@ -47,13 +49,58 @@ class XrayPanel(QWidget):
         layout = QVBoxLayout(self)
         for w in (self.find_button, self.status, self.curves_label, note):
             layout.addWidget(w)
+        if calibration is not None:
+            layout.addWidget(self._calibration_box(calibration))
         layout.addStretch(1)
         model.changed.connect(self.refresh)
         state.volume_changed.connect(lambda _v: self.refresh())
         self.refresh()
 
+    def _calibration_box(self, tool) -> QGroupBox:
+        box = QGroupBox("Scale")
+        self.length_spin = QDoubleSpinBox()
+        self.length_spin.setRange(0.1, 2000.0)
+        self.length_spin.setDecimals(1)
+        self.length_spin.setSuffix(" mm")
+        self.length_spin.setValue(25.0)
+        self.length_spin.setToolTip("The real length of the object you will click: a calibration ball's diameter, "
+                                    "or the distance between two ruler marks")
+        self.calibrate_button = QPushButton("Calibrate: click its two ends")
+        self.calibrate_button.setToolTip("Click the two ends of the known length on the radiograph (Escape or a "
+                                         "right click cancels); distances then read 'calibrated by user'")
+        self.calibrate_button.clicked.connect(lambda: tool.arm(self.length_spin.value()))
+        self.scale_label = QLabel("")
+        self.scale_label.setWordWrap(True)
+        self.calibration_prompt = QLabel("")
+        self.calibration_prompt.setWordWrap(True)
+        tool.prompt.connect(self.calibration_prompt.setText)
+        tool.measurements.changed.connect(self.refresh)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Known length"))
+        row.addWidget(self.length_spin)
+        lay = QVBoxLayout(box)
+        lay.addLayout(row)
+        lay.addWidget(self.calibrate_button)
+        lay.addWidget(self.calibration_prompt)
+        lay.addWidget(self.scale_label)
+        return box
+
+    def _refresh_scale(self) -> None:
+        from core.xray.measure import effective_calibration
+
+        vol = self.state.volume
+        is_xray = vol is not None and vol.is_2d
+        self.calibrate_button.setEnabled(is_xray)
+        if not is_xray:
+            self.scale_label.setText("")
+            return
+        cal = effective_calibration(vol, self.calibration.measurements.measurements)
+        self.scale_label.setText("Scale: " + cal.describe())
+
     def refresh(self) -> None:
         vol = self.state.volume
+        if self.calibration is not None:
+            self._refresh_scale()
         self.find_button.setEnabled(vol is not None and vol.is_2d and not (self.worker and self.worker.is_running))
         if self.model.landmarks is None:
             self.curves_label.setText("")

@@ -1,10 +1,12 @@
 """Puts the radiograph landmarks into the main window: the layer on the radiograph view, the Radiograph tab beside
 Levels and Measurements, and the Cobb angles into the measurements (stored with provenance, given to the
-consultation's study context); a reopened radiograph shows its stored landmarks again."""
+consultation's study context); a reopened radiograph shows its stored landmarks again. The scale calibration tool
+sits on the same view (its clicks are seen first while it is armed)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.xray.calibrate import CalibrationTool
 from app.xray.layer import XrayLandmarks, XrayLayer
 from app.xray.panel import XrayPanel
 from core.xray.measurements import SOURCE, cobb_measurements, landmarks_from_measurements
@@ -15,6 +17,7 @@ class XrayTools:
     model: XrayLandmarks
     layer: XrayLayer
     panel: XrayPanel
+    calibration: CalibrationTool
 
 
 def install_xray_tools(window, spine) -> XrayTools:
@@ -22,7 +25,9 @@ def install_xray_tools(window, spine) -> XrayTools:
     model = XrayLandmarks(spine.undo_stack, user=spine.measurements.user, parent=window)
     layer = XrayLayer(model, window.state)
     layer.attach(window.viewer.axial)      # the view a plain radiograph is shown in
-    panel = XrayPanel(window.state, model, track=window.task_status.track)
+    calibration = CalibrationTool(spine.measurements, window.state, parent=window)
+    calibration.attach(window.viewer.axial)   # last: it sees the clicks first while armed
+    panel = XrayPanel(window.state, model, track=window.task_status.track, calibration=calibration)
     spine.tabs.addTab(panel, "Radiograph")
     restoring = [False]
 
@@ -42,4 +47,4 @@ def install_xray_tools(window, spine) -> XrayTools:
 
     model.changed.connect(sync_measurements)
     window.volume_opened.connect(on_opened)
-    return XrayTools(model, layer, panel)
+    return XrayTools(model, layer, panel, calibration)

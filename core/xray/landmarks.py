@@ -34,12 +34,16 @@ class LandmarkResult:
     image_size: tuple[int, int]         # (width, height)
     problems: list[str] = field(default_factory=list)
     model: str = MODEL_NAME
+    refused: str = ""                   # the header says this is not an AP radiograph (the message names the file)
+    refined: bool = False               # the second stage (one close-up crop per vertebra) placed the corners
 
     @property
     def confident(self) -> bool:
-        return not self.problems and self.landmarks.shape == (N_LANDMARKS, 2)
+        return not self.refused and not self.problems and self.landmarks.shape == (N_LANDMARKS, 2)
 
     def message(self) -> str:
+        if self.refused:
+            return "Not read: " + self.refused
         if self.confident:
             return "17 vertebrae (T1-L5) found; check every corner before use (decision support)."
         return "Not confident: " + "; ".join(self.problems)
@@ -121,6 +125,36 @@ class LandmarkModel:
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own, undocumented exception types
             raise LandmarkModelError(f"{onnx_path}: cannot be loaded by onnxruntime ({exc})") from None
         self.input_name = self.session.get_inputs()[0].name
+        self.refine_session = None
+        refine = self.settings.get("refine")
+        if refine:
+            self.refine_session = self._refine_session(d, refine, opts, ort)
+
+    @staticmethod
+    def _refine_session(d: Path, refine: dict, opts, ort):
+        """The second stage's session; its settings must match how :mod:`core.xray.refine` cuts the crops."""
+        from core.xray import refine as R
+
+        path = d / str(refine.get("file", "refine.onnx"))
+        expected = {"crop": R.CROP, "side_pitches": R.SIDE_PITCHES, "work_height": R.WORK_HEIGHT}
+        got = {k: refine.get(k) for k in expected}
+        if got != expected:
+            raise LandmarkModelError(f"{d / 'model.json'}: the refinement stage was trained on crops {got}, this "
+                                     f"version of the workstation cuts {expected}")
+        if not path.is_file():
+            raise LandmarkModelError(f"{path}: missing (named by model.json's refine settings)")
+        try:
+            return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own, undocumented exception types
+            raise LandmarkModelError(f"{path}: cannot be loaded by onnxruntime ({exc})") from None
+
+    def refine(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The second stage's corners (68, 2) from the first stage's, in original image pixels."""
+        from core.xray.refine import refine_landmarks
+
+        name = self.refine_session.get_inputs()[0].name
+        run = lambda x: self.refine_session.run(None, {name: x.astype(np.float32)})[0]
+        return refine_landmarks(run, image, landmarks, int(self.settings["refine"].get("passes", 2)))
 
     @property
     def name(self) -> str:
@@ -167,5 +201,18 @@ class LandmarkModel:
             result.problems.append(f"the model's heatmaps are flatter than on any radiograph it was validated on "
                                    f"(median peak {med_peak:.5f} < {min_peak:.5f}): this does not look like an AP "
                                    "radiograph of the thoracic and lumbar spine")
-        result.problems += geometry_problems(pts, self.limits)
+        if not result.problems and self.refine_session is not None:
+            result.landmarks = self.refine(gray, pts)
+            result.refined = True
+        result.problems += geometry_problems(result.landmarks, self.limits)
         return result
+
+    def predict_volume(self, volume) -> LandmarkResult:
+        """:meth:`predict` on a loaded radiograph, after its DICOM header is checked: a lateral or oblique view, a
+        CT localiser or a CT/MR slice is refused with the file's name and the reason (:mod:`core.xray.views`)."""
+        from core.xray.views import volume_refusal
+
+        why = volume_refusal(volume)
+        if why:
+            return LandmarkResult(np.empty((0, 2)), np.empty(0), (0, 0), model=self.name, refused=why)
+        return self.predict(radiograph_array(volume))

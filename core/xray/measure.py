@@ -49,6 +49,8 @@ class Calibration:
     def describe(self) -> str:
         if not self.calibrated:
             return "pixels (no calibration)"
+        if self.source == USER_SOURCE:
+            return f"calibrated by user: {self.mm_per_px_x:.4g} x {self.mm_per_px_y:.4g} mm/px, {self.note}"
         return f"{self.source}: {self.mm_per_px_x:.4g} x {self.mm_per_px_y:.4g} mm/px, {self.note}"
 
 
@@ -120,8 +122,67 @@ def calibration_from_known_length(p0, p1, length_mm: float, pixel_aspect: float 
     if px < 2:
         raise ValueError("the calibration segment is shorter than 2 pixels: draw it along the whole known length")
     mm_x = length_mm / px
-    return Calibration(mm_x, mm_x * pixel_aspect, "user calibration",
+    return Calibration(mm_x, mm_x * pixel_aspect, USER_SOURCE,
                        f"{length_mm:g} mm over {px:.1f} px, valid in the plane of the calibration object")
+
+
+USER_SOURCE = "user calibration"
+CALIBRATION_SOURCE = "xray-calibration"     # details['source'] of the stored calibration
+
+
+def calibration_measurement(p0, p1, length_mm: float, display_points=(), user: str = "user",
+                            pixel_aspect: float = 1.0):
+    """The stored form of a user calibration (kept with the study's measurements, so a reopened radiograph keeps
+    its scale): kind ``calibration``, value the known length in mm, the two image points and the scale in
+    ``details``. Raises ValueError for a length or segment that cannot calibrate."""
+    from core.spine.measure.measurement import SpineMeasurement
+
+    cal = calibration_from_known_length(p0, p1, length_mm, pixel_aspect)
+    return SpineMeasurement(
+        kind="calibration", name="scale calibration (known length)", level=None, value=float(length_mm), unit="mm",
+        points=list(display_points), method=f"user:{user}",
+        details={"source": CALIBRATION_SOURCE, "image_points_px": [list(map(float, p0)), list(map(float, p1))],
+                 "pixel_aspect": float(pixel_aspect), "mm_per_px_x": cal.mm_per_px_x,
+                 "mm_per_px_y": cal.mm_per_px_y, "plane": "radiograph image plane", "scale": cal.describe(),
+                 "scale_source": USER_SOURCE})
+
+
+def calibration_from_measurements(measurements) -> Calibration | None:
+    """The latest user calibration among stored measurements (rebuilt from its points and length), or None."""
+    found = None
+    for m in measurements:
+        if m.kind != "calibration" or m.details.get("source") != CALIBRATION_SOURCE:
+            continue
+        try:
+            p0, p1 = m.details["image_points_px"]
+            found = calibration_from_known_length(p0, p1, m.value, float(m.details.get("pixel_aspect", 1.0)))
+        except (KeyError, ValueError, TypeError):
+            continue        # a damaged record is skipped, not fatal
+    return found
+
+
+def effective_calibration(volume, measurements=()) -> Calibration:
+    """The scale measurements on this radiograph use: the user's calibration when there is one (it also corrects
+    the beam's magnification in the plane of the calibration object), else the DICOM header's, else none."""
+    return calibration_from_measurements(measurements) or calibration_for_volume(volume)
+
+
+def recalibrated(m, calibration: Calibration):
+    """A stored image-plane distance, angle or Cobb measurement measured again with ``calibration`` (same points,
+    same id and provenance); anything else is returned unchanged."""
+    pts = m.details.get("image_points_px")
+    if m.details.get("plane") != "radiograph image plane" or m.kind not in ("distance", "angle", "cobb") or not pts:
+        return m
+    if m.kind == "distance":
+        pm = distance(pts[0], pts[1], calibration)
+    elif m.kind == "angle":
+        pm = angle(pts[0], pts[1], pts[2], calibration)
+    else:
+        pm = cobb((pts[0], pts[1]), (pts[2], pts[3]), calibration)
+    new = pm.to_spine_measurement(level=m.level, method=m.method, display_points=m.points)
+    new.name, new.created, new.id = m.name, m.created, m.id
+    new.details = {**m.details, **new.details}
+    return new
 
 
 @dataclass
@@ -141,12 +202,14 @@ class ProjectionMeasurement:
             return f"{self.value:.1f}° (image plane)"
         if self.unit == "px":
             return f"{self.value:.0f} px (no calibration)"
+        if self.calibration.source == USER_SOURCE:
+            return f"{self.value:.1f} mm (calibrated by user: {self.calibration.note})"
         return f"{self.value:.1f} mm ({self.calibration.source}: {self.calibration.note})"
 
     def to_spine_measurement(self, level: str | None = None, method: str = "user:user", display_points=()):
         """The stored form. Image points go in ``details``; ``points`` are only ``display_points`` (the clicks in
         the viewer's frame of the image, to draw it again), since a projection has no patient millimetres."""
-        from core.spine.measurement import SpineMeasurement
+        from core.spine.measure.measurement import SpineMeasurement
 
         names = {"distance": "distance", "angle": "angle", "cobb": "Cobb angle"}
         details = {"image_points_px": [list(p) for p in self.points], "plane": "radiograph image plane",
