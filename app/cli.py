@@ -109,8 +109,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _levels_run(path: str, backend: str | None, quiet: bool):
+    from core.library.opener import load_volume
     from core.spine.autolabel import auto_label
-    from core.spine.io import load_volume
 
     volume, warnings = load_volume(path)
     for w in warnings:
@@ -142,9 +142,9 @@ def _cmd_levels_auto(args: argparse.Namespace) -> int:
 
 
 def _cmd_levels_eval(args: argparse.Namespace) -> int:
+    from core.library.opener import load_volume
     from core.spine.autolabel import AutoLabelError
     from core.spine.evaluation import evaluate, format_report
-    from core.spine.io import load_volume
     from core.spine.labelling import SpineLabelling
     from core.spine.numbering import get_numbering
     from core.spine.reference import reference_from_labelmap

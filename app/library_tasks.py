@@ -7,32 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from core.studies.sources import ImportProblem
+from core.library import ImportReport
 from core.studies.volume import Volume
 from core.tasks import CancelToken, ProgressFn, check, sub_progress
-
-
-@dataclass
-class ImportSummary:
-    new_series: list[str] = field(default_factory=list)
-    existing_series: list[str] = field(default_factory=list)
-    problems: list[ImportProblem] = field(default_factory=list)
-
-    @property
-    def series(self) -> list[str]:
-        """Every series the import found, new ones first."""
-        return self.new_series + [uid for uid in self.existing_series if uid not in self.new_series]
-
-    def text(self) -> str:
-        parts = [f"{len(self.new_series)} new series"]
-        if self.existing_series:
-            parts.append(f"{len(self.existing_series)} already in the library")
-        if self.problems:
-            parts.append(f"{len(self.problems)} problem(s)")
-        return "Imported: " + ", ".join(parts)
 
 
 @contextmanager
@@ -51,18 +31,16 @@ def thread_library(library) -> Iterator[object]:
 
 def import_paths(
     library, paths: list[Path], progress: ProgressFn | None = None, cancel: CancelToken | None = None
-) -> ImportSummary:
+) -> ImportReport:
     """Import each path in turn; problems of one path never stop the others."""
-    summary = ImportSummary()
+    summary = ImportReport()
     paths = [Path(p) for p in paths]
     with thread_library(library) as lib:
         for n, path in enumerate(paths):
             check(cancel)
             step = sub_progress(progress, n / len(paths), (n + 1) / len(paths))
             report = lib.import_path(path, progress=step, cancel=cancel)
-            summary.new_series.extend(report.new_series)
-            summary.existing_series.extend(report.existing_series)
-            summary.problems.extend(report.problems)
+            summary.add(report)
     return summary
 
 

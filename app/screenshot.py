@@ -76,7 +76,7 @@ def write_wedge_phantom(folder: Path, wedge_level: str = "L2", loss: float = 0.4
     import nibabel as nib
     import numpy as np
 
-    from core.spine.phantom import spine_phantom
+    from core.synthetic.phantom import spine_phantom
 
     ph = spine_phantom("L1", "L4", shape=(120, 120, 100), spacing=(1.5, 1.5, 1.5), ribs=False,
                        wedges={wedge_level: loss})

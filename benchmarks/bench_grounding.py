@@ -1,5 +1,5 @@
 """SpineBench grounding axis: the rate of unsupported image findings shown, with and without the findings layer,
-for one model in the same run (core/spinebench/grounding.py says how items are built and scored).
+for one model in the same run (spinebench/grounding.py says how items are built and scored).
 
     .venv/bin/python benchmarks/bench_grounding.py [--model PATH.gguf] [--threads 1] [--limit N]
         [-o docs/spinebench/grounding_results]       # writes .json and .md
@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.inference.default_model import find_default_model
-from core.spinebench.grounding import markdown, run_to_files
+from spinebench.grounding import markdown, run_to_files
 
 
 def main() -> int:

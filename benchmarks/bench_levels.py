@@ -1,6 +1,6 @@
 """Benchmark: automatic level labelling of a synthetic 512x512x400 CT (built-in CT method, or ``--backend learned``).
 
-The phantom (core.spine.phantom: trunk, T8..S1 with discs, ribs, sacrum and iliac bones; 0.7 x 0.7 x 1.0 mm,
+The phantom (core.synthetic.phantom: trunk, T8..S1 with discs, ribs, sacrum and iliac bones; 0.7 x 0.7 x 1.0 mm,
 int16 HU) is made in memory; the time printed covers auto_label() only (resampling, column tracing, discs,
 anchors, naming), the median of ``--repeats`` runs after one warm-up.
 
@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.spine.autolabel import auto_label
 from core.spine.evaluation import evaluate
-from core.spine.phantom import spine_phantom
 from core.spine.reference import ReferenceSet
+from core.synthetic.phantom import spine_phantom
 
 
 def main() -> int:

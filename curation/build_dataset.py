@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 from core.paths import REPO_ROOT
-from core.spinebench.holdout import BENCHMARK_CASES
 from curation.cli import salt_for
 from curation.export import export
 from curation.generate.llm import LlamaJsonGenerator
@@ -27,6 +26,7 @@ from curation.quality import run_gates
 from curation.sources.cases import import_case_folder, store_case
 from curation.sources.knowledge import ingest_knowledge
 from curation.store import CurationStore
+from spinebench.holdout import BENCHMARK_CASES
 
 # sample folder -> (case id, dataset family)
 SAMPLE_CASES = {

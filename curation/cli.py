@@ -260,9 +260,9 @@ def cmd_review(args, store: CurationStore) -> int:
 
 # --- export / stats -------------------------------------------------------------------------------------------------
 def cmd_export(args, store: CurationStore) -> int:
-    from core.spinebench.holdout import BENCHMARK_CASES
     from curation.export import export
     from curation.quality import run_gates
+    from spinebench.holdout import BENCHMARK_CASES
 
     db = Path(args.db)
     if not args.no_gates:
@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--hold-out-case", action="append", default=[], metavar="CASE_ID",
                      help="put every item of this case in the bench split (repeatable)")
     exp.add_argument("--no-hold-out-benchmark", dest="hold_out_benchmark", action="store_false",
-                     help="do not pin SpineBench's cases (core.spinebench.holdout) to the bench split")
+                     help="do not pin SpineBench's cases (spinebench.holdout) to the bench split")
 
     sub.add_parser("stats", help="counts in the store")
     return p

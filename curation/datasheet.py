@@ -171,7 +171,7 @@ drawn from the label maps). Images derived from CC BY-SA data (VerSe) are shared
    and numbers present in the source); LLM drafts are also critiqued by the model; every change is recorded.
 4. Gates: schema, near duplicates (MinHash, Jaccard >= 0.8), MCQ answer-position balance, PHI scan.
 5. Split by case / knowledge document (near-duplicate groups merged); the cases SpineBench is built from (manifest
-   `held_out_cases`, see core/spinebench/holdout.py) are pinned to bench; leakage check between train and bench.
+   `held_out_cases`, see spinebench/holdout.py) are pinned to bench; leakage check between train and bench.
 Every record's `provenance` names the source, its location, the generator, the prompt template and version, the
 seed, the draft and revision ids in the curation store, and the reviews.
 

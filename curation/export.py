@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.knowledge.levels import regions_of
+from core.spine.anatomy import regions_of
 from curation.quality import assign_splits, dedup_text, leakage, near_duplicate_pairs
 from curation.store import CurationStore
 

@@ -19,11 +19,11 @@ from collections import Counter
 from pathlib import Path
 
 from core import paths
-from core.spinebench import curated as curated_mod
-from core.spinebench import datasheet, dialogue, levelgen, reports
-from core.spinebench.holdout import BENCHMARK_CASES
-from core.spinebench.schema import Item, sha256_file, write_items
-from core.spinebench.studies import StudySpec, load_study
+from spinebench import curated as curated_mod
+from spinebench import datasheet, dialogue, levelgen, reports
+from spinebench.holdout import BENCHMARK_CASES
+from spinebench.schema import Item, sha256_file, write_items
+from spinebench.studies import StudySpec, load_study
 
 VERSION = "v2"
 DEFAULT_OUT = paths.RESOURCES / "spinebench" / VERSION
@@ -118,7 +118,7 @@ def build(out: Path = DEFAULT_OUT, samples: Path = DEFAULT_SAMPLES, curated: Pat
     level_img, report_items, dialogue_items = [], [], []
     for spec in SOURCES:
         if spec.case_id not in BENCHMARK_CASES:
-            log(f"{spec.key}: case {spec.case_id} feeds training (core.spinebench.holdout): not used")
+            log(f"{spec.key}: case {spec.case_id} feeds training (spinebench.holdout): not used")
             continue
         study = load_study(spec, samples)
         folder = samples / spec.folder
@@ -163,7 +163,7 @@ def build(out: Path = DEFAULT_OUT, samples: Path = DEFAULT_SAMPLES, curated: Pat
     write_items(out / "items.jsonl", items)
     manifest = {
         "name": "SpineBench (SpineMed Workstation local benchmark)", "version": VERSION,
-        "generator": "core/spinebench/build.py", "items_sha256": sha256_file(out / "items.jsonl"),
+        "generator": "spinebench/build.py", "items_sha256": sha256_file(out / "items.jsonl"),
         "counts": counts(items), "sources": sources, "curation_export": curated_info, "leakage": leak_info,
         "images": {p.relative_to(out).as_posix(): sha256_file(p) for p in sorted(images.rglob("*.png"))},
     }

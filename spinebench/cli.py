@@ -22,7 +22,7 @@ from pathlib import Path
 
 from core import paths
 from core.inference.backend import BackendError
-from core.spinebench.schema import AXES, BenchmarkError
+from spinebench.schema import AXES, BenchmarkError
 
 DEFAULT_BENCH = paths.RESOURCES / "spinebench" / "v2"
 
@@ -30,7 +30,7 @@ DEFAULT_BENCH = paths.RESOURCES / "spinebench" / "v2"
 def _add_model(p: argparse.ArgumentParser, prefix: str = "") -> None:
     dash = f"--{prefix}-" if prefix else "--"
     who = "judge" if prefix else "candidate"
-    from core.spinebench.clients import KINDS
+    from spinebench.clients import KINDS
 
     p.add_argument(f"{dash}backend", choices=KINDS, default="auto",
                    help=f"{who} runtime (auto: .gguf -> gguf, folder -> hf, --{prefix + '-' if prefix else ''}url -> "
@@ -44,7 +44,7 @@ def _add_model(p: argparse.ArgumentParser, prefix: str = "") -> None:
 
 
 def _spec(args: argparse.Namespace, prefix: str = ""):
-    from core.spinebench.clients import ModelSpec
+    from spinebench.clients import ModelSpec
 
     g = (lambda k: getattr(args, f"{prefix}_{k}" if prefix else k))
     model = args.judge if prefix else args.model
@@ -56,7 +56,7 @@ def _spec(args: argparse.Namespace, prefix: str = ""):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from core.spinebench.runner import RunConfig, run
+    from spinebench.runner import RunConfig, run
 
     cfg = RunConfig(bench=Path(args.bench), out=Path(args.out), candidate=_spec(args), judge=_spec(args, "judge"),
                     limit=args.limit, restart=args.restart, axes=tuple(args.axis or ()),
@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from core.spinebench.results import compare, compare_markdown
+    from spinebench.results import compare, compare_markdown
 
     a = json.loads(Path(args.a).read_text(encoding="utf-8"))
     b = json.loads(Path(args.b).read_text(encoding="utf-8"))
@@ -86,14 +86,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from core.spinebench.build import build
+    from spinebench.build import build
 
     build(args.out, args.samples, args.curated)
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from core.spinebench.importers import import_external
+    from spinebench.importers import import_external
 
     manifest = import_external(Path(args.file), Path(args.out), Path(args.image_root) if args.image_root else None,
                                args.name)
@@ -103,7 +103,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_grounding(args: argparse.Namespace) -> int:
     from core.inference.default_model import find_default_model
-    from core.spinebench.grounding import markdown, run_to_files
+    from spinebench.grounding import markdown, run_to_files
 
     model = args.model or find_default_model()
     if model is None:
@@ -114,7 +114,7 @@ def cmd_grounding(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from core.spinebench.build import DEFAULT_CURATED, DEFAULT_OUT, DEFAULT_SAMPLES
+    from spinebench.build import DEFAULT_CURATED, DEFAULT_OUT, DEFAULT_SAMPLES
 
     p = argparse.ArgumentParser(prog="spinebench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)

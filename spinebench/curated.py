@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.spinebench.schema import MCQ_SYSTEM, OPEN_SYSTEM, REVIEWED_STATUSES, Item, mcq_text
+from spinebench.schema import MCQ_SYSTEM, OPEN_SYSTEM, REVIEWED_STATUSES, Item, mcq_text
 
 NEAR_DUPLICATE = 0.7
 _AXIS_WORDS = (("pathology_assessment", re.compile(r"patholog|diagnos|grading|grade|finding|lesion", re.IGNORECASE)),

@@ -1,7 +1,7 @@
 """The benchmark's datasheet (Markdown), generated from its manifest so counts can never drift from the items."""
 from __future__ import annotations
 
-from core.spinebench.schema import AXES
+from spinebench.schema import AXES
 
 _STATUS = {
     "by_construction": "answer computed from a label map or the anatomy / numbering tables in code",
@@ -87,7 +87,7 @@ is the label map's name for the circled level (discs not labelled in the map are
 labelled vertebrae). The VerSe case has no image in the samples: its views are rendered from the segmentation mask
 and the question says so.
 
-Cases: only the three cases of `core/spinebench/holdout.py` (a thoracolumbar CT, a lumbar CT crop, a cervical MR)
+Cases: only the three cases of `spinebench/holdout.py` (a thoracolumbar CT, a lumbar CT crop, a cervical MR)
 give image, report and consultation items; curation pins them to its `bench` split, so no training record comes
 from a benchmark patient. The other three samples (a cervical MR crop, a 20-slice CT, a generic abdominal MR) feed
 the curated training data instead. (v1 used all six and then dropped 67 items that leaked; v2 holds them out first.)

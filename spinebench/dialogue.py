@@ -23,11 +23,11 @@ import re
 from typing import Any
 
 from core.consult.prompt import system_prompt, user_turn
-from core.knowledge.levels import find_levels
-from core.spinebench.levelgen import interleaved
-from core.spinebench.reports import study_context
-from core.spinebench.schema import Item
-from core.spinebench.studies import LabelledStudy
+from core.spine.anatomy import find_levels
+from spinebench.levelgen import interleaved
+from spinebench.reports import study_context
+from spinebench.schema import Item
+from spinebench.studies import LabelledStudy
 
 AXIS = "consultation"
 

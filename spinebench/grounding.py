@@ -29,16 +29,16 @@ from core.findings import build_facts, split_text
 from core.findings.check import _BARE_ANSWER, _DEICTIC, _NEGATION, _UNCERTAIN, _levels
 from core.findings.facts import FactSheet
 from core.findings.topics import TOPICS, topics_in
-from core.spine.measure import (
+from core.spine.measure.geometry import (
     BodyHeights,
     body_heights_measurement,
     canal_measurement,
     cobb_measurement,
     slip_measurement,
 )
-from core.spine.measurement import SpineMeasurement
+from core.spine.measure.measurement import SpineMeasurement
 
-CASES = {  # held-out benchmark cases (core.spinebench.holdout): modality and levels in view
+CASES = {  # held-out benchmark cases (spinebench.holdout): modality and levels in view
     "verse:sub-verse004": ("CT", ["T9", "T9-T10", "T10", "T10-T11", "T11", "T11-T12", "T12", "T12-L1", "L1", "L1-L2",
                                   "L2", "L2-L3", "L3", "L3-L4", "L4", "L4-L5", "L5"]),
     "tptbox:sample_ct_L3": ("CT", ["L2", "L2-L3", "L3", "L3-L4", "L4"]),

@@ -30,7 +30,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from core.spinebench.schema import MCQ_SYSTEM, Item, sha256_file, write_items
+from spinebench.schema import MCQ_SYSTEM, Item, sha256_file, write_items
 
 _PREFIX = re.compile(r"^\s*\(?[A-Ha-h][.):]\s+")
 MAX_SIDE = 768

@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from core.spinebench.metrics import JUDGE_DIMENSIONS
+from spinebench.metrics import JUDGE_DIMENSIONS
 
 DEFINITIONS = {
     "imaging_findings": "the imaging findings are accurate, complete and consistent with the study context",

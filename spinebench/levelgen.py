@@ -20,9 +20,9 @@ from pathlib import Path
 
 from core.spine.anatomy import STANDARD, SpineConfiguration
 from core.spine.numbering import get_numbering
-from core.spinebench import render
-from core.spinebench.schema import MCQ_SYSTEM, Item
-from core.spinebench.studies import LabelledStudy
+from spinebench import render
+from spinebench.schema import MCQ_SYSTEM, Item
+from spinebench.studies import LabelledStudy
 
 LETTERS = "ABCD"
 AXIS = "level_identification"

@@ -29,10 +29,10 @@ import re
 from typing import Any
 
 from core.consult.context import Measurement, StudyContext
-from core.knowledge.levels import find_levels
-from core.spinebench import render
-from core.spinebench.schema import Item
-from core.spinebench.studies import LabelledStudy, column_height_mm
+from core.spine.anatomy import find_levels
+from spinebench import render
+from spinebench.schema import Item
+from spinebench.studies import LabelledStudy, column_height_mm
 
 AXIS = "report_generation"
 SECTIONS = ("TECHNIQUE", "FINDINGS", "IMPRESSION")

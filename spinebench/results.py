@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.spinebench.metrics import JUDGE_DIMENSIONS, Estimate, accuracy, mcnemar, mean_ci, paired_bootstrap
-from core.spinebench.schema import AXES
+from spinebench.metrics import JUDGE_DIMENSIONS, Estimate, accuracy, mcnemar, mean_ci, paired_bootstrap
+from spinebench.schema import AXES
 
 _KEEP = ("id", "axis", "format", "modality", "subtype", "case_id", "review_status", "image_withheld", "correct",
          "extracted", "extraction", "answer", "score", "score_source", "error")

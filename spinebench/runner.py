@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from core.inference.backend import BackendError, GenerationParams
-from core.spinebench import judge as judge_mod
-from core.spinebench import results as results_mod
-from core.spinebench.clients import ModelSpec, make_backend
-from core.spinebench.dialogue import score_dialogue
-from core.spinebench.extract import extract_choice
-from core.spinebench.metrics import dimension_0_100, report_judge_score
-from core.spinebench.reports import check_report
-from core.spinebench.schema import Benchmark, Item, load_benchmark, mcq_text
+from spinebench import judge as judge_mod
+from spinebench import results as results_mod
+from spinebench.clients import ModelSpec, make_backend
+from spinebench.dialogue import score_dialogue
+from spinebench.extract import extract_choice
+from spinebench.metrics import dimension_0_100, report_judge_score
+from spinebench.reports import check_report
+from spinebench.schema import Benchmark, Item, load_benchmark, mcq_text
 
 
 class RunError(RuntimeError):

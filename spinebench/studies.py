@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.library.opener import load_volume
 from core.spine.anatomy import SpineConfiguration
-from core.spine.io import load_volume
 from core.spine.numbering import get_numbering
 from core.spine.reference import reference_from_labelmap
 from core.studies.volume import Volume

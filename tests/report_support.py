@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from core.report.study import labelling_from_labelmap, open_study
+from core.report.study import ReportStudy
+from core.spine.labelmap import labelling_from_labelmap
 from tests.conftest import BUNDLED_CT, SAMPLES
 
 LABELMAP = SAMPLES / "ts_ct_dicom_T11-T12" / "seg_total_v2.nii.gz"
@@ -21,7 +22,7 @@ def labelled_bundled_ct(home, measurements=()):
     mp = pytest.MonkeyPatch()
     mp.setenv("SPINEMED_HOME", str(home))
     try:
-        st = open_study(BUNDLED_CT)
+        st = ReportStudy.open(BUNDLED_CT)
         st.labelling = labelling_from_labelmap(LABELMAP, "totalseg", st.series_uid)
         st.context.measurements = list(measurements)
         yield st

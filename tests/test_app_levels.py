@@ -242,7 +242,7 @@ def test_distance_measurement_has_the_known_length_and_reaches_the_chat(win):
     assert (name, level, unit) == ("distance", m.level, "mm") and float(value) == pytest.approx(m.value, abs=0.05)
     assert any(c.name == "distance" and c.unit == "mm" for c in win.chat.context.measurements)
     assert "distance" in win.chat.context.to_text()
-    from core.spine.measure_store import MeasurementStore
+    from core.spine.measure.store import MeasurementStore
 
     stored = MeasurementStore(win.library.db).list(win.current_series)
     assert [s.value for s in stored][-1] == pytest.approx(m.value)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from app.levels.chat_link import levels_in_view
-from app.levels.labelmap import LabelMapError, guess_numbering, labelling_from_labelmap
 from app.state import ViewerState
 from core.spine.labelling import DiscLabel, Provenance, SpineLabelling, VertebraLabel
+from core.spine.labelmap import LabelMapError, guess_numbering, labelling_from_labelmap
 from core.spine.store import LevelStore
 from core.studies.volume import Volume
 from tests.app_support import wait_until

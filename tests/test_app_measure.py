@@ -25,7 +25,7 @@ from app.measure.model import MeasurementsModel
 from app.state import ViewerState
 from app.views.slice_view import SliceView
 from core.spine.labelling import SpineLabelling, VertebraLabel
-from core.spine.measure_store import MeasurementStore
+from core.spine.measure.store import MeasurementStore
 from core.studies.volume import Volume
 from tests.app_support import SAMPLES, qimage_to_rgb, settle, wait_until
 
@@ -192,7 +192,7 @@ def test_a_measurement_takes_the_level_of_the_nearest_labelled_vertebra(rig):
 
 def test_measurements_panel_tools_and_automatic_measurements_on_the_phantom(qtbot, tmp_path):
     from app.measure.panel import MeasurementsPanel
-    from core.spine.phantom import spine_phantom
+    from core.synthetic.phantom import spine_phantom
 
     phantom = spine_phantom("L1", "L4", shape=(120, 120, 100), spacing=(1.5, 1.5, 1.5), ribs=False)
     volume = phantom.volume

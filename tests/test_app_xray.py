@@ -17,7 +17,7 @@ from app.state import ViewerState
 from app.views.slice_view import SliceView
 from app.xray.layer import XrayLandmarks, XrayLayer
 from app.xray.panel import XrayPanel
-from core.spine.measure_store import MeasurementStore
+from core.spine.measure.store import MeasurementStore
 from core.studies.volume import Volume
 from core.xray.cobb import regional_cobb
 from core.xray.measurements import SOURCE, cobb_measurements, landmarks_from_measurements
@@ -194,7 +194,7 @@ def test_distance_tool_on_a_radiograph_says_its_scale(rig, tmp_path, dicom):
 
     from app.measure.layer_2d import MeasureLayer
     from app.measure.values import format_value
-    from core.spine.io import load_volume
+    from core.library.opener import load_volume
 
     state, view, _model, measurements, _store, _undo = rig
     if dicom:

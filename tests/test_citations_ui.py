@@ -10,9 +10,10 @@ from PySide6.QtCore import QUrl
 from app.chat.chat_panel import ChatPanel
 from core.consult import ConversationStore, StudyContext
 from core.findings import build_facts, check_answer
-from core.report.model import Basis, LevelFindings, MeasurementRef, SpineReport, Statement
+from core.report.model import Basis, LevelFindings, SpineReport, Statement
 from core.report.store import ReportStore
-from core.spine.measure import BodyHeights, body_heights_measurement
+from core.spine.measure.geometry import BodyHeights, body_heights_measurement
+from core.spine.measure.measurement import Measurement
 
 LEVELS = ["L1", "L1-L2", "L2", "L2-L3", "L3"]
 
@@ -61,7 +62,7 @@ def test_report_editor_shows_what_each_statement_cites(qtbot, tmp_path):
     from app.report.report_editor import ReportEditor
 
     rep = SpineReport(template="ct-spine-v1")
-    rep.measurements.append(MeasurementRef("m1", "vertebral body height loss", "L2", 36.6, "%"))
+    rep.measurements.append(Measurement("vertebral body height loss", "L2", 36.6, "%", id="m1"))
     row = LevelFindings("L2", "vertebra", statements=[
         Statement("L2.m1", "Vertebral body height loss: 36.6 % (measured).", source="measurement",
                   aspect="measurement", basis=Basis(measurements=["m1"])),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.spine.phantom import spine_phantom
+from core.synthetic.phantom import spine_phantom
 from curation.generate.grounded import GroundedGenerator
 from curation.generate.llm import GenResult, OpenAIJsonGenerator, extract_json
 from curation.generate.pipeline import Pipeline
@@ -103,7 +103,7 @@ def _phantom_case(tmp_path) -> LabelledCase:
     nib.save(nib.Nifti1Image(ph.volume.data, affine), str(path))
     return LabelledCase(case_id="phantom:1", dataset="phantom", subject="1", modality="CT", image_path=path,
                         vertebrae=dict(ph.centres), discs=dict(ph.discs), label_values={},
-                        licence="synthetic", origin="core.spine.phantom")
+                        licence="synthetic", origin="core.synthetic.phantom")
 
 
 def test_grounded_items_answer_from_labels(tmp_path):

@@ -7,9 +7,9 @@ from core.findings import build_facts, check_answer
 from core.findings.check import answer_schema, split_text
 from core.report.schema import errors
 from core.spine.labelling import SpineLabelling, VertebraLabel
-from core.spine.measure import slip_measurement
-from core.spine.measure_auto import auto_measurements
-from core.spine.phantom import spine_phantom
+from core.spine.measure.auto import auto_measurements
+from core.spine.measure.geometry import slip_measurement
+from core.synthetic.phantom import spine_phantom
 
 LEVELS = ["L1", "L1-L2", "L2", "L2-L3", "L3", "L3-L4", "L4"]
 WEDGE = 0.40  # anterior wall height 60 % of the posterior wall's: 0.9 x 40 = 36 % at the 10 % measuring column
@@ -155,3 +155,17 @@ def test_answer_schema_allows_only_known_ids():
     assert errors(bad, schema)
     empty = answer_schema([])
     assert errors({"statements": [{"text": "No facts are known.", "kind": "cannot_tell", "cites": []}]}, empty) == []
+
+
+@pytest.mark.parametrize(("method", "view", "grade"), [
+    ("auto:ct-sagittal-outline@1", "within ±5 %: no slip stated", "none"),  # was 'Meyerding I' on the view
+    ("user:Dr A", "(Meyerding I)", "I"),  # a slip a user measured is graded as measured
+])
+def test_a_small_slip_reads_the_same_on_the_view_and_in_the_findings(method, view, grade):
+    from app.measure.values import format_value
+
+    slip = slip_measurement((0, 10.84, 0), (0, 12.0, 0), (0, -30.0, 0), "L4-L5", method)  # 1.16/42 = 2.8 %
+    assert slip.value == pytest.approx(2.76, abs=0.01)
+    fact = build_facts([slip], ["L4", "L4-L5", "L5"], modality="CT").fact("F-meyerding-L4-L5")
+    assert view in format_value(slip)
+    assert fact.grade == grade and fact.positive == (grade == "I")

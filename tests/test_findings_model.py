@@ -8,10 +8,11 @@ from core.consult import Consultation, ConversationStore
 from core.consult.context import StudyContext
 from core.findings import FactSheet, build_facts
 from core.findings.check import TEXT_ONLY_NOTE, check_statement
-from core.report.study import labelling_from_labelmap, open_study
+from core.report.study import ReportStudy
 from core.spine.labelling import SpineLabelling, VertebraLabel
-from core.spine.measure_auto import auto_measurements
-from core.spine.phantom import spine_phantom
+from core.spine.labelmap import labelling_from_labelmap
+from core.spine.measure.auto import auto_measurements
+from core.synthetic.phantom import spine_phantom
 from tests.conftest import loaded_backend
 
 LUMBAR = "tptbox_ct_lumbar_crop_L2-L4"
@@ -47,7 +48,7 @@ def _assert_nothing_unsupported(checked, sheet: FactSheet, question: str, level:
 
 
 def test_bundled_ct_fracture_question_gets_no_invented_finding(backend, bundled_ct, tmp_path):
-    study = open_study(bundled_ct)
+    study = ReportStudy.open(bundled_ct)
     sheet = build_facts([], [], modality=study.context.modality)  # no labels, no measurement: the case
     q = "Is there any compression fracture of the vertebra shown here?"
     checked, text = _ask(backend, tmp_path, sheet, q, None)
@@ -61,7 +62,7 @@ def test_bundled_ct_fracture_question_gets_no_invented_finding(backend, bundled_
 
 def test_lumbar_crop_l3_question_gets_no_invented_finding(backend, samples, tmp_path):
     folder = samples / LUMBAR
-    study = open_study(folder / "sub-ct_label-22_ct.nii.gz")
+    study = ReportStudy.open(folder / "sub-ct_label-22_ct.nii.gz")
     labelling = labelling_from_labelmap(folder / "sub-ct_seg-vert_label-22_msk.nii.gz", "verse", study.series_uid)
     from core.findings.study import facts_for_series
 
@@ -118,7 +119,7 @@ def test_a_report_on_the_abdomen_ct_grades_nothing_without_a_fact(backend, tmp_p
     from core.report.model import SCALES
 
     data = Path(__file__).parent / "data" / "totalseg_example_ct"
-    study = open_study(data / "ct.nii.gz")
+    study = ReportStudy.open(data / "ct.nii.gz")
     study.labelling = labelling_from_labelmap(data / "seg_vertebrae_totalseg.nii.gz", "totalseg", study.series_uid)
     rep = draft_report(backend, study.context, study.labelling, retriever=None, **study.draft_kwargs())
     assert rep.incomplete is None, rep.incomplete

@@ -12,8 +12,8 @@ import pytest
 
 from core.inference.backend import BackendError
 from core.inference.openai_http import EndpointError, OpenAIHttpClient, base_url
-from core.spinebench.clients import OpenAIBackend
 from curation.generate.llm import OpenAIJsonGenerator
+from spinebench.clients import OpenAIBackend
 
 ANSWER = {"choices": [{"message": {"content": "{\"answer\": \"L4\"}"}, "finish_reason": "stop"}],
           "usage": {"prompt_tokens": 7, "completion_tokens": 5}}

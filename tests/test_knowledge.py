@@ -9,8 +9,8 @@ import pytest
 
 from core.knowledge import KnowledgeError, KnowledgeIndex, chunk, fts_query, load_documents, parse_document
 from core.knowledge.documents import REQUIRED_KEYS, default_folder, parse_front_matter
-from core.knowledge.levels import VALID_LEVELS, find_levels, normalise_level, related_levels
 from core.paths import RESOURCES
+from core.spine.anatomy import VALID_LEVELS, find_levels, normalise_level, related_levels
 
 FOLDER = RESOURCES / "knowledge"
 REQUIRED_CLASSIFICATIONS = (

@@ -255,18 +255,20 @@ def test_export_to_a_read_only_folder_names_the_path(read_only_folder, ext):
 
 def test_open_study_by_library_series_uid(bundled_ct, spinemed_home):
     from core.library import Library
-    from core.report.study import open_study
+    from core.report.study import ReportStudy
     from core.spine.store import LevelStore
 
     lib = Library()
     uid = lib.import_path(bundled_ct).new_series[0]
     LevelStore(lib.db).save(_labelling(["T11", "T12"]).__class__.from_dict(
         {**_labelling(["T11", "T12"]).to_dict(), "series_uid": uid}))
-    study = open_study(uid)
+    study = ReportStudy.open(uid)
     assert study.series_uid == uid and study.volume.shape == (512, 512, 20)
     assert study.labelling.names() == ["T11", "T12"] and study.context.modality == "CT"
-    with pytest.raises(Exception, match="neither an existing path nor a series uid"):
-        open_study("no-such-series")
+    from core.studies import StudyLoadError
+
+    with pytest.raises(StudyLoadError, match="no-such-series: neither an existing path, a series uid nor a study id"):
+        ReportStudy.open("no-such-series")
 
 
 def test_sr_of_a_series_without_dicom_instances_says_so(tmp_path):

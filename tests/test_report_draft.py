@@ -22,7 +22,7 @@ from core.report import NeedsLabellingError, ReportStore, SpineReport, draft_rep
 from core.report.constrained import generate_json
 from core.report.export.text import render_text
 from core.report.model import DISCLAIMER
-from core.report.study import open_study
+from core.report.study import ReportStudy
 from core.tasks import Cancelled, CancelToken
 from tests.conftest import BUNDLED_CT, loaded_backend
 from tests.report_support import labelled_bundled_ct
@@ -208,7 +208,7 @@ def test_sr_references_the_real_uids_of_a_dicom_series_and_signature(drafted, tm
         ds.PatientID, ds.PatientName = "TEST-1", "Test^Patient"
         instance_uids.add(ds.SOPInstanceUID)
         ds.save_as(folder / f"{n:03d}.dcm")
-    st = open_study(folder)
+    st = ReportStudy.open(folder)
     assert st.series_uid == series_uid
     rep = SpineReport.from_json(drafted[0].to_json())
     rep.study.series_uid, rep.study.study_uid = series_uid, study_uid

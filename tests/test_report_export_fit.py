@@ -11,7 +11,8 @@ from core.report import ReportStore, draft_report, export_formats, export_report
 from core.report.export.keyimage import render_key_image
 from core.report.export.pdf import fit_image
 from core.report.model import SpineReport
-from core.report.study import labelling_from_labelmap, open_study
+from core.report.study import ReportStudy
+from core.spine.labelmap import labelling_from_labelmap
 
 DATA = Path(__file__).parent / "data" / "totalseg_example_ct"
 
@@ -22,7 +23,7 @@ def abdomen(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("SPINEMED_HOME", str(home))
     try:
-        st = open_study(DATA / "ct.nii.gz")
+        st = ReportStudy.open(DATA / "ct.nii.gz")
         st.labelling = labelling_from_labelmap(DATA / "seg_vertebrae_totalseg.nii.gz", "totalseg", st.series_uid)
         broken = home / "broken.gguf"  # a model file that cannot load: the template part of the draft is kept
         broken.write_bytes(b"not a gguf model")

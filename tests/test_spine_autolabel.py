@@ -13,10 +13,10 @@ from core.spine.autolabel.ct_column import _detach, _slice_masks, _symmetric_abo
 from core.spine.autolabel.totalseg import TotalSegmentatorBackend, run_subprocess
 from core.spine.evaluation import evaluate
 from core.spine.numbering import get_numbering
-from core.spine.phantom import spine_phantom
 from core.spine.reference import ReferenceSet, reference_from_labelmap
 from core.studies import load_series, scan
 from core.studies.volume import Volume
+from core.synthetic.phantom import spine_phantom
 from core.tasks import Cancelled, CancelToken
 
 SHAPE, SPACING = (200, 180, 180), (1.5, 1.5, 2.0)
@@ -279,11 +279,17 @@ def test_totalsegmentator_backend_is_offline_only(monkeypatch, tmp_path):
 
 def test_totalsegmentator_label_map_conversion():
     data = np.zeros((40, 40, 60), np.uint8)
-    data[10:30, 10:30, 2:18] = 27  # L5
+    data[10:30, 10:30, 0:18] = 27  # L5, cut by the lower border of the map
     data[10:30, 10:30, 22:38] = 28  # L4
     data[15:25, 32:36, :] = 79  # spinal cord: not a level
-    lab = TotalSegmentatorBackend().labelling_from_labelmap(Volume(data, np.eye(4), modality="SEG"), "uid")
+    lab = TotalSegmentatorBackend().labelling(Volume(data, np.eye(4), modality="SEG"), "uid")
     assert [v.name for v in lab.vertebrae] == ["L4", "L5"] and lab.confidence > 0.5
+    assert lab.provenance.method == "totalsegmentator"
+    # the shared conversion (core.spine.labelmap): a disc midway between the bodies, the cut L5 marked partial
+    assert [d.name for d in lab.discs] == ["L4-L5"]
+    assert [v.name for v in lab.vertebrae if v.partial] == ["L5"]
+    with pytest.raises(AutoLabelError, match="no vertebra labels"):
+        TotalSegmentatorBackend().labelling(Volume(np.zeros((8, 8, 8), np.uint8), np.eye(4), modality="SEG"))
 
 
 def test_subprocess_runner_cancels_and_reports_failure():

@@ -120,7 +120,7 @@ def test_bad_images():
 
 
 def test_real_ct_crop_records_the_weights(samples):
-    from core.spine.io import load_volume
+    from core.library.opener import load_volume
     from core.spine.numbering import get_numbering
     from core.spine.reference import reference_from_labelmap
 

@@ -9,10 +9,10 @@ from core.spine.autolabel import AutoLabelError, auto_label, choose_backend, mr_
 from core.spine.autolabel.ct_column import Column, Detection, segments_from_discs
 from core.spine.evaluation import confirm_one, evaluate
 from core.spine.numbering import get_numbering
-from core.spine.phantom import spine_phantom
 from core.spine.reference import ReferenceSet, reference_from_labelmap
 from core.studies import load_series, scan
 from core.studies.volume import Volume
+from core.synthetic.phantom import spine_phantom
 
 # CT HU -> T2-like signal: fat bright, CSF brightest, discs bright, marrow intermediate, cortex and air dark
 _HU = [-1000, -200, -90, 10, 20, 40, 90, 200, 260, 350, 480, 600]

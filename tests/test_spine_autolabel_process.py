@@ -13,8 +13,8 @@ from core.spine.autolabel import AutoLabelError, auto_label
 from core.spine.autolabel import process as autolabel_process
 from core.spine.autolabel.exchange import VOLUME_DATA, read_volume, write_volume
 from core.spine.autolabel.process import WorkerCrashed, auto_label_in_subprocess
-from core.spine.phantom import spine_phantom
 from core.studies.volume import Volume
+from core.synthetic.phantom import spine_phantom
 from core.tasks import Cancelled, CancelToken
 
 START = "Starting the labelling process"  # the parent's own first message; the others come from the child

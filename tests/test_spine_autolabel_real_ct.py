@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 
 from core.hashing import sha256_file
+from core.library.opener import load_volume
 from core.spine.autolabel import auto_label
 from core.spine.autolabel.ct_column import _canal_candidates
 from core.spine.evaluation import evaluate, format_report
-from core.spine.io import load_volume
 from core.spine.numbering import get_numbering
 from core.spine.reference import reference_from_labelmap
 

@@ -7,9 +7,9 @@ import pytest
 from core.consult.context import Measurement
 from core.library import Library
 from core.library.migrations import MIGRATIONS, applied
-from core.spine import measure as M
-from core.spine.measure_store import MeasurementStore
-from core.spine.measurement import SpineMeasurement, measurements_from_json
+from core.spine.measure import geometry as M
+from core.spine.measure.measurement import SpineMeasurement, measurements_from_json
+from core.spine.measure.store import MeasurementStore
 
 
 def _line(origin, direction, length=40.0):

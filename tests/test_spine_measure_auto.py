@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from core.spine.labelling import SpineLabelling, VertebraLabel
-from core.spine.measure_auto import auto_measurements
+from core.spine.measure.auto import auto_measurements
 from core.spine.numbering import get_numbering
 from core.studies.volume import Volume
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.spinebench import build, render
-from core.spinebench.schema import AXES, load_benchmark
-from core.spinebench.studies import load_study
+from spinebench import build, render
+from spinebench.schema import AXES, load_benchmark
+from spinebench.studies import load_study
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "resources" / "spinebench" / "v2"

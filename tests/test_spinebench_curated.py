@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from core.spinebench import build
-from core.spinebench.curated import items_from_export, leakage, read_export
-from core.spinebench.schema import load_benchmark, mcq_text
+from spinebench import build
+from spinebench.curated import items_from_export, leakage, read_export
+from spinebench.schema import load_benchmark, mcq_text
 
 SYSTEM = "You are SpineMed, a decision-support assistant for spine imaging."
 

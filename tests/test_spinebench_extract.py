@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.spinebench.extract import extract_choice
+from spinebench.extract import extract_choice
 
 OPTIONS = {"A": "L1", "B": "T12", "C": "L4-L5", "D": "L4"}
 

@@ -1,7 +1,7 @@
 """SpineBench grounding axis: its items carry the truth they claim, and its scoring counts unsupported findings as
 shown (hand-written answers here; benchmarks/bench_grounding.py runs the real model)."""
-from core.spinebench.grounding import CASES, grounding_items, markdown, score, summarise
-from core.spinebench.holdout import BENCHMARK_CASES
+from spinebench.grounding import CASES, grounding_items, markdown, score, summarise
+from spinebench.holdout import BENCHMARK_CASES
 
 
 def test_items_are_deterministic_and_their_measured_truth_is_the_facts():
@@ -46,7 +46,7 @@ def test_scoring_counts_unsupported_findings_and_honest_answers():
 
 
 def test_spinebench_has_a_grounding_command(tmp_path):
-    from core.spinebench.cli import parser
+    from spinebench.cli import parser
 
     args = parser().parse_args(["grounding", "--limit", "2", "-o", str(tmp_path / "g")])
     assert args.fn.__name__ == "cmd_grounding" and args.limit == 2 and args.out == tmp_path / "g"

@@ -12,7 +12,7 @@ pytest.importorskip("peft")
 
 from test_inference_transformers import _tiny_model  # the same tiny model (skipped above without torch)
 
-from core.spinebench.cli import main as cli_main
+from spinebench.cli import main as cli_main
 
 BENCH = Path(__file__).resolve().parents[1] / "resources" / "spinebench" / "v2"
 

@@ -8,9 +8,9 @@ import json
 import pytest
 from PIL import Image
 
-from core.spinebench.cli import main as cli_main
-from core.spinebench.importers import import_external
-from core.spinebench.schema import load_benchmark, mcq_text
+from spinebench.cli import main as cli_main
+from spinebench.importers import import_external
+from spinebench.schema import load_benchmark, mcq_text
 
 
 def _png(shade: int) -> bytes:

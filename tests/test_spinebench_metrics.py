@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from core.spinebench.dialogue import check_turn, score_dialogue
-from core.spinebench.metrics import (
+from spinebench.dialogue import check_turn, score_dialogue
+from spinebench.metrics import (
     JUDGE_DIMENSIONS,
     accuracy,
     binomial_two_sided,
@@ -17,8 +17,8 @@ from core.spinebench.metrics import (
     paired_bootstrap,
     report_judge_score,
 )
-from core.spinebench.reports import check_report, parse_report
-from core.spinebench.results import compare, summarise
+from spinebench.reports import check_report, parse_report
+from spinebench.results import compare, summarise
 
 
 def test_accuracy_value_and_n():

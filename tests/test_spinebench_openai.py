@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from core.inference.backend import BackendError, GenerationParams
-from core.spinebench.clients import ModelSpec, OpenAIBackend, base_url, make_backend
-from core.spinebench.runner import RunConfig, evaluate_item, run
-from core.spinebench.schema import load_benchmark
+from spinebench.clients import ModelSpec, OpenAIBackend, base_url, make_backend
+from spinebench.runner import RunConfig, evaluate_item, run
+from spinebench.schema import load_benchmark
 from tests.llama_server_support import running_llama_server
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from core.spinebench.cli import main as cli_main
-from core.spinebench.clients import ModelSpec
-from core.spinebench.extract import extract_choice
-from core.spinebench.runner import RunConfig, RunError, run, select_items
-from core.spinebench.schema import load_benchmark
+from spinebench.cli import main as cli_main
+from spinebench.clients import ModelSpec
+from spinebench.extract import extract_choice
+from spinebench.runner import RunConfig, RunError, run, select_items
+from spinebench.schema import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "resources" / "spinebench" / "v2"

@@ -175,7 +175,7 @@ def test_clinical_cobb_on_shared_landmarks_is_close_to_the_largest_reference_ang
 
 
 def test_cobb_measurements_carry_region_end_vertebrae_and_the_landmarks():
-    from core.spine.measurement import measurements_from_json, measurements_to_json
+    from core.spine.measure.measurement import measurements_from_json, measurements_to_json
     from core.xray.measurements import cobb_measurements, landmarks_from_measurements
 
     lm = column(s_curve())

@@ -109,7 +109,7 @@ def test_16_bit_monochrome1_dicom_gives_the_landmarks_of_the_jpeg(model, tmp_pat
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    from core.spine.io import load_volume
+    from core.library.opener import load_volume
     from core.xray.landmarks import radiograph_array
 
     root = aasce_dir()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.inference.default_adapter import POINTER
-from core.spinebench.results import compare, compare_markdown
+from spinebench.results import compare, compare_markdown
 
 
 class ShipError(Exception):

@@ -1,7 +1,7 @@
 """Headless consultations: ``spinemed ask`` (one answer streamed to stdout) and ``spinemed chat`` (terminal loop).
 
 No Qt here. STUDY is a path to import (folder, file or zip; already imported studies are not duplicated), a series
-uid, or a study id from ``spinemed library``. Notes, the model/device line and the knowledge passages used go to
+uid, or a study id from ``spinemed library``; the series is chosen by :mod:`core.library.opener`, as in every command. Notes, the model/device line and the knowledge passages used go to
 stderr, the answer alone to stdout. Ctrl-C stops an answer (it is kept, marked as stopped).
 """
 from __future__ import annotations
@@ -44,33 +44,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_study(study: str) -> tuple[StudyContext, str, str]:
-    """(context, study_key, series_uid) for a path, a series uid or a library study id."""
+    """(context, study_key, series_uid): the series :mod:`core.library.opener` picks, as every command does."""
     from core.consult import StudyContext
-    from core.library import Library
+    from core.library.opener import open_study
+    from core.studies import StudyLoadError
 
-    lib = Library()
     try:
-        path = Path(study)
-        if path.exists():
-            rep = lib.import_path(path)
-            uids = rep.new_series + rep.existing_series
-            if not uids:
-                problems = "; ".join(str(p) for p in rep.problems) or "no images found"
-                raise SystemExit(f"spinemed: cannot open {study}: {problems}")
-        elif study.isdigit() and lib.series(int(study)):
-            uids = [s["series_uid"] for s in lib.series(int(study))]
-        else:
-            uids = [study]
-        try:
-            sources = [lib.source(uid) for uid in uids]
-        except KeyError as exc:
-            raise SystemExit(f"spinemed: {study} is neither a path, a series uid nor a study id of the library") from exc
-    finally:
-        lib.close()
-    first = sources[0]
-    ctx = StudyContext.from_series_source(first)
-    ctx.series = [StudyContext.from_series_source(s).series[0] for s in sources]
-    return ctx, first.study_uid or f"series:{first.series_uid}", first.series_uid
+        opened = open_study(study, add_to_library=True)
+    except StudyLoadError as exc:
+        raise SystemExit(f"spinemed: cannot open {study}: {exc.reason}") from exc
+    ctx = StudyContext.from_series_source(opened.source)
+    ctx.series = [StudyContext.from_series_source(s).series[0] for s in opened.sources]
+    return ctx, opened.study_key, opened.series_uid
 
 
 def open_consultation(args: argparse.Namespace, err: TextIO) -> Consultation:

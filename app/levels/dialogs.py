@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
 
-from app.levels.labelmap import guess_numbering, numbering_titles
 from core.spine.labelling import SpineLabelling
+from core.spine.labelmap import guess_numbering, numbering_titles
 
 LABELMAP_FILTER = "Label maps (*.nii *.nii.gz);;All files (*)"
 

@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
 
 from app.levels import dialogs
 from app.levels.controller import LevelsController
-from app.levels.labelmap import labelling_from_labelmap
 from app.workers import TaskWorker
+from core.spine.labelmap import labelling_from_labelmap
 
 BANNER_STYLES = {
     "ask": "background:#fff4ce; color:#5c4400; border:1px solid #e0c46c; padding:4px;",

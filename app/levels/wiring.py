@@ -16,7 +16,7 @@ from app.levels.panel import LevelsPanel
 from app.measure.layer_2d import MeasureLayer
 from app.measure.model import MeasurementsModel
 from app.measure.panel import MeasurementsPanel
-from core.spine.measure_store import MeasurementStore
+from core.spine.measure.store import MeasurementStore
 from core.spine.store import LevelStore
 
 

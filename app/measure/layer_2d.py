@@ -176,7 +176,7 @@ class MeasureLayer(QObject):
 
 
 def _segments(kind: str, n: int) -> list[tuple[int, int]]:
-    """Lines to draw between a measurement's points, in the order core.spine.measure documents them."""
+    """Lines to draw between a measurement's points, in the order core.spine.measure.geometry documents them."""
     if kind in ("angle", "slip"):  # slip: the upper posterior-inferior corner to the lower posterior-superior one,
         return [(i, i + 1) for i in range(n - 1)]  # then the lower endplate from its posterior to its anterior corner
     # distance, Cobb / lordosis / kyphosis (two lines), body and disc heights (top/bottom pairs)

@@ -1,4 +1,4 @@
-"""The measurements of the open series: kept in the library (:class:`~core.spine.measure_store.MeasurementStore`),
+"""The measurements of the open series: kept in the library (:class:`~core.spine.measure.store.MeasurementStore`),
 added and removed through the shared undo stack, each attached to the nearest labelled level."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from app.state import ViewerState
-from core.spine.measure_store import MeasurementStore
-from core.spine.measurement import SpineMeasurement, measurements_to_json
+from core.spine.measure.measurement import SpineMeasurement, measurements_to_json
+from core.spine.measure.store import MeasurementStore
 
 LEVEL_RANGE_MM = 30.0  # a measurement farther than this from every labelled level is not at a level
 

@@ -25,14 +25,14 @@ from app.measure.model import MeasurementsModel
 from app.measure.tools import TOOLS
 from app.measure.values import list_value
 from app.workers import TaskWorker
-from core.spine.measurement import SpineMeasurement
+from core.spine.measure.measurement import SpineMeasurement
 
 TOOL_ROWS = (("distance", "angle", "cobb"), ("lordosis", "kyphosis", "slip"))  # general tools; spine alignment
 
 
 def _automatic(volume, labelling, progress=None, cancel=None):
-    """Worker entry point for :func:`core.spine.measure_auto.auto_measurements` (which has no progress)."""
-    from core.spine.measure_auto import auto_measurements
+    """Worker entry point for :func:`core.spine.measure.auto.auto_measurements` (which has no progress)."""
+    from core.spine.measure.auto import auto_measurements
 
     if progress is not None:
         progress(0.1, "Measuring vertebral bodies and discs")

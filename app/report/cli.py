@@ -40,13 +40,13 @@ def _progress(fraction: float, message: str) -> None:
 
 
 def _labelling(args: argparse.Namespace, study) -> None:
-    from core.report.study import labelling_from_labelmap
     from core.spine.labelling import SpineLabelling
+    from core.spine.labelmap import labelling_from_labelmap
 
     if args.levels:
         study.labelling = SpineLabelling.from_json(args.levels.read_text(encoding="utf-8"))
     elif args.labelmap:
-        study.labelling = labelling_from_labelmap(args.labelmap, args.numbering, study.series_uid)
+        study.labelling = labelling_from_labelmap(args.labelmap, args.numbering, study.series_uid, study.volume)
 
 
 def _backend(args: argparse.Namespace, study_key: str):
@@ -76,16 +76,17 @@ def _keep_draft(report, output: Path) -> Path | None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from core.report import ExportError, NeedsLabellingError, ReportStore, draft_report, export_report
-    from core.report.study import load_measurements, open_study
+    from core.report.study import ReportStudy, load_measurements
     from core.report.templates import load_template
+    from core.spine.labelmap import LabelMapError
     from core.studies import StudyLoadError
 
     try:
-        study = open_study(args.study, progress=None if args.quiet else _progress)
+        study = ReportStudy.open(args.study, progress=None if args.quiet else _progress)
         _labelling(args, study)
         if args.measurements:
             study.context.measurements = load_measurements(args.measurements)
-    except (StudyLoadError, ValueError, OSError, KeyError) as exc:
+    except (StudyLoadError, LabelMapError, ValueError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for w in study.warnings:

@@ -321,7 +321,7 @@ class Consultation:
         if self.facts is None:
             return None
         from core.findings.facts import FactSheet
-        from core.knowledge.levels import find_levels
+        from core.spine.anatomy import find_levels
 
         asked = find_levels(question) or ([level] if level else [])
         facts = [f for f in self.facts.facts if not asked or f.level is None or f.level in asked]

@@ -11,30 +11,17 @@ model can follow and a clinician can read in the exported conversation:
     Measurements:
     - T11-T12 disc height: 7.2 mm
 
-Levels are plain strings ("L4-L5") until a levels module exists; nothing here invents a level or a measurement.
+Levels are plain names ("L4-L5", see core.spine.anatomy); nothing here invents a level or a measurement.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.spine.anatomy import spine_region
+from core.spine.measure.measurement import Measurement
+
 _SEX = {"M": "male", "F": "female", "O": "other"}
-_REGIONS = {"C": "cervical", "T": "thoracic", "L": "lumbar", "S": "sacral"}
-_REGION_ORDER = "CTLS"
-
-
-@dataclass(frozen=True)
-class Measurement:
-    name: str
-    level: str | None
-    value: float
-    unit: str
-
-    def to_text(self) -> str:
-        where = f"{self.level} " if self.level else ""
-        value = f"{self.value:.4g}"
-        unit = f" {self.unit}" if self.unit else ""
-        return f"{where}{self.name}: {value}{unit}"
 
 
 @dataclass
@@ -72,17 +59,7 @@ class StudyContext:
         return ctx
 
     def derived_region(self) -> str:
-        if self.region:
-            return self.region
-        letters = sorted({lv[0].upper() for lv in self.levels_in_view if lv and lv[0].upper() in _REGIONS},
-                         key=_REGION_ORDER.index)
-        if not letters:
-            return ""
-        if len(letters) == 1:
-            return f"{_REGIONS[letters[0]]} spine"
-        names = [_REGIONS[x] for x in letters]
-        prefix = {"cervical": "cervico", "thoracic": "thoraco", "lumbar": "lumbo"}
-        return "".join(prefix.get(x, x) for x in names[:-1]) + names[-1] + " spine"
+        return self.region or spine_region(self.levels_in_view)
 
     def to_text(self, include_selected: bool = False) -> str:
         """The compact structured text; the selected level is left out unless asked (it travels with each question,

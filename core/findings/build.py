@@ -2,7 +2,7 @@
 
     sheet = build_facts(measurements, levels_in_view=["L1", "L1-L2", "L2"], modality="CT", sees_images=False)
 
-``measurements``: :class:`core.spine.measurement.SpineMeasurement` (automatic or manual, with their kind and
+``measurements``: :class:`core.spine.measure.measurement.SpineMeasurement` (automatic or manual, with their kind and
 details) or the consultation's plain :class:`core.consult.context.Measurement` (name, level, value, unit: the kind is
 read from the name). The mappings, with the thresholds they use:
 
@@ -31,11 +31,17 @@ from typing import Any
 from core.findings.facts import Fact, FactSheet, NotAssessed
 from core.findings.topics import IMAGE_ONLY, TOPICS
 from core.spine.anatomy import is_disc
-from core.spine.measure import GENANT, MEYERDING, genant_grade, meyerding_grade
-from core.spine.measurement import SpineMeasurement
+from core.spine.measure.geometry import (
+    AUTO_SLIP_PRECISION,
+    GENANT,
+    MEYERDING,
+    genant_grade,
+    meyerding_grade,
+    slip_class,
+)
+from core.spine.measure.measurement import SpineMeasurement
 
 ROMAN = {0: "none", 1: "I", 2: "II", 3: "III", 4: "IV", 5: "V"}
-AUTO_SLIP_PRECISION = 5.0  # %: an automatic slip this small is not told from zero (a normal phantom measures 3 %)
 DISC_LOSS_REDUCED = 25.0  # % below the neighbours' mean (a workstation threshold, not a published grade)
 _NAME_KINDS = (("slip", "slip"), ("listhesis", "slip"), ("height loss", "body_heights"), ("body height", "body_heights"),
                ("disc height", "disc_height"), ("cobb", "cobb"), ("canal", "canal_ap_diameter"),
@@ -72,12 +78,13 @@ def _genant(m: SpineMeasurement) -> dict:
 
 
 def _meyerding(m: SpineMeasurement) -> dict:
-    if m.automatic and abs(m.value) < AUTO_SLIP_PRECISION:
+    reading = slip_class(m.value, m.automatic)  # the same reading as the views' labels
+    if reading == "within precision":
         return {"topic": "listhesis", "scale": "Meyerding", "grade": "none", "grade_label": "no slip beyond the automatic "
                     f"measurement's precision (±{AUTO_SLIP_PRECISION:g} %)", "positive": False,
                     "text": f"{m.level} slip {_fmt(m.value, '%')}: within the automatic measurement's precision "
                          f"(±{AUTO_SLIP_PRECISION:g} %), no slip stated"}
-    if m.value < 0:
+    if reading == "retrolisthesis":
         return {"topic": "listhesis", "scale": "Meyerding", "grade": "retrolisthesis", "grade_label": "retrolisthesis, "
                     "not graded by Meyerding", "positive": True,
                     "text": f"{m.level} retrolisthesis of {_fmt(-m.value, '%')} (not graded by Meyerding)"}

@@ -28,8 +28,7 @@ from typing import Any
 
 from core.findings.facts import Fact, FactSheet
 from core.findings.topics import MEASURABLE, TOPICS, Topic, topics_in
-from core.knowledge.levels import find_levels
-from core.spine.anatomy import is_disc
+from core.spine.anatomy import find_levels, is_disc
 
 KINDS = ("finding", "general", "cannot_tell")
 TEXT_ONLY_NOTE = ("This model is text-only: it did not see the images. The answer rests only on the study's level "

@@ -26,7 +26,7 @@ class Fact:
     grade_label: str = ""  # for people: "Genant grade 2 (moderate), wedge"
     positive: bool = False  # whether the grade is an abnormal finding (Genant >= 1, Meyerding >= I, ...)
     text: str = ""  # one line for people and models
-    measurement_id: int | None = None  # the stored measurement (core.spine.measure_store), for the viewer
+    measurement_id: int | None = None  # the stored measurement (core.spine.measure.store), for the viewer
 
     def to_prompt(self) -> str:
         return f"[{self.id}] {self.text}"

@@ -26,7 +26,7 @@ def facts_for_series(series_uid: str = "", db: Any = None, *, labelling: Any = N
         measurements = []
         if series_uid:
             try:
-                from core.spine.measure_store import MeasurementStore
+                from core.spine.measure.store import MeasurementStore
 
                 lib = _library_db(db)
                 measurements = MeasurementStore(lib).list(series_uid) if lib is not None else []

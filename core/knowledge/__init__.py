@@ -11,7 +11,7 @@ Pure Python: never imports Qt or VTK.
 """
 from core.knowledge.documents import KnowledgeDoc, KnowledgeError, Passage, chunk, load_documents, parse_document
 from core.knowledge.index import Hit, KnowledgeIndex, fts_query
-from core.knowledge.levels import find_levels, normalise_level, related_levels
+from core.spine.anatomy import find_levels, normalise_level, related_levels
 
 __all__ = [
     "Hit",

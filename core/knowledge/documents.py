@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.knowledge.levels import VALID_LEVELS
+from core.spine.anatomy import VALID_LEVELS
 
 REQUIRED_KEYS: tuple[str, ...] = ("id", "title", "topics", "levels", "modalities", "references", "reviewed")
 LIST_KEYS = frozenset({"topics", "levels", "modalities", "references"})

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Self
 
 from core.knowledge.documents import Passage, chunk, default_folder, document_files, load_documents
-from core.knowledge.levels import ALL, find_levels, normalise_level, regions_of, related_levels, strip_levels
+from core.spine.anatomy import ALL_LEVELS, find_levels, normalise_level, regions_of, related_levels, strip_levels
 
 SCHEMA_VERSION = "1"
 LEVEL_BOOST = 1.6  # document tagged with the asked level or an adjacent disc/vertebra
@@ -206,7 +206,7 @@ class KnowledgeIndex:
 
 
 def _level_factor(doc_levels: list[str], asked: str | None) -> float:
-    if not asked or asked == ALL or ALL in doc_levels:
+    if not asked or asked == ALL_LEVELS or ALL_LEVELS in doc_levels:
         return 1.0
     if related_levels(asked) & set(doc_levels):
         return LEVEL_BOOST

@@ -34,6 +34,17 @@ class ImportReport:
     existing_series: list[str] = field(default_factory=list)
     problems: list[ImportProblem] = field(default_factory=list)
 
+    @property
+    def series(self) -> list[str]:
+        """Every series the import found, new ones first."""
+        return self.new_series + [uid for uid in self.existing_series if uid not in self.new_series]
+
+    def add(self, other: ImportReport) -> None:
+        """Fold another path's import into this one (importing several paths)."""
+        self.new_series.extend(other.new_series)
+        self.existing_series.extend(other.existing_series)
+        self.problems.extend(other.problems)
+
     def summary(self) -> str:
         parts = [f"{len(self.new_series)} new series", f"{len(self.existing_series)} already in the library"]
         if self.problems:

@@ -115,7 +115,7 @@ def _m003_levels(db: sqlite_utils.Database) -> None:
 
 
 def _m005_measurements(db: sqlite_utils.Database) -> None:
-    """Spine measurements per series (core.spine.measure_store): one row per measurement.
+    """Spine measurements per series (core.spine.measure.store): one row per measurement.
 
     ``series_uid`` is not a foreign key (as for levels). ``points`` and ``details`` are JSON; ``method`` is
     "auto:<method>@<version>" or "user:<name>"; ``created`` is when it was measured, ``saved_at`` when stored.

@@ -35,7 +35,6 @@ from core.report.model import (
     Basis,
     ImageRef,
     LevelFindings,
-    MeasurementRef,
     PassageRecord,
     SpineReport,
     Statement,
@@ -202,7 +201,7 @@ def _add_measurements(rep: SpineReport, measurements: list[Measurement], templat
     L1-S1 lordosis); a measurement at a single level that is not in view is left out with a note. A measured slip
     (%) sets the segment's Meyerding grade, so the model is not asked for it."""
     for n, m in enumerate(measurements, 1):
-        ref = MeasurementRef(f"m{n}", m.name, m.level, float(m.value), m.unit)
+        ref = Measurement(m.name, m.level, float(m.value), m.unit, id=f"m{n}")
         row = rep.level(m.level) if m.level else None
         single = bool(m.level) and (not is_disc(m.level) or m.level in STANDARD.disc_set
                                      or m.level in rep.study.levels_in_view)

@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
+from core.spine.measure.measurement import Measurement
+
 FORMAT = "spinemed.report"
 FORMAT_VERSION = 1
 SOURCES = ("model", "measurement", "user", "template")
@@ -60,7 +62,7 @@ def now_iso() -> str:
 
 @dataclass
 class Basis:
-    """Ids of what supports a statement: images (ImageRef ids), measurements (MeasurementRef ids), passage ids."""
+    """Ids of what supports a statement: images (ImageRef ids), measurements (Measurement ids), passage ids."""
 
     images: list[str] = field(default_factory=list)
     measurements: list[str] = field(default_factory=list)
@@ -124,19 +126,6 @@ class ImageRef:
 
 
 @dataclass
-class MeasurementRef:
-    id: str
-    name: str
-    level: str | None
-    value: float
-    unit: str
-
-    def to_text(self) -> str:
-        where = f"{self.level} " if self.level else ""
-        return f"{where}{self.name}: {self.value:.4g}{' ' + self.unit if self.unit else ''}"
-
-
-@dataclass
 class PassageRecord:
     id: str
     title: str
@@ -171,7 +160,7 @@ class SpineReport:
     levels: list[LevelFindings] = field(default_factory=list)
     sections: dict[str, list[Statement]] = field(default_factory=lambda: {s: [] for s in SECTIONS})
     images: list[ImageRef] = field(default_factory=list)
-    measurements: list[MeasurementRef] = field(default_factory=list)
+    measurements: list[Measurement] = field(default_factory=list)
     passages: list[PassageRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     incomplete: str | None = None  # "incomplete: <reason>" when drafting stopped early
@@ -233,7 +222,7 @@ class SpineReport:
     def image(self, image_id: str) -> ImageRef | None:
         return next((i for i in self.images if i.id == image_id), None)
 
-    def measurement(self, measurement_id: str) -> MeasurementRef | None:
+    def measurement(self, measurement_id: str) -> Measurement | None:
         return next((m for m in self.measurements if m.id == measurement_id), None)
 
     def passage(self, passage_id: str) -> PassageRecord | None:
@@ -335,7 +324,7 @@ class SpineReport:
                                   partial=r["partial"], note=r["note"]) for r in d["levels"]],
             sections={name: [statement(s) for s in items] for name, items in d["sections"].items()},
             images=[ImageRef(**i) for i in d["images"]],
-            measurements=[MeasurementRef(**m) for m in d["measurements"]],
+            measurements=[Measurement(**m) for m in d["measurements"]],
             passages=[PassageRecord(**p) for p in d["passages"]],
             notes=list(d["notes"]), incomplete=d["incomplete"], template=d["template"], model=d["model"],
             report_id=d["report_id"], created_at=d["created_at"],

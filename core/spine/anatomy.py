@@ -8,9 +8,16 @@ vertebra counted as sacrum) has ``L4-S1`` as the lowest disc.
 Names: vertebrae ``C1``..``C7``, ``T1``..``T12``, ``L1``..``L5``, ``S1`` (the sacrum as a whole); discs are two
 adjacent vertebrae joined by a hyphen, ``C2-C3`` .. ``L5-S1`` (there is no disc between C1 and C2). Order is
 cranial to caudal.
+
+This module is the one home of level names: what a user types (:func:`parse_level`), and the levels mentioned in
+free text (:func:`find_levels`, :func:`level_mentions`), used by the knowledge base, the answer checks, curation and
+the chat. Free text uses a wider vocabulary, ``TEXT_VERTEBRAE``: C0 (occiput, for the craniocervical junction) and
+S1-S5; a segment is two adjacent names joined by a hyphen (``C0-C1``, ``L5-S1``); ``all`` tags the whole spine.
+Numbering variants (T13, L6) are deliberately not part of that tag vocabulary.
 """
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -217,3 +224,122 @@ def configuration_for(names) -> SpineConfiguration:
     thoracic = 13 if "T13" in names else 12
     lumbar = 6 if "L6" in names else 5
     return SpineConfiguration(thoracic=thoracic, lumbar=lumbar)
+
+
+# --- level names in free text (knowledge tags, answers, chat links) ------------------------------------------
+ALL_LEVELS = "all"  # a knowledge tag: the whole spine
+
+TEXT_VERTEBRAE: tuple[str, ...] = (
+    ("C0",)
+    + tuple(f"C{i}" for i in range(1, 8))
+    + tuple(f"T{i}" for i in range(1, 13))
+    + tuple(f"L{i}" for i in range(1, 6))
+    + tuple(f"S{i}" for i in range(1, 6))
+)
+TEXT_SEGMENTS: tuple[str, ...] = tuple(f"{a}-{b}" for a, b in itertools.pairwise(TEXT_VERTEBRAE))
+VALID_LEVELS: frozenset[str] = frozenset(TEXT_VERTEBRAE + TEXT_SEGMENTS + (ALL_LEVELS,))
+
+_TEXT_INDEX = {name: i for i, name in enumerate(TEXT_VERTEBRAE)}
+
+# "L4-L5", "l4/5", "L4–5", "L5S1", "C7-T1", "T12" ...
+_LEVEL_RE = re.compile(
+    r"(?<![A-Za-z0-9])([CTLS])(\d{1,2})(?:\s*[-/\u2013\u2014]?\s*([CTLS])?(\d{1,2}))?(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
+# A lone "T1"/"T2" in free text is far more often an MRI weighting than a vertebra.
+_AMBIGUOUS_IN_TEXT = frozenset({"T1", "T2"})
+
+
+def region(vertebra: str) -> str:
+    """'cervical', 'thoracic', 'lumbar' or 'sacral' for a vertebra name (C0 counts as cervical)."""
+    return REGION_NAMES[vertebra[0]]
+
+
+def normalise_level(text: str) -> str | None:
+    """Canonical level name for user text ('l4/5' -> 'L4-L5', 'L5S1' -> 'L5-S1'), or None if not a valid level."""
+    text = text.strip()
+    if text.lower() == ALL_LEVELS:
+        return ALL_LEVELS
+    m = _LEVEL_RE.fullmatch(text)
+    return _from_match(m) if m else None
+
+
+def _from_match(m: re.Match[str]) -> str | None:
+    first = f"{m.group(1).upper()}{int(m.group(2))}"
+    if first not in _TEXT_INDEX:
+        return None
+    if m.group(4) is None:
+        return first
+    second = f"{(m.group(3) or m.group(1)).upper()}{int(m.group(4))}"
+    if second not in _TEXT_INDEX or _TEXT_INDEX[second] != _TEXT_INDEX[first] + 1:
+        return None
+    return f"{first}-{second}"
+
+
+def level_mentions(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, canonical name) of every level mention in free text, in order, repeats included (bare T1/T2
+    are ignored as MRI weightings; an impossible pair such as "L3-L5" counts as its first vertebra)."""
+    out = []
+    for m in _LEVEL_RE.finditer(text):
+        name = _from_match(m)
+        if name is None:
+            first = f"{m.group(1).upper()}{int(m.group(2))}"
+            name = first if first in _TEXT_INDEX else None
+        if name is not None and name not in _AMBIGUOUS_IN_TEXT:
+            out.append((m.start(), m.end(), name))
+    return out
+
+
+def find_levels(text: str) -> list[str]:
+    """Level names mentioned in free text, in order, without duplicates (bare T1/T2 are ignored as ambiguous)."""
+    return list(dict.fromkeys(name for _, _, name in level_mentions(text)))
+
+
+def spine_region(levels) -> str:
+    """'lumbar spine', 'thoracolumbar spine', ... for a set of level names ('' when none)."""
+    letters = sorted({lv[0].upper() for lv in levels if lv and lv[0].upper() in REGION_NAMES}, key=REGIONS.index)
+    if not letters:
+        return ""
+    names = [REGION_NAMES[x] for x in letters]
+    prefix = {"cervical": "cervico", "thoracic": "thoraco", "lumbar": "lumbo"}
+    return "".join(prefix.get(x, x) for x in names[:-1]) + names[-1] + " spine"
+
+
+def strip_levels(text: str) -> str:
+    """``text`` with its level mentions (as found by ``find_levels``) replaced by spaces."""
+
+    def repl(m: re.Match[str]) -> str:
+        name = _from_match(m) or f"{m.group(1).upper()}{int(m.group(2))}"
+        valid = name in _TEXT_INDEX or name in TEXT_SEGMENTS
+        return " " if valid and name not in _AMBIGUOUS_IN_TEXT else m.group(0)
+
+    return _LEVEL_RE.sub(repl, text)
+
+
+def vertebrae_of(level: str) -> tuple[str, ...]:
+    """The vertebrae a level name refers to: one for a vertebra, two for a segment, none for 'all'."""
+    if level == ALL_LEVELS:
+        return ()
+    return tuple(level.split("-"))
+
+
+def related_levels(level: str) -> frozenset[str]:
+    """Levels that count as a match: a segment matches itself and both its vertebrae; a vertebra matches itself
+    and its adjacent segments (discs above and below)."""
+    canonical = normalise_level(level)
+    if canonical is None or canonical == ALL_LEVELS:
+        return frozenset()
+    parts = vertebrae_of(canonical)
+    related = {canonical, *parts}
+    if len(parts) == 1:
+        i = _TEXT_INDEX[parts[0]]
+        if i > 0:
+            related.add(f"{TEXT_VERTEBRAE[i - 1]}-{parts[0]}")
+        if i + 1 < len(TEXT_VERTEBRAE):
+            related.add(f"{parts[0]}-{TEXT_VERTEBRAE[i + 1]}")
+    return frozenset(related)
+
+
+def regions_of(level: str) -> frozenset[str]:
+    """Regions a level belongs to (a junctional segment such as C7-T1 belongs to both)."""
+    return frozenset(region(v) for v in vertebrae_of(level) if v in _TEXT_INDEX)

@@ -1,6 +1,8 @@
-"""A labelling from a NIfTI label map (VerSe, TotalSegmentator or SCT numbering), for "Load labels from label map…".
+"""The one way to turn a label map (VerSe, TotalSegmentator or SCT numbering) into a labelling: the Levels panel's
+"Load labels from label map…", ``spinemed report --labelmap`` and the TotalSegmentator backend all use it, so the
+same map gives the same levels everywhere.
 
-Qt-free and safe in a worker thread. Vertebra positions are the body centres of :mod:`core.spine.reference`; a
+Safe in a worker thread. Vertebra positions are the body centres of :mod:`core.spine.reference`; a
 vertebra whose mask touches the edge of the label map is marked partial. Discs come from the map when it has disc
 labels (VerSe); otherwise they are placed midway between adjacent vertebrae, and a note says so.
 """
@@ -54,10 +56,9 @@ def labelling_from_labelmap(
 ) -> SpineLabelling:
     """Read ``path`` and name its vertebrae with ``numbering``; ``volume`` (the open image) is used to check that
     the label map lies on it. Raises LabelMapError with a readable reason."""
-    from core.spine.io import load_volume
+    from core.library.opener import load_volume
 
     path = Path(path)
-    num = get_numbering(numbering)
     report(progress, 0.05, f"Reading {path.name}")
     try:
         labelmap, _warnings = load_volume(path, cancel=cancel)
@@ -65,17 +66,33 @@ def labelling_from_labelmap(
         raise LabelMapError(f"cannot read {path.name} as a label map: {exc}") from exc
     check(cancel)
     report(progress, 0.4, "Finding the vertebrae")
+    labelling = labelling_from_volume(labelmap, numbering, series_uid, volume, source=path.name)
+    report(progress, 1.0, "Labels loaded")
+    return labelling
+
+
+def labelling_from_volume(
+    labelmap: Volume,
+    numbering: str = "totalseg",
+    series_uid: str = "",
+    volume: Volume | None = None,
+    source: str = "label map",
+    provenance: Provenance | None = None,
+    confidence: float = 1.0,
+) -> SpineLabelling:
+    """A label map already in memory (``source`` names it in messages and mask references). ``provenance`` and
+    ``confidence`` default to a reference labelling; a segmentation backend passes its own."""
+    num = get_numbering(numbering)
     reference = reference_from_labelmap(labelmap, num)
     if not reference.points:
-        raise LabelMapError(f"no vertebra labels of the {num.title} numbering in {path.name}")
+        raise LabelMapError(f"no vertebra labels of the {num.title} numbering in {source}")
     problem = _not_a_spine(reference.points, reference.configuration)
     if problem:
-        raise LabelMapError(f"the {num.title} labels of {path.name} do not line up along a spine ({problem}): "
+        raise LabelMapError(f"the {num.title} labels of {source} do not line up along a spine ({problem}): "
                             "is this the right numbering?")
-    check(cancel)
-    report(progress, 0.8, "Naming the levels")
     partial = _partial_names(labelmap, num, reference.configuration)
-    vertebrae = [VertebraLabel(name, point, 1.0, mask_ref=f"{path.name}#{num.encode(name)}", partial=name in partial)
+    vertebrae = [VertebraLabel(name, point, confidence, mask_ref=f"{source}#{num.encode(name)}",
+                               partial=name in partial)
                  for name, point in reference.points.items()]
     notes = list(reference.notes)
     if reference.discs:
@@ -87,19 +104,18 @@ def labelling_from_labelmap(
             notes.append("disc centres placed midway between adjacent vertebral bodies (no disc labels in the map)")
     if num.on_cord:
         notes.append("SCT labels lie on the spinal cord: the markers sit on the cord, behind the vertebral bodies")
-    message = f"{len(vertebrae)} vertebrae from {path.name} ({num.title})"
+    message = f"{len(vertebrae)} vertebrae from {source} ({num.title})"
     if volume is not None:
         outside = _outside(volume, reference.points)
         if len(outside) == len(vertebrae):
-            raise LabelMapError(f"{path.name} does not lie on this image: no labelled vertebra is inside it "
+            raise LabelMapError(f"{source} does not lie on this image: no labelled vertebra is inside it "
                                 "(another study, or another position)")
         if outside:
             message += f"; outside this image: {', '.join(outside)}"
-    report(progress, 1.0, "Labels loaded")
     return SpineLabelling(
         vertebrae=vertebrae, discs=discs,
-        provenance=Provenance("reference", version=f"{path.name}, {num.key} numbering"),
-        configuration=reference.configuration, series_uid=series_uid, confidence=1.0,
+        provenance=provenance or Provenance("reference", version=f"{source}, {num.key} numbering"),
+        configuration=reference.configuration, series_uid=series_uid, confidence=confidence,
         anchor=vertebrae[0].name, message=message, notes=notes,
     )
 
@@ -118,18 +134,32 @@ def _not_a_spine(points: dict, config) -> str:
 
 
 def _partial_names(labelmap: Volume, num: Numbering, config) -> set[str]:
-    """Vertebrae whose mask touches the border of the label map (cut by the field of view)."""
+    values = {}
+    for value in _label_values(labelmap):
+        meaning = num.decode(value, config)
+        if meaning is not None and meaning.kind == "vertebra":
+            values.setdefault(meaning.name, value)
+    return set(partial_vertebrae(labelmap, values))
+
+
+def _label_values(labelmap: Volume) -> list[int]:
+    data = np.asarray(labelmap.data)
+    return [int(v) for v in np.unique(np.rint(data) if data.dtype.kind == "f" else data) if v > 0]
+
+
+def partial_vertebrae(labelmap: Volume, label_values: dict[str, int]) -> list[str]:
+    """The vertebrae (name -> label value) whose mask touches the border of the label map: cut by the field of
+    view. A disc name (with a hyphen) is never partial here."""
     data = np.asarray(labelmap.data)
     if data.dtype.kind == "f":
         data = np.rint(data)
     data = data.astype(np.int32)
-    out = set()
-    for value, box in enumerate(ndimage.find_objects(data), start=1):
-        meaning = num.decode(value, config) if box else None
-        if meaning is None or meaning.kind != "vertebra":
-            continue
-        if any(s.start == 0 or s.stop == n for s, n in zip(box, data.shape) if n > 1):
-            out.add(meaning.name)
+    boxes = ndimage.find_objects(data)
+    out = []
+    for name, value in label_values.items():
+        box = boxes[value - 1] if "-" not in name and 0 < value <= len(boxes) else None
+        if box and any(s.start == 0 or s.stop == n for s, n in zip(box, data.shape) if n > 1):
+            out.append(name)
     return out
 
 

@@ -1,4 +1,4 @@
-"""Radiograph Cobb angles as stored measurements (:class:`~core.spine.measurement.SpineMeasurement`), and back.
+"""Radiograph Cobb angles as stored measurements (:class:`~core.spine.measure.measurement.SpineMeasurement`), and back.
 
 One measurement per region with a curve (the largest curve of each: proximal thoracic, main thoracic,
 thoracolumbar/lumbar), level ``"<upper end vertebra>-<lower end vertebra>"``, value in degrees, with the method that
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.spine.measurement import SpineMeasurement
+from core.spine.measure.measurement import SpineMeasurement
 from core.xray.cobb import regional_cobb
 from core.xray.levels import endplate_name
 

@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from core.knowledge.levels import find_levels
+from core.spine.anatomy import find_levels
 from core.tasks import CancelToken, ProgressFn, check, report
 from curation.generate.grounded import GroundedGenerator
 from curation.generate.items import ItemDraft

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from core.studies.volume import Volume
-from curation.sources.cases import LabelledCase, load_volume
+from curation.sources.cases import LabelledCase, read_image
 
 MARKER = (255, 64, 64)
 LABEL_BG = (0, 0, 0)
@@ -65,8 +65,8 @@ def sagittal_view(case: LabelledCase, mm_per_px: float = 1.0, margin_mm: float =
     """Resample the case's image (or label map) on the sagittal plane through its vertebrae."""
     if not case.vertebrae:
         raise ValueError(f"{case.case_id}: no labelled vertebrae to render")
-    image = load_volume(case.image_path, case.modality or None) if case.image_path else None
-    labels = load_volume(case.label_path) if case.label_path else None
+    image = read_image(case.image_path, case.modality or None) if case.image_path else None
+    labels = read_image(case.label_path) if case.label_path else None
     ref = image if image is not None else labels
     if ref is None:
         raise ValueError(f"{case.case_id}: neither image nor label map to render")

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.knowledge.levels import find_levels, related_levels
+from core.spine.anatomy import find_levels, related_levels
 from curation.generate.prompts import load_template
 from curation.generate.schemas import revision_schema, validate
 

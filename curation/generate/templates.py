@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.knowledge.levels import ALL, SEGMENTS, VERTEBRAE, find_levels
+from core.spine.anatomy import ALL_LEVELS, TEXT_SEGMENTS, TEXT_VERTEBRAE, find_levels
 from curation.generate.items import ItemDraft
 
 GENERATOR = "template:kb"
@@ -84,7 +84,7 @@ TYPICAL = ("L4-L5", "L5-S1", "C5-C6", "C6-C7", "L3-L4", "T12-L1", "T12", "L1", "
 def specific_level(levels: list[str] | tuple[str, ...], text: str = "") -> str | None:
     """A level to talk about: one the passage names (and the document is tagged with), else the document's most
     typical level (L4-L5, L5-S1, C5-C6 ...), else its first disc level or vertebra; None for whole-spine documents."""
-    if ALL in levels:
+    if ALL_LEVELS in levels:
         return None
     for lv in find_levels(text):
         if lv in levels:
@@ -93,9 +93,9 @@ def specific_level(levels: list[str] | tuple[str, ...], text: str = "") -> str |
         if lv in levels:
             return lv
     for lv in levels:
-        if lv in SEGMENTS:
+        if lv in TEXT_SEGMENTS:
             return lv
-    return next((lv for lv in levels if lv in VERTEBRAE), None)
+    return next((lv for lv in levels if lv in TEXT_VERTEBRAE), None)
 
 
 def _lower_first(text: str) -> str:
@@ -125,7 +125,7 @@ class TemplateGenerator:
         doc_title = title.split(" \u2014 ")[0]
         section = chunk["meta"].get("section", title)
         text = chunk["text"]
-        levels = [] if ALL in chunk["levels"] else list(chunk["levels"])
+        levels = [] if ALL_LEVELS in chunk["levels"] else list(chunk["levels"])
         defs = definitions(text)
         doc_defs = [d for c in doc_chunks if c["id"] != chunk["id"] for d in definitions(c["text"])]
         for d in defs:

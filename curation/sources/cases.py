@@ -28,10 +28,12 @@ from typing import Any
 import numpy as np
 
 from core.hashing import sha256_file
-from core.knowledge.levels import normalise_level
-from core.spine.anatomy import STANDARD
+from core.library.opener import load_volume
+from core.spine.anatomy import STANDARD, normalise_level
+from core.spine.labelmap import partial_vertebrae
 from core.spine.numbering import Numbering, get_numbering
-from core.studies.loaders import detect_kind, load_series, scan
+from core.studies.errors import StudyLoadError
+from core.studies.loaders import detect_kind
 from core.studies.volume import Volume
 from curation.sources.mha import read_mha
 from curation.store import Chunk, CurationStore, Source
@@ -81,16 +83,15 @@ class LabelledCase:
             r for r in ("cervical", "thoracic", "lumbar", "sacral") if r in regions)
 
 
-def load_volume(path: Path, modality: str | None = None) -> Volume:
-    """A NIfTI / MHA file or a DICOM folder (its largest series) as a Volume in LPS."""
+def read_image(path: Path, modality: str | None = None) -> Volume:
+    """A NIfTI / MHA file or a DICOM folder (its largest series, core.library.opener) as a Volume in LPS."""
     path = Path(path)
     if path.suffix.lower() in (".mha", ".mhd"):
         return read_mha(path, modality=modality or "MR")
-    result = scan(path)
-    if not result.series:
-        raise ValueError(f"{path}: no image found ({'; '.join(str(p) for p in result.problems) or 'empty'})")
-    source = max(result.series, key=lambda s: s.n_images)
-    vol = load_series(source)
+    try:
+        vol, _warnings = load_volume(path)
+    except StudyLoadError as exc:
+        raise ValueError(f"{path}: no image found ({exc.reason})") from exc
     if modality:
         vol.modality = modality
     return vol
@@ -109,24 +110,6 @@ def levels_from_labelmap(labelmap: Volume, numbering: Numbering) -> tuple[dict, 
         if name and name not in label_values:
             label_values[name] = v
     return dict(ref.points), dict(ref.discs), label_values, list(ref.notes)
-
-
-def partial_vertebrae(labelmap: Volume, label_values: dict[str, int]) -> list[str]:
-    """Vertebrae whose mask touches the edge of the label map (cut by the field of view)."""
-    data = np.asarray(labelmap.data)
-    if data.dtype.kind == "f":
-        data = np.rint(data).astype(np.int32)
-    out = []
-    for name, value in label_values.items():
-        if "-" in name:
-            continue
-        mask = data == value
-        edges = [mask[0].any(), mask[-1].any(), mask[:, 0].any(), mask[:, -1].any()]
-        if data.shape[2] > 1:
-            edges += [mask[:, :, 0].any(), mask[:, :, -1].any()]
-        if any(edges):
-            out.append(name)
-    return out
 
 
 # --- store ----------------------------------------------------------------------------------------------------
@@ -230,7 +213,7 @@ def _looks_like_labelmap(path: Path, max_values: int = 1000) -> bool:
     if not _is_label_name(path):
         return False
     try:
-        data = np.asarray(load_volume(path).data)
+        data = np.asarray(read_image(path).data)
     except (ValueError, OSError):
         return False
     if data.dtype.kind == "f" and not np.array_equal(data, np.rint(data)):
@@ -312,7 +295,7 @@ def import_case_folder(folder: Path | str, *, case_id: str | None = None, workdi
                         licence=cfg.get("licence") or readme_licence, origin=cfg.get("origin") or readme_origin)
     if image_path is not None and not case.modality:
         try:
-            case.modality = load_volume(image_path).modality
+            case.modality = read_image(image_path).modality
         except (ValueError, OSError) as exc:
             messages.append(f"image could not be read: {exc}")
     if label_path is not None:
@@ -326,7 +309,7 @@ def import_case_folder(folder: Path | str, *, case_id: str | None = None, workdi
             except KeyError as exc:
                 messages.append(f"{label_path.name}: {exc.args[0]}; levels not named")
             else:
-                labelmap = load_volume(label_path)
+                labelmap = read_image(label_path)
                 case.numbering = key
                 (case.vertebrae, case.discs, case.label_values, notes) = levels_from_labelmap(labelmap, numbering)
                 case.partial = partial_vertebrae(labelmap, case.label_values)
@@ -379,7 +362,7 @@ def _best_label(candidates: list[Path], folder: Path, cfg: dict[str, Any]) -> Pa
 
     def named(p: Path) -> int:
         try:
-            data = np.asarray(load_volume(p).data)
+            data = np.asarray(read_image(p).data)
         except (ValueError, OSError):
             return -1
         values = np.unique(np.rint(data).astype(np.int64)) if data.dtype.kind == "f" else np.unique(data)

@@ -8,8 +8,8 @@ import hashlib
 from pathlib import Path
 
 from core.knowledge import chunk, load_documents
-from core.knowledge.levels import regions_of
 from core.paths import REPO_ROOT
+from core.spine.anatomy import regions_of
 from curation.store import Chunk, CurationStore, Source
 
 

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from core.spine.anatomy import STANDARD
+from core.spine.labelmap import partial_vertebrae
 from core.spine.numbering import Numbering
-from curation.sources.cases import Finding, LabelledCase, levels_from_labelmap, load_volume, partial_vertebrae
+from curation.sources.cases import Finding, LabelledCase, levels_from_labelmap, read_image
 
 LICENCE = "CC BY 4.0 (SPIDER, van der Graaf et al., Sci Data 11, 264 (2024), doi:10.1038/s41597-024-03090-w)"
 GRADING_COLUMNS = ("Patient", "IVD label", "Modic", "UP endplate", "LOW endplate", "Spondylolisthesis",
@@ -97,7 +98,7 @@ def import_spider(root: Path | str, prefer: tuple[str, ...] = ("t2", "t1", "t2_S
                             image_path=image, licence=LICENCE, origin="SPIDER (Zenodo 10159290)",
                             findings=gradings.get(patient, []), extra={"sequence": kind})
         if mask_path.is_file():
-            mask = load_volume(mask_path)
+            mask = read_image(mask_path)
             data = np.asarray(mask.data)
             partial_values = {int(v) for v in np.unique(data) if 101 <= v <= 125}
             if partial_values:  # 101-125: partly visible vertebra -> its name, flagged partial

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.spine.labelmap import partial_vertebrae
 from core.spine.numbering import get_numbering
 from core.studies.volume import Volume
-from curation.sources.cases import LabelledCase, levels_from_labelmap, load_volume, partial_vertebrae
+from curation.sources.cases import LabelledCase, levels_from_labelmap, read_image
 
 LICENCE = "TotalSegmentator outputs (model Apache-2.0); image licence as stated by the image's source"
 _VERTEBRA_FILE = re.compile(r"^vertebrae_([CTLS]\d{1,2})\.nii(\.gz)?$")
@@ -33,7 +34,7 @@ def combine_folder(folder: Path) -> Volume:
     base = None
     for f in files:
         name = _VERTEBRA_FILE.match(f.name).group(1)
-        vol = load_volume(f)
+        vol = read_image(f)
         if base is None:
             base = Volume(np.zeros(vol.shape, dtype=np.int16), vol.affine, modality="SEG", source_paths=[folder])
         elif vol.shape != base.shape or not np.allclose(vol.affine, base.affine, atol=1e-3):
@@ -47,7 +48,7 @@ def import_totalseg(path: Path | str, *, image: Path | str | None = None, number
     """A case from a TotalSegmentator output (multi-label file or folder) and optionally the segmented image."""
     path = Path(path)
     num = get_numbering(numbering if path.is_file() else "totalseg")
-    labelmap = load_volume(path) if path.is_file() else combine_folder(path)
+    labelmap = read_image(path) if path.is_file() else combine_folder(path)
     vertebrae, discs, values, notes = levels_from_labelmap(labelmap, num)
     subject = case_id or path.name.replace(".nii.gz", "").replace(".nii", "")
     case = LabelledCase(

@@ -17,9 +17,10 @@ import json
 import re
 from pathlib import Path
 
+from core.spine.labelmap import partial_vertebrae
 from core.spine.numbering import configuration_from_values, get_numbering
 from core.spine.reference import verse_centroid_json
-from curation.sources.cases import LabelledCase, levels_from_labelmap, load_volume, partial_vertebrae
+from curation.sources.cases import LabelledCase, levels_from_labelmap, read_image
 
 LICENCE = "CC BY-SA 4.0 (VerSe; cite Sekuboyina et al., Med Image Anal 2021; Loeffler et al., Radiol AI 2020)"
 _SUBJECT = re.compile(r"^(sub-[A-Za-z0-9]+)")
@@ -55,7 +56,7 @@ def import_verse(root: Path | str) -> list[LabelledCase]:
     cases = []
     numbering = get_numbering("verse")
     for subject, files in find_subjects(Path(root)).items():
-        mask = load_volume(files["mask"])
+        mask = read_image(files["mask"])
         vertebrae, discs, values, notes = levels_from_labelmap(mask, numbering)
         if "ctd" in files:
             manual = read_centroids(files["ctd"], mask)

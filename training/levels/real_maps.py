@@ -37,7 +37,7 @@ def load_real_maps(specs: list[str]) -> list[sm.SpineLabelMap]:
 
 
 def real_label_map(path: Path, numbering_key: str, step: float = sm.STEP) -> sm.SpineLabelMap:
-    from core.spine.io import load_volume
+    from core.library.opener import load_volume
     from core.studies import StudyLoadError
 
     try:

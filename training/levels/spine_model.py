@@ -1,6 +1,6 @@
 """A random whole-spine label map (tissue classes on a 2 mm grid) with the answers a labeller must find.
 
-Grown from :mod:`core.spine.phantom` into a varied model for synthesis: one spine from C1 with the skull base down to
+Grown from :mod:`core.synthetic.phantom` into a varied model for synthesis: one spine from C1 with the skull base down to
 the coccyx region of the sacrum, of random size and pitch, with cervical lordosis, thoracic kyphosis, lumbar lordosis
 and a sacral tilt of random amplitude, optional scoliosis, 11/12/13 thoracic and 4/5/6 lumbar vertebrae (4 =
 sacralised L5), degenerated and collapsed discs, wedge fractures, posterior elements, canal with the cord ending at

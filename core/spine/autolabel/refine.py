@@ -1,5 +1,5 @@
 """Refining detected body centres on the image itself, at full resolution: the centre of each body's outline in
-its mid-sagittal plane (:mod:`core.spine.measure_outline`), between its own endplates and walls.
+its mid-sagittal plane (:mod:`core.spine.measure.outline`), between its own endplates and walls.
 
 The column trace puts a vertebra somewhere inside its body (near the canal on MR, pulled towards whatever bone is
 fused to it on CT); the outline finds the body's anterior and posterior walls and, when both are in view, its
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.spine.labelling import SpineLabelling
-from core.spine.measure_outline import Frame, OutlineError, Sampler, outline
+from core.spine.measure.outline import Frame, OutlineError, Sampler, outline
 from core.studies.volume import Volume
 
 MAX_AP_SHIFT_MM = 20.0

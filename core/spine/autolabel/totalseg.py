@@ -22,9 +22,8 @@ import nibabel as nib
 import numpy as np
 
 from core.spine.autolabel.base import AutoLabelError
-from core.spine.labelling import Provenance, SpineLabelling, VertebraLabel
-from core.spine.numbering import get_numbering
-from core.spine.reference import reference_from_labelmap
+from core.spine.labelling import Provenance, SpineLabelling
+from core.spine.labelmap import LabelMapError, labelling_from_volume
 from core.studies.volume import Volume
 from core.tasks import Cancelled, CancelToken, ProgressFn, report
 
@@ -97,19 +96,15 @@ class TotalSegmentatorBackend:
             lps = np.array(seg.affine, dtype=float)
             lps[:2, :] *= -1
             labelmap = Volume(np.asarray(seg.dataobj), lps, modality="SEG")
-            return self.labelling_from_labelmap(labelmap, volume.series_uid)
+            return self.labelling(labelmap, volume.series_uid)
 
-    def labelling_from_labelmap(self, labelmap: Volume, series_uid: str = "") -> SpineLabelling:
-        ref = reference_from_labelmap(labelmap, get_numbering("totalseg"))
-        vertebrae = [VertebraLabel(name, xyz, 0.9, mask_ref=f"totalseg:{get_numbering('totalseg').encode(name)}")
-                     for name, xyz in ref.points.items()]
-        n = len(vertebrae)
-        return SpineLabelling(
-            vertebrae=vertebrae, provenance=Provenance(self.name, self.version), configuration=ref.configuration,
-            series_uid=series_uid, confidence=0.9 if n else 0.0, anchor=vertebrae[0].name if n else None,
-            message=f"TotalSegmentator named {n} vertebrae" if n else "TotalSegmentator found no vertebra",
-            notes=ref.notes,
-        )
+    def labelling(self, labelmap: Volume, series_uid: str = "") -> SpineLabelling:
+        """TotalSegmentator's "total" label map as a labelling (the one conversion of core.spine.labelmap)."""
+        try:
+            return labelling_from_volume(labelmap, "totalseg", series_uid, source="totalseg",
+                                         provenance=Provenance(self.name, self.version), confidence=0.9)
+        except LabelMapError as exc:
+            raise AutoLabelError(f"TotalSegmentator: {exc}") from exc
 
 
 def run_subprocess(cmd: list[str], progress: ProgressFn | None, cancel: CancelToken | None,

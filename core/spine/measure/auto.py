@@ -5,7 +5,7 @@
     result.measurements   # [SpineMeasurement]: body heights (Genant), disc heights, slips
     result.skipped        # ["L5 body heights: cut by the field of view", ...]
 
-How (see :mod:`core.spine.measure_outline` for the outline of a body in its mid-sagittal plane):
+How (see :mod:`core.spine.measure.outline` for the outline of a body in its mid-sagittal plane):
 
 - **Body heights**: anterior, middle and posterior heights are the median endplate-to-endplate distances, along
   the local spine axis, over the columns at 5-15 %, 45-55 % and 85-95 % of the body's depth from its anterior wall
@@ -30,15 +30,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.spine.labelling import SpineLabelling
-from core.spine.measure import (
+from core.spine.measure.geometry import (
     BodyHeights,
     DiscHeight,
     body_heights_measurement,
     disc_height_measurement,
     slip_measurement,
 )
-from core.spine.measure_outline import Frame, Outline, OutlineError, Sampler, outline
-from core.spine.measurement import SpineMeasurement
+from core.spine.measure.measurement import SpineMeasurement
+from core.spine.measure.outline import Frame, Outline, OutlineError, Sampler, outline
 from core.studies.volume import Volume
 
 VERSION = "1"

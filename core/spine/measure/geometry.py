@@ -44,7 +44,7 @@ Conventions, stated once:
   vertebral body (or disc) to the anterior edge of the lamina / ligamentum flavum, optionally projected on a given
   anterior-posterior direction.
 
-:class:`~core.spine.measurement.SpineMeasurement` (re-exported here) is the stored form; the ``*_measurement``
+:class:`~core.spine.measure.measurement.SpineMeasurement` (re-exported here) is the stored form; the ``*_measurement``
 helpers build one from points with the right kind, name, unit and details.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.spine.measurement import KINDS, SpineMeasurement, measurements_from_json, measurements_to_json  # noqa: F401
+from core.spine.measure.measurement import KINDS, SpineMeasurement, measurements_from_json, measurements_to_json  # noqa: F401
 
 # --- planes ------------------------------------------------------------------------------------------------
 # plane name -> (normal, orientation axis: the direction each line is turned towards)
@@ -210,6 +210,23 @@ def meyerding_grade(percent: float) -> int:
         if p <= upper:
             return grade
     return 5
+
+
+# An automatic slip this small cannot be told from zero (a normal phantom measures up to 3 %): it is not graded,
+# neither on the views nor in the findings. A slip a user measured is graded as measured.
+AUTO_SLIP_PRECISION = 5.0  # %
+
+
+def slip_class(percent: float, automatic: bool) -> str:
+    """How a slip reads, in one place for the views, the lists and the findings: "within precision" (an automatic
+    slip under AUTO_SLIP_PRECISION), "retrolisthesis" (negative: Meyerding does not grade it), "none" (0), or the
+    Meyerding grade "I".."V"."""
+    if automatic and abs(percent) < AUTO_SLIP_PRECISION:
+        return "within precision"
+    if percent < 0:
+        return "retrolisthesis"
+    grade = meyerding_grade(percent)
+    return ("none", "I", "II", "III", "IV", "V")[grade]
 
 
 # --- body heights and Genant grading -------------------------------------------------------------------------

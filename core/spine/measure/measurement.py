@@ -1,4 +1,5 @@
-"""One spine measurement as stored, exported and given to the consultation: :class:`SpineMeasurement`.
+"""One spine measurement as stored, exported and given to the consultation: :class:`SpineMeasurement`, and its
+short form :class:`Measurement` (name, level, value, unit), which the chat context lists and a report cites by id.
 
 Every measurement carries its kind, a display name, the level it belongs to, a value with its unit, the points it was
 taken on (LPS patient millimetres, in the order the measuring function documents), who or what made it, and when::
@@ -6,7 +7,7 @@ taken on (LPS patient millimetres, in the order the measuring function documents
     m = SpineMeasurement(kind="disc_height", name="disc height", level="L4-L5", value=9.2, unit="mm",
                          points=[p_upper, p_lower], method="auto:disc-profile@1")
     m.to_json()        # self-describing JSON (format "spinemed.measurement")
-    m.to_context()     # core.consult.context.Measurement(name, level, value, unit) for the chat context
+    m.to_context()     # Measurement(name, level, value, unit): the short form for the chat context and reports
 
 ``method`` is ``"auto:<method>@<version>"`` for an automatic measurement or ``"user:<name>"`` for one a user placed.
 ``details`` holds secondary values (e.g. the Meyerding grade, the three body heights) as plain JSON types.
@@ -20,14 +21,29 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.consult.context import Measurement
-
 FORMAT = "spinemed.measurement"
 FORMAT_VERSION = 1
 _METHOD = re.compile(r"^(auto:[\w.\-]+@[\w.\-]+|user:.+)$")
 
 KINDS = ("distance", "angle", "cobb", "lordosis", "kyphosis", "slip", "body_heights", "disc_height",
          "canal_ap_diameter")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measured value in short form: what the consultation's context lists and a report cites (``id`` is the
+    report's reference, e.g. ``m1``; empty elsewhere)."""
+
+    name: str
+    level: str | None
+    value: float
+    unit: str
+    id: str = ""
+
+    def to_text(self) -> str:
+        where = f"{self.level} " if self.level else ""
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{where}{self.name}: {self.value:.4g}{unit}"
 
 
 def _now() -> str:

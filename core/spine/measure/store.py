@@ -18,7 +18,7 @@ import sqlite_utils
 
 from core.library.migrations import migrate
 from core.spine.labelling import now_iso
-from core.spine.measurement import SpineMeasurement, measurements_to_json
+from core.spine.measure.measurement import SpineMeasurement, measurements_to_json
 
 TABLE = "spine_measurements"
 
