@@ -24,14 +24,16 @@ from PySide6.QtWidgets import (
 from app import library_tasks
 from app.chat.chat_panel import ChatPanel
 from app.levels.wiring import install_spine_tools
+from app.library_tasks import ImportSummary
+from app.model_status import ModelStatus
+from app.session import Session
 from app.state import ViewerState
 from app.views.viewer_area import ViewerArea
 from app.widgets.info_panel import InfoPanel
 from app.widgets.study_browser import StudyBrowser
 from app.workers import TaskStatus, TaskWorker
 from app.xray.wiring import install_xray_tools
-from core.consult import ConversationStore, StudyContext
-from core.library import ImportReport
+from core.consult import ConversationStore
 from core.studies.volume import Volume
 
 APP_TITLE = "SpineMed Workstation"
@@ -46,7 +48,7 @@ def problem_lines(problems) -> list[str]:
 
 class MainWindow(QMainWindow):
     volume_opened = Signal(object)  # the Volume as loaded
-    import_finished = Signal(object)  # core.library.ImportReport
+    import_finished = Signal(object)  # ImportSummary
     problems_shown = Signal(list)  # list[str] of "path: reason" lines
 
     def __init__(self, library=None, model_path: Path | None = None, parent: QWidget | None = None) -> None:
@@ -64,6 +66,10 @@ class MainWindow(QMainWindow):
 
         self.setWindowTitle(APP_TITLE)
         self.state = ViewerState(parent=self)
+        # The open study and the model, shared by the chat, the report dock, the models dialog and the status bar.
+        self.session = Session(self)
+        self.model_status = ModelStatus(self.session)
+        self.statusBar().addPermanentWidget(self.model_status)
         self.task_status = TaskStatus()
         self.statusBar().addPermanentWidget(self.task_status)
         self.viewer = ViewerArea(self.state, track=self.task_status.track)
@@ -78,11 +84,11 @@ class MainWindow(QMainWindow):
         self.side_splitter.addWidget(self.info_panel)
         self.side_dock = self._add_dock("Study", self.side_splitter, Qt.RightDockWidgetArea)
         # The consultation shares the library's database file (conversations are kept per study).
-        self.chat = ChatPanel(store=ConversationStore(self.library.path))
+        self.chat = ChatPanel(store=ConversationStore(self.library.path), session=self.session)
         self.add_side_panel(self.chat)
         self.side_splitter.setStretchFactor(0, 0)
         self.side_splitter.setStretchFactor(1, 1)
-        self.chat.load_model(model_path)
+        self.session.load_model(model_path)
 
         self._make_actions()
         self.spine = install_spine_tools(self)  # level labels, measurements, their panels and the chat link
@@ -144,7 +150,7 @@ class MainWindow(QMainWindow):
         reset_action.triggered.connect(self.viewer.reset_views)
         toolbar.addAction(reset_action)
 
-        view_menu = self.menuBar().addMenu("&View")
+        view_menu = self.view_menu = self.menuBar().addMenu("&View")  # tools add their entries here
         view_menu.addAction(self.wl_tool_action)
         view_menu.addAction(reset_action)
         view_menu.addAction(self.browser_dock.toggleViewAction())
@@ -190,9 +196,9 @@ class MainWindow(QMainWindow):
         self.task_status.track(worker)
         return worker.start()
 
-    def _on_imported(self, summary: ImportReport, open_first: bool) -> None:
+    def _on_imported(self, summary: ImportSummary, open_first: bool) -> None:
         self.refresh_library()
-        self.statusBar().showMessage("Imported: " + summary.summary())
+        self.statusBar().showMessage(summary.text())
         if summary.problems:
             self.show_problems("Some files could not be imported", problem_lines(summary.problems))
         self.import_finished.emit(summary)
@@ -244,8 +250,7 @@ class MainWindow(QMainWindow):
             source = self.library.source(series_uid)
         except KeyError:
             return
-        study_key = source.study_uid or f"series:{series_uid}"
-        self.chat.set_study(study_key, StudyContext.from_series_source(source), series_uid)
+        self.session.open_study(series_uid, source)  # the chat follows (study_changed)
         self.spine.chat_link.push_context()
 
     # -- errors ---------------------------------------------------------------------------------------------
@@ -331,4 +336,5 @@ class MainWindow(QMainWindow):
         self.task_status.cancel_all()
         self.viewer.volume_view.shutdown()
         self.chat.shutdown()
+        self.session.shutdown()
         super().closeEvent(event)

@@ -291,9 +291,10 @@ class ServerPanel(QWidget):
         form.addRow(self.vision)
         note = QLabel("Study data goes only to this machine or the hospital network (loopback and private addresses; "
                       "public addresses are refused), over TLS when the URL is https, never following redirects. What is "
-                      "sent: the question and the study context the local model would see (modality, study "
-                      "description and date, series, levels, measurements, age and sex), never the patient's name "
-                      "or ID. Answers say which server they come from, and are decision support for clinicians.")
+                      "sent: only de-identified study context with the question (modality, series, levels, "
+                      "measurements, age and sex; study and series descriptions with names, dates and record "
+                      "numbers removed), never the patient's name, ID or birth date. Answers say which server they "
+                      "come from, and are decision support for clinicians.")
         note.setWordWrap(True)
         note.setStyleSheet("color:#555;")
         self.save_button = QPushButton("Save")
@@ -358,7 +359,7 @@ class ServerPanel(QWidget):
 
 
 def install_models_action(window, menu) -> None:
-    """A "Models…" entry in ``menu``; choosing a model there reloads the chat's model."""
+    """A "Models…" entry in ``menu``; choosing a model there loads it in the window's session."""
     from PySide6.QtGui import QAction
 
     action = QAction("Models…", window)
@@ -366,9 +367,9 @@ def install_models_action(window, menu) -> None:
 
     def open_dialog() -> None:
         dialog = ModelsDialog(parent=window)
-        chat = getattr(window, "chat", None)
-        if chat is not None:
-            dialog.model_chosen.connect(lambda path: chat.load_model(path))
+        session = getattr(window, "session", None)
+        if session is not None:
+            dialog.model_chosen.connect(lambda path: session.load_model(path))
         dialog.setAttribute(Qt.WA_DeleteOnClose)
         dialog.show()
         window.models_dialog = dialog

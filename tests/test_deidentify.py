@@ -32,11 +32,12 @@ PATIENT_ID, ACCESSION, BIRTH = "HX7734521", "ACC99812", "19580412"
 SECRETS = [NAME, GIVEN, MIDDLE, PATIENT_ID, ACCESSION, BIRTH, "1958-04-12", "12/04/1958", "Nowak", "Piotr"]
 
 
-def write_identified_series(folder: Path) -> Path:
-    """Three CT slices whose descriptions carry the patient's identifiers, as some scanners' free text does."""
+def write_identified_series(folder: Path, n_slices: int = 3, **kw) -> Path:
+    """CT slices (``kw``: tests.test_studies_dicom.ct_slice options) whose descriptions carry the patient's
+    identifiers, as some scanners' free text does."""
     series_uid = generate_uid()
-    for n in range(3):
-        ds = ct_slice((-10.0, -20.0, 5.0 * n), series_uid=series_uid, value=1000, instance=n + 1)
+    for n in range(n_slices):
+        ds = ct_slice((-10.0, -20.0, 5.0 * n), series_uid=series_uid, value=1000, instance=n + 1, **kw)
         ds.PatientName = f"{NAME}^{GIVEN}^{MIDDLE}"
         ds.PatientID = PATIENT_ID
         ds.PatientBirthDate = BIRTH

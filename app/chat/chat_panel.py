@@ -1,14 +1,15 @@
 """The chat panel shown beside the viewer: a level-aware consultation with the local model.
 
-    panel = ChatPanel()                                   # store: the library database (core.paths)
-    panel.set_study(study_key, StudyContext(...), series_uid)
-    panel.load_model()                                    # the registry's selection (or a path), in the worker
+    panel = ChatPanel(session=session)                    # store: the library database (core.paths)
+    panel.set_study(study_key, StudyContext(...), series_uid)   # or session.open_study(...): study_changed
+    panel.load_model()                                    # session.load_model: the registry's choice (or a path)
     panel.set_selected_level("L4-L5")                     # shown as a chip in the input
     panel.level_clicked.connect(viewer.select_level)      # level names in the transcript are links
 
-The model lives in a :class:`ChatWorker` on its own QThread: loading and generation never run on the GUI thread.
-Tokens arrive through queued signals and the transcript is re-rendered at most every ``RENDER_MS``. Stop cancels
-through the consultation's thread-safe cancel token (the worker's event loop is busy while it generates).
+The model belongs to the session (app/session.py), which loads it on its model thread; the panel's
+:class:`ChatWorker` generates on that same thread, so neither runs on the GUI thread and a new model is loaded only
+after the answer in flight. Without a session the panel makes its own. Tokens arrive through queued signals and the
+transcript is re-rendered at most every ``RENDER_MS``. Stop cancels through the consultation's thread-safe cancel token (the worker's event loop is busy while it generates).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QThread, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QKeySequence, QPageSize, QPdfWriter, QShortcut, QTextDocument
 from PySide6.QtWidgets import (
     QApplication,
@@ -36,6 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.session import Session
 from core.consult import (
     AnswerStream,
     Consultation,
@@ -45,9 +47,8 @@ from core.consult import (
     conversation_markdown,
     default_retriever,
 )
-from core.inference.backend import BackendInfo, GenerationParams, backend_for_model
-from core.inference.registry import ModelRegistry
-from core.inference.server_backend import ServerBackend, ServerSettings
+from core.inference.backend import BackendInfo, GenerationParams
+from core.inference.choice import DEIDENTIFIED_NOTE
 
 RENDER_MS = 60
 BANNER = "Decision support, not a diagnosis: check every statement against the images."
@@ -83,30 +84,12 @@ def linkify_levels(text: str) -> str:
 
 
 class ChatWorker(QObject):
-    """Owns the model; every slot runs on the worker thread."""
+    """Generates answers; its slot runs on the session's model thread."""
 
-    loaded = Signal(object)  # the loaded backend
-    load_failed = Signal(str)
     started = Signal(object)  # AnswerStream (question stored, notes known)
     token = Signal(str)
     finished = Signal(object)  # AnswerStream (final status and message)
     failed = Signal(str)
-
-    @Slot(object)
-    def load_model(self, request: dict[str, Any]) -> None:
-        try:
-            previous = request.pop("previous", None)
-            if previous is not None:
-                previous.unload()
-            if request.pop("server", False):
-                backend = ServerBackend(ServerSettings.load())
-            else:
-                backend = backend_for_model(request.pop("path"), **request)
-            backend.load()
-        except Exception as exc:  # noqa: BLE001 - shown in the panel, never a crash
-            self.load_failed.emit(str(exc))
-            return
-        self.loaded.emit(backend)
 
     def __init__(self) -> None:
         super().__init__()
@@ -163,18 +146,18 @@ class ChatPanel(QWidget):
     answer_finished = Signal(object)  # AnswerStream
     model_loaded = Signal(object)  # BackendInfo
     busy_changed = Signal(bool)
-    _load_requested = Signal(object)
     _run_requested = Signal(object)
 
     def __init__(self, store: ConversationStore | None = None, retriever: Any = "default",
-                 params: GenerationParams | None = None, parent: QWidget | None = None) -> None:
+                 params: GenerationParams | None = None, parent: QWidget | None = None,
+                 session: Session | None = None) -> None:
         super().__init__(parent)
+        self._own_session = session is None
+        self.session = session if session is not None else Session(self)
         self.store = store or ConversationStore()
         self.store.mark_interrupted()
         self.retriever = default_retriever() if retriever == "default" else retriever
         self.params = params or GenerationParams(max_tokens=384, temperature=0.2)
-        self.backend: Any = None
-        self.model_info: BackendInfo | None = None
         self.consultation: Consultation | None = None
         self.context = StudyContext()
         self.study_key, self.series_uid = "", ""
@@ -189,19 +172,17 @@ class ChatPanel(QWidget):
         self._error = ""
         self._build_ui()
         self._render_timer = QTimer(self, singleShot=True, interval=RENDER_MS, timeout=self._render)
-        self._thread = QThread(self)
-        self._thread.setObjectName("chat-model")
         self.worker = ChatWorker()
-        self.worker.moveToThread(self._thread)
-        self._load_requested.connect(self.worker.load_model)
+        self.worker.moveToThread(self.session.model_thread)
         self._run_requested.connect(self.worker.run)
-        self.worker.loaded.connect(self._on_loaded)
-        self.worker.load_failed.connect(self._on_load_failed)
+        self.session.model_loading.connect(self._on_loading)
+        self.session.model_changed.connect(self._on_loaded)
+        self.session.model_failed.connect(self._on_load_failed)
+        self.session.study_changed.connect(self._on_study_changed)
         self.worker.started.connect(self._on_started)
         self.worker.token.connect(self._on_token)
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
-        self._thread.start()
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
@@ -302,6 +283,11 @@ class ChatPanel(QWidget):
         rows = self.store.conversations(study_key)
         self._open_consultation(rows[0]["id"] if rows else None)
 
+    @Slot(object)
+    def _on_study_changed(self, study: Any) -> None:
+        """The session opened a study (app.session.StudyRef)."""
+        self.set_study(study.study_key, study.context, study.series_uid)
+
     def set_context(self, context: StudyContext) -> None:
         """New levels in view / measurements: sent with the next question as a context update."""
         self.context = context
@@ -329,34 +315,39 @@ class ChatPanel(QWidget):
         self.level_chip.setText(f"{level}  ✕" if level else "no level")
         self.level_chip.setEnabled(bool(level))
 
+    @property
+    def backend(self) -> Any:
+        """The session's loaded model (None while loading or when none could be loaded)."""
+        return self.session.backend
+
+    @property
+    def model_info(self) -> BackendInfo | None:
+        return self.session.model_info
+
+    @property
+    def on_server(self) -> bool:
+        info = self.session.model_info
+        return info is not None and info.device.startswith("server")
+
     def load_model(self, path: Path | str | None = None, **options: Any) -> None:
-        """Load ``path`` in the worker thread; without a path, the department's server when it is switched on
-        (settings), else the registry's choice for this study."""
-        if path is None and ServerSettings.load().enabled:
-            self.model_label.setText("Model: connecting to the department server…")
-            self.send_button.setEnabled(False)
-            self._load_requested.emit({"server": True, "previous": self.backend})
-            self.backend = None
-            return
-        registry = ModelRegistry()
-        path = path or registry.selected(self.study_key or None)
-        if path is None:
-            self._on_load_failed("no model found: run scripts/setup.sh or add a model")
-            return
-        if "adapter" not in options:
-            options["adapter"] = registry.selected_adapter(path)
-        self.model_label.setText(f"Model: loading {Path(path).name}…")
-        self.send_button.setEnabled(False)
-        self._load_requested.emit({"path": Path(path), "previous": self.backend, **options})
-        self.backend = None
+        """Load ``path`` through the session (its model thread); without a path, the department's server when it is
+        switched on (settings), else the registry's choice for this study."""
+        self.session.load_model(path, study_key=self.study_key, **options)
+
+    @Slot(str)
+    def _on_loading(self, text: str) -> None:
+        self.model_label.setText(f"Model: {text}…")
+        self._update_buttons()
 
     @Slot(object)
-    def _on_loaded(self, backend: Any) -> None:
-        self.backend = backend
-        info = self.model_info = backend.info()
+    def _on_loaded(self, info: BackendInfo) -> None:
+        backend = self.session.backend
         adapter = f" + {Path(info.lora_path).stem}" if info.lora_path else ""
-        name = info.model_name if info.device.startswith("server") else Path(info.model_path).name
+        server = info.device.startswith("server")
+        name = info.model_name if server else Path(info.model_path).name
         label = f"Model: {name}{adapter} · {info.device_label()} · ctx {info.n_ctx}"
+        if server:
+            label += f" · {DEIDENTIFIED_NOTE}"
         self.model_label.setText(label)
         self.model_label.setToolTip("\n".join([info.model_name, *info.notes]))
         self.model_label.setStyleSheet("color:#a33;" if info.notes else "color:#444;")
@@ -364,6 +355,7 @@ class ChatPanel(QWidget):
             self.consultation.backend = backend
         else:
             self._open_consultation(None)
+        self._render()  # the empty transcript says where questions go (this workstation or the server)
         self._update_buttons()
         self.model_loaded.emit(info)
 
@@ -576,7 +568,13 @@ class ChatPanel(QWidget):
             live = StoredMessage(0, 0, 0, "assistant", self._stream_text, status="")
             waiting = "(checking the answer against this study's facts…)" if self.grounded else ""
             parts.append(self._message_html(live, (self._stream_text or waiting) + " ▍"))
-        if not parts:
+        if not parts and self.on_server:
+            host = self.session.model_info.device.removeprefix("server").strip()
+            parts.append('<p style="color:#888;">Ask a question about the open study. The question, the selected '
+                         f"level and the study context, de-identified (no name, ID or birth date; names, dates and "
+                         f"record numbers removed from descriptions), go to the department server {html.escape(host)};"
+                         " nothing else leaves this workstation.</p>")
+        elif not parts:
             parts.append('<p style="color:#888;">Ask a question about the open study. The selected level and the '
                          "study context are sent with it; the answer stays on this workstation.</p>")
         bar = self.transcript.verticalScrollBar()
@@ -611,12 +609,11 @@ class ChatPanel(QWidget):
             self.status.setText(f"Exported to {name}")
 
     def shutdown(self) -> None:
-        """Stop generation and the worker thread; call before the application quits."""
+        """Stop generation (and the panel's own session, if it made one); call before the application quits."""
         self.stop()
         self._render_timer.stop()
-        if self._thread.isRunning():
-            self._thread.quit()
-            self._thread.wait(30000)
+        if self._own_session:
+            self.session.shutdown()
 
     def closeEvent(self, event: Any) -> None:
         self.shutdown()

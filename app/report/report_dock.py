@@ -5,7 +5,7 @@
 It follows the window: a newly opened series shows its latest report (or none), with the study context, the stored
 measurements and the current labelling (the viewer's, else the one stored for the series); clicking a level row
 moves the viewer there (through the levels controller when there is one, else to the level position recorded in
-the report) and selects the level in the chat panel. Drafting reuses the chat panel's loaded model.
+the report) and selects the level in the chat panel. Drafting uses the session's model (app/session.py).
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 def install_report_dock(window: Any) -> ReportEditor:
     store = ReportStore(window.library.path)
-    editor = ReportEditor(store=store, backend_factory=lambda: getattr(window.chat, "backend", None),
-                          track=window.task_status.track)
+    session = window.session
+    editor = ReportEditor(store=store, backend_factory=lambda: session.backend, track=window.task_status.track)
     dock = QDockWidget("Report", window)
     dock.setObjectName("dock_report")
     dock.setWidget(editor)
@@ -34,9 +34,7 @@ def install_report_dock(window: Any) -> ReportEditor:
     window.addDockWidget(Qt.RightDockWidgetArea, dock)
     window.tabifyDockWidget(window.side_dock, dock)
     window.side_dock.raise_()
-    for action in window.menuBar().actions():
-        if action.menu() is not None and action.text().replace("&", "") == "View":
-            action.menu().addAction(dock.toggleViewAction())
+    window.view_menu.addAction(dock.toggleViewAction())
     window.report_dock = dock
     window.volume_opened.connect(lambda volume: show_series(window, editor, volume))
     editor.level_selected.connect(lambda level: go_to_level(window, editor, level))
