@@ -2,6 +2,8 @@
 
     spinemed-train xray train [--data DIR] [--output RUN] [--epochs N] [--max-minutes M] [--set FIELD=VALUE ...]
     spinemed-train xray ship RUN [--dest resources/models]
+    spinemed-train xray refine-train [--output RUN] [--epochs N] [--max-minutes M] [--set FIELD=VALUE ...]
+    spinemed-train xray refine-ship RUN [--model-dir resources/models/spinemed-xray-landmarks]
     spinemed-train xray fields
 """
 from __future__ import annotations
@@ -9,6 +11,51 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+
+
+def _apply_sets(cfg, items: list[str]) -> bool:
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in fields:
+            print(f"spinemed-train xray: unknown field {key!r} (see `spinemed-train xray fields`)", file=sys.stderr)
+            return False
+        typ = type(getattr(cfg, key))
+        try:
+            setattr(cfg, key, value.lower() in ("1", "true", "yes") if typ is bool else typ(value))
+        except ValueError:
+            print(f"spinemed-train xray: {key}={value!r} is not a {typ.__name__}", file=sys.stderr)
+            return False
+    return True
+
+
+def _cmd_refine_train(args: argparse.Namespace) -> int:
+    from training.xray.config import XrayRefineConfig
+    from training.xray.refine_train import run_refine_training
+
+    cfg = XrayRefineConfig()
+    if not _apply_sets(cfg, args.set):
+        return 2
+    for key in ("output_dir", "epochs", "max_minutes"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(cfg, key, value)
+    result = run_refine_training(cfg, progress_bar=not args.no_progress)
+    state = "finished" if result["finished"] else "stopped (resumable: run the same command again)"
+    print(f"{state} after {result['epochs_done']} epochs, {result['wall_minutes']:.1f} min of training in total")
+    v = result["validation"]
+    if v:
+        print(f"validation ({v['images']} images, both stages): SMAPE {v['smape']:.1f}% (first stage alone "
+              f"{v['first_stage_smape']:.1f}%), landmark error {v['landmark_px']:.1f} px")
+    print(f"run folder: {result['output_dir']}")
+    return 0
+
+
+def _cmd_refine_ship(args: argparse.Namespace) -> int:
+    from training.xray.refine_ship import ship_refine
+
+    print(ship_refine(args.run_dir, args.model_dir))
+    return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -73,5 +120,16 @@ def add_parser(sub) -> None:
     s.add_argument("run_dir")
     s.add_argument("--dest", default="resources/models", help="models folder (default resources/models)")
     s.set_defaults(func=_cmd_ship)
+    r = xs.add_parser("refine-train", help="train (or resume) the second stage: one crop per vertebra, its corners")
+    r.add_argument("--output", dest="output_dir", help="run folder (resumed when it holds a checkpoint)")
+    r.add_argument("--epochs", type=int)
+    r.add_argument("--max-minutes", dest="max_minutes", type=float, help="wall-time budget")
+    r.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="any refine config field")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    r.set_defaults(func=_cmd_refine_train)
+    rs = xs.add_parser("refine-ship", help="add a second-stage run to a model folder if it beats the first stage")
+    rs.add_argument("run_dir")
+    rs.add_argument("--model-dir", default="resources/models/spinemed-xray-landmarks")
+    rs.set_defaults(func=_cmd_refine_ship)
     f = xs.add_parser("fields", help="list the training settings with their help")
     f.set_defaults(func=_cmd_fields)
