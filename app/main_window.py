@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
 from app import library_tasks
 from app.chat.chat_panel import ChatPanel
 from app.levels.wiring import install_spine_tools
-from app.library_tasks import ImportSummary
 from app.model_status import ModelStatus
 from app.session import Session
 from app.state import ViewerState
@@ -34,6 +33,7 @@ from app.widgets.study_browser import StudyBrowser
 from app.workers import TaskStatus, TaskWorker
 from app.xray.wiring import install_xray_tools
 from core.consult import ConversationStore
+from core.library import ImportReport
 from core.studies.volume import Volume
 
 APP_TITLE = "SpineMed Workstation"
@@ -48,7 +48,7 @@ def problem_lines(problems) -> list[str]:
 
 class MainWindow(QMainWindow):
     volume_opened = Signal(object)  # the Volume as loaded
-    import_finished = Signal(object)  # ImportSummary
+    import_finished = Signal(object)  # core.library.ImportReport
     problems_shown = Signal(list)  # list[str] of "path: reason" lines
 
     def __init__(self, library=None, model_path: Path | None = None, parent: QWidget | None = None) -> None:
@@ -196,9 +196,9 @@ class MainWindow(QMainWindow):
         self.task_status.track(worker)
         return worker.start()
 
-    def _on_imported(self, summary: ImportSummary, open_first: bool) -> None:
+    def _on_imported(self, summary: ImportReport, open_first: bool) -> None:
         self.refresh_library()
-        self.statusBar().showMessage(summary.text())
+        self.statusBar().showMessage("Imported: " + summary.summary())
         if summary.problems:
             self.show_problems("Some files could not be imported", problem_lines(summary.problems))
         self.import_finished.emit(summary)
