@@ -14,7 +14,6 @@ transcript is re-rendered at most every ``RENDER_MS``. Stop cancels through the 
 from __future__ import annotations
 
 import html
-import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -49,36 +48,20 @@ from core.consult import (
 )
 from core.inference.backend import BackendInfo, GenerationParams
 from core.inference.choice import DEIDENTIFIED_NOTE
+from core.spine.anatomy import level_mentions
 
 RENDER_MS = 60
 BANNER = "Decision support, not a diagnosis: check every statement against the images."
-_LEVEL_RE = re.compile(r"(?<![A-Za-z0-9])([CTLS])(\d{1,2})(?:\s*[-/\u2013]\s*([CTLS])?(\d{1,2}))?(?![A-Za-z0-9])")
-_VALID = {"C": range(1, 8), "T": range(1, 13), "L": range(1, 6), "S": range(1, 6)}
 _STATUS = {"cancelled": "stopped", "interrupted": "interrupted", "error": "failed", "streaming": "incomplete"}
-
-
-def _level_name(m: re.Match[str]) -> str | None:
-    first = (m.group(1).upper(), int(m.group(2)))
-    if first[1] not in _VALID[first[0]]:
-        return None
-    if m.group(4) is None:
-        return None if first in (("T", 1), ("T", 2)) else f"{first[0]}{first[1]}"  # T1/T2: usually MRI weighting
-    second = ((m.group(3) or m.group(1)).upper(), int(m.group(4)))
-    if second[1] not in _VALID[second[0]]:
-        return None
-    return f"{first[0]}{first[1]}-{second[0]}{second[1]}"
 
 
 def linkify_levels(text: str) -> str:
     """Escape ``text`` for HTML and turn spine level names into ``level:`` links."""
     out, pos = [], 0
-    for m in _LEVEL_RE.finditer(text):
-        name = _level_name(m)
-        if name is None:
-            continue
-        out.append(html.escape(text[pos:m.start()]))
-        out.append(f'<a href="level:{name}">{html.escape(m.group(0))}</a>')
-        pos = m.end()
+    for start, end, name in level_mentions(text):  # the names core.spine.anatomy finds (bare T1/T2: weightings)
+        out.append(html.escape(text[pos:start]))
+        out.append(f'<a href="level:{name}">{html.escape(text[start:end])}</a>')
+        pos = end
     out.append(html.escape(text[pos:]))
     return "".join(out).replace("\n", "<br>")
 
