@@ -40,6 +40,14 @@ DETECT_MIN = 0.5  # a merged detection must reach this somewhere (best F1 on the
 MERGE_MM = 9.0  # peaks of neighbouring stacks closer than this in the sagittal plane are one vertebra
 MIN_PITCH_MM = 12.0  # adult vertebral bodies are at least ~15 mm apart (C3-C4), centre to centre
 NAME_MIN = 0.6
+# mirror-symmetry midline: a block around each detection (the body, the canal and the arch behind it) is compared with
+# its left-right mirror image at every candidate midline within SYM_SEARCH_MM of the network's estimate
+SYM_HALF_MM = 24.0  # left-right half-width of the block
+SYM_FRONT_MM, SYM_BACK_MM = 20.0, 30.0  # the block from in front of the body centre to behind the canal
+SYM_SEARCH_MM = 24.0
+SYM_MIN = 0.3  # weaker mirror correlation than this: the network's estimate is kept
+MID_KEEP_MM = 8.0  # peaks of stacks farther than this from the midline are not used (they cut the body off-centre)
+MID_WINDOW_MM = 60.0  # the local midline at a level: the detections within this distance above and below it
 TEMPERATURE = 2.0  # posterior of the best naming needed to name the vertebrae
 REGION_NAMES = ("background", "C2", "C3-C7", "thoracic", "lumbar", "sacrum")
 # configurations tried, with their prior (transitional anatomy is uncommon)
@@ -151,9 +159,15 @@ class LearnedLevels:
         xs = self._sweep(data.shape[0])
         maps = self._infer(session, data, xs, progress, cancel)
         report(progress, 0.85, "Merging the detections and naming the levels")
-        all_discs = _merge(_peaks(maps, xs, 1), data.shape[0])
-        bodies = _column(_not_on_discs(_merge(_peaks(maps, xs, 0), data.shape[0]), all_discs))
+        body_peaks, disc_peaks = _peaks(maps, xs, 0), _peaks(maps, xs, 1)
+        midline = midline_curve(_merge(body_peaks, data.shape[0]), data)
+        if midline is not None:
+            body_peaks = [p for p in body_peaks if abs(p["x"] - midline(p["r"])) * STEP_MM <= MID_KEEP_MM]
+            disc_peaks = [p for p in disc_peaks if abs(p["x"] - midline(p["r"])) * STEP_MM <= MID_KEEP_MM]
+        all_discs = _merge(disc_peaks, data.shape[0])
+        bodies = _column(_not_on_discs(_merge(body_peaks, data.shape[0]), all_discs))
         bodies, sacral = _sacral_tail(bodies)
+        bodies = _midline(bodies, data)
         discs = _near_column(all_discs, bodies)
         if not bodies:
             raise AutoLabelError("no vertebral body found in this image (is the spine in view? a sagittal or 3D "
@@ -235,6 +249,88 @@ class LearnedLevels:
             labelling.message = (f"Found {found}; named from {evidence}, confidence {conf:.2f}. Please confirm the "
                                  "levels.")
         return labelling
+
+
+def mirror_midline(data: np.ndarray, x: float, c: float, k: float, step: float = STEP_MM
+                   ) -> tuple[float, float]:
+    """The left-right grid position of the plane of mirror symmetry through a vertebra at (x, c, k) of ``data``
+    [L, P, S], searched within SYM_SEARCH_MM of ``x``: (position, its mirror correlation), or (x, 0.0) when the
+    block does not fit in the image. A vertebra (body, canal, arch) is symmetric about the midsagittal plane whatever
+    the contrast; the aorta, bowel and organs beside it are not, which a stack-by-stack detector can be pulled by."""
+    n_l, n_p, n_s = data.shape
+    half = int(np.rint(SYM_HALF_MM / step))
+    j0, j1 = max(0, int(np.rint(c - SYM_FRONT_MM / step))), min(n_p, int(np.rint(c + SYM_BACK_MM / step)) + 1)
+    kc = int(np.rint(k))
+    k0, k1 = max(0, kc - 2), min(n_s, kc + 3)
+    reach = int(np.rint(SYM_SEARCH_MM / step))
+    xc = int(np.rint(x))
+    cands = [xi for xi in range(xc - reach, xc + reach + 1) if xi - half >= 0 and xi + half < n_l]
+    if j1 - j0 < 4 or k1 <= k0 or not cands:
+        return float(x), 0.0
+    scores = []
+    for xi in cands:
+        block = data[xi - half: xi + half + 1, j0:j1, k0:k1].astype(np.float64)
+        a = block - block.mean()
+        b = a[::-1]
+        den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+        scores.append(float((a * b).sum()) / den if den > 0 else 0.0)
+    scores = np.asarray(scores)
+    i = int(np.argmax(scores))
+    best = float(cands[i])
+    if 0 < i < len(scores) - 1:  # sub-voxel: the vertex of the parabola through the best three
+        y0, y1, y2 = scores[i - 1: i + 2]
+        den = y0 - 2 * y1 + y2
+        if den < 0:
+            best += float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5))
+    return best, float(scores[i])
+
+
+def midline_curve(dets: list[dict], data: np.ndarray):
+    """The midsagittal plane's left-right grid position as a function of the row (superior-inferior), from the
+    mirror midlines (:func:`mirror_midline`) of the detections that show one clearly: at each row, the
+    score-weighted median of those within MID_WINDOW_MM above and below (all of them when none is that close), so a
+    scoliotic column is followed and a few detections on organs, hips or ribs are outvoted. None when no detection
+    shows a symmetric vertebra."""
+    n_s = data.shape[2]
+    found = []
+    for d in dets:
+        x, score = mirror_midline(data, d["x"], d["c"], n_s - 1 - d["r"])
+        if score >= SYM_MIN:
+            found.append((d["r"], x, d["score"] * score))
+    if not found:
+        return None
+    rows, xs, ws = (np.array(v) for v in zip(*found))
+
+    def weighted_median(sel: np.ndarray) -> float:
+        order = np.argsort(xs[sel])
+        x, w = xs[sel][order], ws[sel][order]
+        return float(x[np.searchsorted(np.cumsum(w), 0.5 * w.sum())])
+
+    def at(r: float) -> float:
+        sel = np.abs(rows - r) * STEP_MM <= MID_WINDOW_MM
+        return weighted_median(sel if sel.any() else np.ones_like(sel))
+
+    return at
+
+
+def _midline(bodies: list[dict], data: np.ndarray) -> list[dict]:
+    """Each body's left-right position from mirror symmetry (:func:`mirror_midline`) where the image shows it
+    clearly; then a position more than 10 mm from the median of its neighbours' is replaced by that median (one
+    detection pulled aside by a neighbouring organ)."""
+    n_s = data.shape[2]
+    for b in bodies:
+        x, score = mirror_midline(data, b["x"], b["c"], n_s - 1 - b["r"])
+        b["x_net"] = b["x"]
+        if score >= SYM_MIN:
+            b["x"] = x
+    if len(bodies) >= 3:
+        xs = [b["x"] for b in bodies]
+        for i, b in enumerate(bodies):
+            near = xs[max(0, i - 1): i + 2]
+            med = float(np.median(near))
+            if abs(xs[i] - med) * STEP_MM > 10.0:
+                b["x"] = med
+    return bodies
 
 
 def _column(dets: list[dict]) -> list[dict]:
