@@ -13,6 +13,7 @@ from PySide6.QtCore import QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPen, QUndoCommand, QUndoStack
 
 from core.xray.cobb import REGIONS, Curve, endplate_lines, regional_cobb
+from core.xray.labelling import from_radiograph
 from core.xray.levels import CORNERS, LEVELS
 
 PICK_RADIUS_PX = 8
@@ -126,6 +127,7 @@ class XrayLayer:
             return
         pts = self._points()
         w = [self._to_widget(view, p) for p in pts]
+        named_by_levels = from_radiograph(self.state.labelling)
         painter.setRenderHint(QPainter.Antialiasing, True)
         font = QFont(painter.font())
         font.setPointSizeF(9)
@@ -138,9 +140,10 @@ class XrayLayer:
             painter.setBrush(QBrush(OUTLINE))
             for c in (ul, ur, ll, lr):
                 painter.drawEllipse(c, 2.5, 2.5)
-            left = min(ul.x(), ll.x())
-            painter.setPen(QColor(255, 255, 0))
-            painter.drawText(QPointF(left - 34, (ul.y() + ll.y()) / 2 + 4), name)
+            if not named_by_levels:    # else the level markers carry the names (and select a level)
+                left = min(ul.x(), ll.x())
+                painter.setPen(QColor(255, 255, 0))
+                painter.drawText(QPointF(left - 34, (ul.y() + ll.y()) / 2 + 4), name)
         try:
             curves = regional_cobb(pts)
             lines = endplate_lines(pts)
