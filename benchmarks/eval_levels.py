@@ -4,15 +4,18 @@ semi-automatic figures (the user names one level) and the time of each run.
 
     .venv/bin/python benchmarks/eval_levels.py [--samples ../shared/data/spine-samples] [--markdown]
         [--public .cache/eval-public-ct/reference_files]   (the two CTs benchmarks/eval_public_ct.py fetches)
+        [--learned-dir runs/levels]   (other learned weights than the shipped ones, e.g. a training run's folder)
 
 The classical labeller is classical-ct on CT and classical-mr on MR; the learned one is ``learned`` (weights in
-resources/models/spinemed-levels-synth). The learned labeller was trained on synthetic images only; of these
-studies its weights saw no image and no label map (the only real label map it was trained with is VerSe's
-sub-verse004 mask, whose CT is not here).
+resources/models/spinemed-levels-synth, or ``--learned-dir``; the version is printed beside it). The learned
+labeller was trained on synthetic images only; of these studies its weights saw no image and no label map (the only
+real label map it was trained with is VerSe's sub-verse004 mask, whose CT is not here).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import subprocess
 import sys
@@ -59,12 +62,27 @@ def _num(pattern: str, text: str) -> str:
     return m.group(1) if m else "-"
 
 
-def run(study: Study, backend: str) -> dict:
+def _env(learned_dir: Path | None) -> dict:
+    env = dict(os.environ)
+    if learned_dir is not None:
+        env["SPINEMED_LEVELS_MODEL_DIR"] = str(learned_dir.resolve())
+    return env
+
+
+def learned_version(learned_dir: Path | None) -> str:
+    folder = learned_dir or REPO / "resources/models/spinemed-levels-synth"
+    try:
+        return str(json.loads((folder / "labeller.json").read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return "?"
+
+
+def run(study: Study, backend: str, learned_dir: Path | None = None) -> dict:
     spinemed = str(Path(sys.executable).with_name("spinemed"))
     t0 = time.perf_counter()
     proc = subprocess.run([spinemed, "levels", "eval", str(study.image), "--reference", str(study.reference),
                            "--numbering", study.numbering, "--backend", backend, "-q"],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, env=_env(learned_dir))
     seconds = time.perf_counter() - t0
     out = proc.stdout
     semi = re.search(r"semi-automatic .*?identification rate ([\d.]+), localisation error mm ([\d.\-]+)", out)
@@ -86,7 +104,9 @@ def main() -> int:
     parser.add_argument("--public", type=Path, default=REPO / ".cache/eval-public-ct/reference_files")
     parser.add_argument("--verbose", action="store_true", help="print each eval's full output")
     parser.add_argument("--only", choices=("classical", "learned"), help="run one labeller only")
+    parser.add_argument("--learned-dir", type=Path, help="learned weights folder (labeller.json + model.onnx)")
     args = parser.parse_args()
+    learned = f"learned {learned_version(args.learned_dir)}"
     found = studies(args.samples, args.public if args.public.is_dir() else None)
     if not found:
         print(f"error: no labelled study found under {args.samples} or tests/data", file=sys.stderr)
@@ -99,9 +119,10 @@ def main() -> int:
         for backend in (classical, "learned"):
             if args.only and not backend.startswith(args.only):
                 continue
-            r = run(st, backend)
+            r = run(st, backend, args.learned_dir)
             note = f" (failed: {r['failed']})" if r["failed"] != "-" else ""
-            print(f"| {st.name} ({st.modality}) | {backend} | {r['ident']}{note} | {r['loc']} | {r['semi']} | "
+            name = learned if backend == "learned" else backend
+            print(f"| {st.name} ({st.modality}) | {name} | {r['ident']}{note} | {r['loc']} | {r['semi']} | "
                   f"{r['pred']} / {r['refs']} | {r['seconds']:.1f} |", flush=True)
             if args.verbose:
                 print(r["stdout"])
@@ -114,11 +135,12 @@ def main() -> int:
             spinemed = str(Path(sys.executable).with_name("spinemed"))
             t0 = time.perf_counter()
             proc = subprocess.run([spinemed, "levels", "auto", str(lumbar), "--backend", backend, "-q"],
-                                  capture_output=True, text=True, check=False)
+                                  capture_output=True, text=True, check=False, env=_env(args.learned_dir))
             rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("  ")]
             named = sum(1 for ln in rows if not ln.strip().startswith("#"))
             first = proc.stdout.splitlines()[0] if proc.stdout else proc.stderr.strip()
-            print(f"- {backend}: {len(rows)} vertebrae, {named} named, {time.perf_counter() - t0:.1f} s: {first}")
+            name = learned if backend == "learned" else backend
+            print(f"- {name}: {len(rows)} vertebrae, {named} named, {time.perf_counter() - t0:.1f} s: {first}")
     return 0
 
 
