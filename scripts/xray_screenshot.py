@@ -1,9 +1,12 @@
 """Make docs/screenshots/xray_landmarks.png: a real AP radiograph of ../shared (one of the landmark model's
 validation images, never a training one) downscaled, with the model's landmarks, level names and Cobb curves.
 With ``--viewer``: docs/screenshots/xray_viewer.png, the workstation window (under Xvfb) after "Find vertebrae".
+With ``--calibration``: docs/screenshots/xray_calibration.png, the scale calibration tool used with real clicks on a
+synthetic radiograph with a ruler (a 100 mm span clicked, then a distance measured: it reads "calibrated by user").
 
     .venv/bin/python scripts/xray_screenshot.py [--name FILE] [--height 900]
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/xray_screenshot.py --viewer
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/xray_screenshot.py --calibration
 
 Only the downscaled picture goes into docs/ (the AASCE images themselves are research-use and never copied).
 """
@@ -30,7 +33,11 @@ def main() -> int:
     parser.add_argument("-o", "--output", help="PNG to write (default: docs/screenshots/xray_landmarks.png, or "
                                                "xray_viewer.png with --viewer)")
     parser.add_argument("--viewer", action="store_true", help="screenshot of the workstation window instead")
+    parser.add_argument("--calibration", action="store_true",
+                        help="screenshot of the scale calibration tool on a synthetic radiograph with a ruler")
     args = parser.parse_args()
+    if args.calibration:
+        return _calibration(Path(args.output or REPO / "docs" / "screenshots" / "xray_calibration.png"))
     model_dir = default_model_dir()
     if model_dir is None or not SHARED.is_dir():
         print(f"needs the shipped model and {SHARED}", file=sys.stderr)
@@ -75,6 +82,78 @@ def _viewer(image: Path, output: Path) -> int:
         output.parent.mkdir(parents=True, exist_ok=True)
         window.grab().save(str(output))
         print(f"{window.xray.panel.status.text()}\nscreenshot: {output}")
+        window.close()
+        library.close()
+        app.processEvents()
+    return 0
+
+
+def _ruler_image(path: Path) -> None:
+    """A synthetic 'radiograph': soft background, a bright column of blocks, and a ruler with a mark every 10 mm
+    (4 px per mm), so the clicks have something real to land on."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    img = (70 + 20 * rng.standard_normal((1400, 700))).clip(0, 255)
+    for v in range(12):
+        img[150 + v * 95: 150 + v * 95 + 70, 300:400] = 190
+    img[1250:1262, 100:600] = 235
+    for mm in range(0, 101, 10):
+        x = 150 + 4 * mm
+        img[1225:1250, x - 1:x + 2] = 235
+    Image.fromarray(img.astype(np.uint8)).save(path)
+
+
+def _calibration(output: Path) -> int:
+    """Import the ruler image, calibrate with two real clicks on the 0 and 100 mm marks, measure a distance."""
+    import tempfile
+
+    from PySide6.QtCore import QEvent, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    from app.main_window import MainWindow
+    from core.library import Library
+    from tests.app_support import settle, wait_until
+
+    def click(view, x, y):
+        vol = window.state.volume
+        pos = view.patient_to_widget(vol.voxel_to_patient((x - 0.5, y - 0.5, 0.0)))[0]
+        for kind in (QEvent.MouseButtonPress, QEvent.MouseButtonRelease):
+            buttons = Qt.LeftButton if kind == QEvent.MouseButtonPress else Qt.NoButton
+            QApplication.sendEvent(view, QMouseEvent(kind, pos, view.mapToGlobal(pos), Qt.LeftButton, buttons,
+                                                     Qt.NoModifier))
+
+    with tempfile.TemporaryDirectory(prefix="spinemed-xray-shot-") as tmp:
+        image = Path(tmp) / "ruler_ap.png"
+        _ruler_image(image)
+        library = Library(Path(tmp) / "library.db")
+        window = MainWindow(library=library)
+        window.resize(1500, 950)
+        window.show()
+        opened = []
+        window.volume_opened.connect(opened.append)
+        window.import_paths([image], open_first=True)
+        wait_until(lambda: opened, what="the image to open")
+        tabs = window.spine.tabs
+        tabs.setCurrentIndex([tabs.tabText(i) for i in range(tabs.count())].index("Radiograph"))
+        view = window.viewer.axial
+        panel = window.xray.panel
+        panel.length_spin.setValue(100.0)
+        panel.calibrate_button.click()
+        click(view, 150.5, 1237.5)
+        click(view, 550.5, 1237.5)
+        window.spine.measure_layer.set_tool("distance")
+        click(view, 350.5, 150.5)
+        click(view, 350.5, 1195.5)
+        window.spine.measure_layer.set_tool(None)
+        settle(0.5)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        window.grab().save(str(output))
+        print(f"{panel.calibration_prompt.text()}\n{panel.scale_label.text()}\nscreenshot: {output}")
+        window.spine.undo_stack.clear()
         window.close()
         library.close()
         app.processEvents()

@@ -10,6 +10,8 @@ def qualifier(m: SpineMeasurement) -> str:
     """The words that make the number readable ('' for kinds that need none). Signs follow core.spine.measure.geometry:
     lordosis < 0 is kyphotic alignment, kyphosis < 0 lordotic; a negative slip is a retrolisthesis."""
     scale = m.details.get("scale_source")
+    if m.kind == "calibration":
+        return "(known length: the scale)"
     if m.unit == "px":
         return "(no calibration)"
     if scale == "user calibration" and m.unit == "mm":
