@@ -2,13 +2,14 @@
 run with onnxruntime on sagittal slab stacks (:mod:`slabs`) swept across the spine.
 
 Pipeline: 2 mm isotropic grid -> slab stacks every 4 mm across the middle of the body -> per stack, heatmaps of
-vertebral-body and disc centres and the anchor class of body pixels (C2, C3-C7, thoracic, lumbar, sacrum) -> peaks
-merged across stacks into 3D detections -> names: every way of laying the level names (standard spine, or 11/13
-thoracic, 4/6 lumbar) over the detections in order is scored by the anchor classes the network sees; the best one is
-used when its posterior probability is high enough (an anchor is in view: C2, the sacrum, the thoracolumbar
-junction), otherwise the vertebrae are left unnamed and the user names one. Weights, their version and sha256 are
-in ``resources/models/<name>/`` (labeller.json + model.onnx; ``SPINEMED_LEVELS_MODEL_DIR`` points elsewhere);
-every labelling records them.
+vertebral-body and disc centres and the anchor class of body pixels (C2, C3-C7, thoracic, lumbar, sacrum) -> the
+midline (the plane of mirror symmetry of body, canal and arch, found in the image whatever the contrast): only peaks
+of stacks near it count -> peaks merged across stacks into 3D detections, each set on the midline -> names: every
+way of laying the level names (standard spine, or 11/13 thoracic, 4/6 lumbar) over the detections in order is scored
+by the anchor classes the network sees; the best one is used when its posterior probability is high enough (an
+anchor is in view: C2, the sacrum, the thoracolumbar junction), otherwise the vertebrae are left unnamed and the
+user names one. Weights, their version and sha256 are in ``resources/models/<name>/`` (labeller.json + model.onnx;
+``SPINEMED_LEVELS_MODEL_DIR`` points elsewhere); every labelling records them.
 """
 from __future__ import annotations
 
