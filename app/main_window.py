@@ -68,6 +68,7 @@ class MainWindow(QMainWindow):
         self.state = ViewerState(parent=self)
         # The open study and the model, shared by the chat, the report dock, the models dialog and the status bar.
         self.session = Session(self)
+        self.session.image_source = lambda: (self.state.volume, self.state.labelling)  # key images, vision models
         self.model_status = ModelStatus(self.session)
         self.statusBar().addPermanentWidget(self.model_status)
         self.task_status = TaskStatus()

@@ -6,6 +6,8 @@ that need them (chat panel, report dock, models dialog, status bar).
     session.load_model()                               # the server when switched on, else the registry's choice
     session.open_study(series_uid, source)             # study_changed(StudyRef)
     session.backend                                    # what the consultation and report drafting run on
+    session.image_source = lambda: (volume, labelling) # what key images are drawn from (the viewer's)
+    session.key_images("L4-L5")                        # PNGs for a model that sees images, else []
 
 The model is loaded on the session's own QThread (``model_thread``); the chat panel's generation runs on the same
 thread, so loading another model waits for the answer in flight instead of unloading the model under it. Which model
@@ -15,6 +17,7 @@ signals.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from core.consult import StudyContext
 from core.inference.backend import BackendInfo
 from core.inference.choice import ModelChoice, choose_model
 from core.inference.deidentify import Identifiers, identifiers_of_source
+from core.inference.key_images import level_key_images
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,7 @@ class Session(QObject):
         self.backend: Any = None
         self.model_info: BackendInfo | None = None
         self.study = StudyRef()
+        self.image_source: Callable[[], tuple[Any, Any]] | None = None  # () -> (Volume, SpineLabelling)
         self.model_thread = QThread(self)
         self.model_thread.setObjectName("spinemed-model")
         self._loader = ModelLoader()
@@ -102,6 +107,19 @@ class Session(QObject):
         """A server backend scrubs what it sends of the open study's identifiers (core.inference.deidentify)."""
         if self.backend is not None and hasattr(self.backend, "set_identifiers"):
             self.backend.set_identifiers(self.study.identifiers)
+
+    def key_images(self, level: str | None) -> list[bytes]:
+        """The selected level's sagittal and axial key images (PNG) when the model sees images and the level is
+        labelled; else [] (a text-only model gets none)."""
+        info = self.model_info
+        if not level or info is None or not info.multimodal or self.image_source is None:
+            return []
+        try:
+            volume, labelling = self.image_source()
+            return [image.png for image in level_key_images(volume, labelling, level)]
+        except Exception as exc:  # noqa: BLE001 - the question still goes, without images
+            log.warning("key images for %s could not be drawn: %s", level, exc)
+            return []
 
     # --- model ------------------------------------------------------------------------------------------------
     def load_model(self, path: Path | str | None = None, study_key: str | None = None, **options: Any) -> bool:

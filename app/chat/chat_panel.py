@@ -390,7 +390,8 @@ class ChatPanel(QWidget):
             edit_id, self._edit_id = self._edit_id, None
             job: Callable[[], AnswerStream] = lambda: consult.edit_and_resend(edit_id, question, level=level)
         else:
-            job = lambda: consult.ask(question, level=level)
+            images = self.session.key_images(level) or None  # a model that sees images gets the level's slices
+            job = lambda: consult.ask(question, level=level, images=images)
         self._start(job, question)
 
     def regenerate(self) -> None:

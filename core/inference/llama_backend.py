@@ -14,9 +14,10 @@
 - Multimodal (``mmproj_path``): a vision projector GGUF is handed to one of llama-cpp-python's chat handlers
   (``MTMDChatHandler`` by default, which uses the model's own template; ``Llava15ChatHandler``,
   ``Qwen25VLChatHandler``... by name). User messages carrying ``"images": [png_bytes]`` are sent as
-  ``data:image/png;base64`` URIs, so the handler never fetches a URL. This path could not be exercised here (no
-  multimodal GGUF and projector are available offline): only the message conversion and the validation of the
-  projector file are tested.
+  ``data:image/png;base64`` URIs, so the handler never fetches a URL. A model whose template only takes string
+  content (a text model given a projector) gets its parts joined, each image as libmtmd's media marker. Tested with
+  a projector built by the tests (tests/vision_support.py) on the embedded SmolLM2: images are encoded and placed
+  in the context (``last_stats.prompt_tokens`` counts their positions); no real vision model has run here.
 """
 from __future__ import annotations
 
@@ -56,6 +57,24 @@ MULTIMODAL_HANDLERS = {
     "nanollava": "NanoLlavaChatHandler",
     "llama-3-vision-alpha": "Llama3VisionAlphaChatHandler",
 }
+
+def _text_template_mtmd(base: type) -> type:
+    """llama-cpp-python's MTMD handler for a model whose chat template only takes string content (a text model
+    given a projector): the message's parts are joined into one string, each image as libmtmd's media marker."""
+
+    class TextTemplateMTMDChatHandler(base):  # type: ignore[misc, valid-type]
+        @classmethod
+        def _convert_message_for_template(cls, message: Any, media_marker: str) -> dict[str, Any]:
+            out = dict(message)
+            content = out.get("content")
+            if isinstance(content, list):
+                out["content"] = "\n".join(
+                    media_marker if isinstance(p, dict) and p.get("type") == "image_url"
+                    else (p.get("text", "") if isinstance(p, dict) else str(p)) for p in content)
+            return out
+
+    return TextTemplateMTMDChatHandler
+
 
 _OFFLOAD_RE = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
 _LOAD_LOCK = threading.Lock()  # llama.cpp's log callback is process-wide: one load captures it at a time
@@ -176,7 +195,7 @@ class LlamaCppBackend:
             )
         trained = header.context_length or self.n_ctx or 2048
         n_ctx = min(self.n_ctx, trained) if self.n_ctx else trained
-        handler = self._make_multimodal_handler(header.chat_template is not None) if self.mmproj_path else None
+        handler = self._make_multimodal_handler(header.chat_template) if self.mmproj_path else None
         global _log_echo
         with _LOAD_LOCK:
             _log_lines.clear()
@@ -202,10 +221,12 @@ class LlamaCppBackend:
             self._install_template(header.chat_template)
         return self._info
 
-    def _make_multimodal_handler(self, has_template: bool) -> Any:
-        name = self.chat_handler_name or ("mtmd" if has_template else "llava-1-5")
+    def _make_multimodal_handler(self, template: str | None) -> Any:
+        name = self.chat_handler_name or ("mtmd" if template else "llava-1-5")
         cls_name = MULTIMODAL_HANDLERS.get(name)
         cls = getattr(llama_chat_format, cls_name, None) if cls_name else None
+        if name == "mtmd" and cls is not None and "image" not in (template or ""):
+            cls = _text_template_mtmd(cls)  # a template written for text only cannot take content parts
         if cls is None:
             raise ModelLoadError(
                 f"unknown multimodal chat handler {name!r} (known: {', '.join(MULTIMODAL_HANDLERS)})"
@@ -359,6 +380,8 @@ class LlamaCppBackend:
                 stream.close()
                 stats.total_s = time.perf_counter() - start
                 stats.generated_tokens = self._formatter.sampled if self._formatter is not None else pieces
+                if self._formatter is None and self._info.multimodal:  # text and image positions in the context
+                    stats.prompt_tokens = max(0, int(llm.n_tokens) - stats.generated_tokens)
                 if token.cancelled:
                     stats.finish_reason = "cancelled"
                 self._current = None
