@@ -97,3 +97,30 @@ def test_server_in_the_status_bar_and_only_deidentified_context_sent(make_window
         window.save_screenshot(screenshot_path("status_bar_server.png"))
     finally:
         server.close()
+
+
+def test_a_reload_waits_for_the_answer_in_flight(qtbot, tmp_path, embedded_model):
+    """Loading runs on the same thread as generation: asking for another model mid-answer lets the answer finish
+    first, then swaps the model (the old one is not unloaded under the answer)."""
+    from app.chat.chat_panel import ChatPanel
+    from core.consult import ConversationStore, StudyContext
+    from core.inference.backend import GenerationParams
+
+    panel = ChatPanel(store=ConversationStore(tmp_path / "library.db"), retriever=None,
+                      params=GenerationParams(max_tokens=40, temperature=0.0))
+    panel.grounded = False
+    qtbot.addWidget(panel)
+    panel.set_study("study-R", StudyContext(modality="CT", levels_in_view=["L4", "L4-L5", "L5"]))
+    with qtbot.waitSignal(panel.model_loaded, timeout=120_000):
+        panel.load_model(embedded_model, n_ctx=2048)
+    first = panel.backend
+    events = []
+    panel.answer_finished.connect(lambda answer: events.append(("finished", answer.status)))
+    panel.session.model_changed.connect(lambda info: events.append(("loaded", info.n_ctx)))
+    with qtbot.waitSignal(panel.answer_started, timeout=60_000):
+        panel.ask("What does the L4-L5 disc do?")
+    panel.load_model(embedded_model, n_ctx=1024)  # while the answer streams
+    assert panel.backend is None and not panel.send_button.isEnabled()
+    qtbot.waitUntil(lambda: len(events) == 2, timeout=120_000)
+    assert events == [("finished", "complete"), ("loaded", 1024)]
+    assert panel.backend is not first and panel.backend.info().n_ctx == 1024
