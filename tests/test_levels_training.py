@@ -55,3 +55,22 @@ def test_cli_check_and_bad_config(tmp_path, capsys):
     missing.write_text("real_maps: ['/nowhere/mask.nii.gz:verse']\nsteps: 1\n")
     assert train_main(["levels", str(missing), "--set", f"output_dir={tmp_path / 'o'}"]) == 2
     assert "/nowhere/mask.nii.gz" in capsys.readouterr().err
+
+
+def test_tiny_run_with_the_new_synthesis_states_it_in_the_card(tmp_path):
+    """A run with stacks beside the body, fading targets and texture trains, and its model card says so."""
+    from training.levels.card import write_card
+
+    out = tmp_path / "run"
+    cfg = load_levels_config(None, [*TINY, "steps=1", f"output_dir={out}", "p_lateral=0.5", "midline_sigma_mm=6",
+                                    "max_texture=0.05", "version=9.9.9"])
+    result = run_levels_training(cfg, progress=False)
+    assert result.steps == 1 and result.onnx_path.is_file()
+    card = write_card(out, tmp_path).read_text()
+    assert "# spinemed-levels-synth 9.9.9" in card
+    assert "stacks beside the body with empty targets (50%, up to 70 mm" in card
+    assert "sigma 6 mm" in card and "texture per tissue (amplitude up to 0.05)" in card
+    plain = tmp_path / "plain"
+    run_levels_training(load_levels_config(None, [*TINY, "steps=1", f"output_dir={plain}"]), progress=False)
+    (tmp_path / "p").mkdir()
+    assert "beside the body" not in write_card(plain, tmp_path / "p").read_text()

@@ -31,7 +31,7 @@ from label maps:
 - real label maps: {real_maps}.
 Per sample (`training/levels/synth.py`): a random intensity per tissue (Gaussian mixture: fully random in 50%, CT-,
 T1- or T2-like with jitter otherwise), blur for partial volume and a thick-slice axis (2.5-6 mm, sagittal or axial),
-bias field, noise, gamma, rotation (±12°), scaling (0.88-1.12), random field of view (35% small crops).
+bias field, noise, gamma, rotation (±12°), scaling (0.88-1.12), random field of view (35% small crops){extras}.
 
 ## Training
 `spinemed-train levels {config_hint}`: {steps} steps of {batch} samples, {minutes:.0f} min on {device}
@@ -56,7 +56,16 @@ def write_card(run_dir: Path, dest: Path) -> Path:
     info = json.loads((run_dir / "run_info.json").read_text())
     cfg = info["config"]
     real = cfg.get("real_maps") or []
-    text = CARD.format(
+    extras = []
+    if cfg.get("p_lateral"):
+        extras.append(f"stacks beside the body with empty targets ({cfg['p_lateral']:.0%}, up to "
+                      f"{cfg['lateral_max_mm']:.0f} mm from its centre)")
+    if cfg.get("midline_sigma_mm"):
+        extras.append(f"centre targets fading with the stack's distance from the body's midline (Gaussian, sigma "
+                      f"{cfg['midline_sigma_mm']:g} mm)")
+    if cfg.get("max_texture"):
+        extras.append(f"correlated texture per tissue (amplitude up to {cfg['max_texture']:g})")
+    text = CARD.format(extras="".join(f"; {e}" for e in extras),
         name=meta["name"], version=meta["version"], file=meta["file"],
         size_kb=(run_dir / meta["file"]).stat().st_size / 1024, sha256=meta["sha256"], step_mm=meta["step_mm"],
         slab_mm=meta["slab_mm"], lateral_mm=meta["lateral_mm"], regions=", ".join(meta["regions"][1:]),
