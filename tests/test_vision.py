@@ -81,6 +81,14 @@ def test_the_model_store_pairs_the_built_projector_and_refuses_a_wrong_width(emb
     assert not refused.ok and "256" in " ".join(refused.problems) and "576" in " ".join(refused.problems)
 
 
+def test_a_projector_of_the_wrong_width_is_refused_when_the_model_loads(embedded_model, tmp_path):
+    from core.inference.backend import ModelLoadError
+
+    wrong = write_tiny_projector(tmp_path / "mmproj-256.gguf", out_width=256)
+    with pytest.raises(ModelLoadError, match="mmproj-256.gguf does not match the model .* 256-wide .* expects 576"):
+        backend_for_model(embedded_model, mmproj=wrong, n_ctx=2048, n_threads=1).load()
+
+
 def test_llama_backend_encodes_key_images_through_the_projector(embedded_model, projector, phantom):
     ph, labelling = phantom
     backend = backend_for_model(embedded_model, mmproj=projector, n_ctx=2048, n_threads=1)

@@ -256,3 +256,18 @@ def validate_gguf(path: Path | str, expect_kind: str | None = None) -> GGUFHeade
     if expect_kind is not None and header.kind != expect_kind:
         raise GGUFError(f"{header.path}: expected a GGUF {expect_kind}, this file is a GGUF {header.kind}")
     return header
+
+
+def projector_problem(model: GGUFHeader, projector: GGUFHeader) -> str | None:
+    """Why ``projector`` cannot feed ``model``, or None. The projector's output width must be the model's embedding
+    width (llama.cpp checks the same when it loads them and fails with a less clear message)."""
+    if projector.kind != "mmproj":
+        return f"{projector.path.name} is a GGUF {projector.kind}, not a vision projector (mmproj)"
+    if not projector.get("clip.has_vision_encoder", True):
+        return f"{projector.path.name} has no vision encoder"
+    width = projector.get("clip.vision.projection_dim")
+    n_embd = model.get(f"{model.architecture}.embedding_length")
+    if width is not None and n_embd is not None and int(width) != int(n_embd):
+        return (f"the projector {projector.path.name} does not match the model {model.path.name}: it produces "
+                f"{int(width)}-wide image embeddings, the model expects {int(n_embd)}")
+    return None

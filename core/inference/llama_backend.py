@@ -43,7 +43,7 @@ from core.inference.backend import (
     ModelLoadError,
     default_threads,
 )
-from core.inference.gguf_header import GGUFError, validate_gguf
+from core.inference.gguf_header import GGUFError, projector_problem, validate_gguf
 from core.tasks import CancelToken
 
 # Names accepted for ``chat_handler`` when a projector is given -> llama_chat_format class names.
@@ -184,7 +184,9 @@ class LlamaCppBackend:
             if self.lora_path:
                 validate_gguf(self.lora_path, expect_kind="adapter")
             if self.mmproj_path:
-                validate_gguf(self.mmproj_path, expect_kind="mmproj")
+                problem = projector_problem(header, validate_gguf(self.mmproj_path, expect_kind="mmproj"))
+                if problem:  # libmtmd would only fail at the first image, with a vaguer message
+                    raise ModelLoadError(problem)
         except GGUFError as exc:
             raise ModelLoadError(str(exc)) from exc
         supported = bool(llama_cpp.llama_supports_gpu_offload())
@@ -215,6 +217,16 @@ class LlamaCppBackend:
 
                 llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
             offload_log = "".join(_log_lines)
+        init_projector = getattr(handler, "_init_mtmd_context", None)
+        if init_projector is not None:
+            # llama-cpp-python loads the projector at the first image; loading it now makes a projector libmtmd
+            # cannot use fail here, naming the files, instead of failing the first question with images
+            try:
+                init_projector(llm)
+            except (ValueError, RuntimeError) as exc:
+                llm.close()
+                raise ModelLoadError(f"{self.mmproj_path}: libmtmd could not load this projector for "
+                                     f"{self.model_path.name} ({exc})") from exc
         self._llm = llm
         self._info = self._describe(header, llm, supported, offload_log)
         if handler is None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import paths
-from core.inference.gguf_header import GGUFError, GGUFHeader, validate_gguf
+from core.inference.gguf_header import GGUFError, GGUFHeader, projector_problem, validate_gguf
 from core.inference.model_fit import MemoryFit, memory_fit
 from core.inference.registry import ModelRegistry, ModelValidationError
 from core.tasks import CancelToken
@@ -87,21 +87,6 @@ def sha256_file(path: Path, progress: Callable[[int], None] | None = None, cance
             if progress:
                 progress(len(chunk))
     return digest.hexdigest()
-
-
-def projector_problem(model: GGUFHeader, projector: GGUFHeader) -> str | None:
-    """Why ``projector`` cannot feed ``model``, or None. The projector's output width must be the model's embedding
-    width (llama.cpp checks the same when it loads them and fails with a less clear message)."""
-    if projector.kind != "mmproj":
-        return f"{projector.path.name} is a GGUF {projector.kind}, not a vision projector (mmproj)"
-    if not projector.get("clip.has_vision_encoder", True):
-        return f"{projector.path.name} has no vision encoder"
-    width = projector.get("clip.vision.projection_dim")
-    n_embd = model.get(f"{model.architecture}.embedding_length")
-    if width is not None and n_embd is not None and int(width) != int(n_embd):
-        return (f"the projector {projector.path.name} does not match the model {model.path.name}: it produces "
-                f"{int(width)}-wide image embeddings, the model expects {int(n_embd)}")
-    return None
 
 
 def find_projector(model: Path) -> Path | None:
