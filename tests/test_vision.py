@@ -81,6 +81,23 @@ def test_the_model_store_pairs_the_built_projector_and_refuses_a_wrong_width(emb
     assert not refused.ok and "256" in " ".join(refused.problems) and "576" in " ".join(refused.problems)
 
 
+def test_a_model_added_with_its_projector_loads_with_it(embedded_model, projector, tmp_path):
+    from core.inference.choice import choose_model, describe_model
+    from core.inference.server_backend import ServerSettings
+
+    store = ModelStore(tmp_path / "models")
+    added = store.add(embedded_model, link=True, mmproj=projector)
+    choice = choose_model(added.path, settings=ServerSettings())
+    assert choice.options["mmproj"] == added.mmproj
+    backend = choice.create()
+    info = backend.load()
+    try:
+        assert info.multimodal and f"projector {added.mmproj.name}" in describe_model(info)
+    finally:
+        backend.unload()
+    assert "mmproj" not in choose_model(embedded_model, settings=ServerSettings()).options  # text model: none
+
+
 def test_a_projector_of_the_wrong_width_is_refused_when_the_model_loads(embedded_model, tmp_path):
     from core.inference.backend import ModelLoadError
 

@@ -1,5 +1,6 @@
 """Which model answers: the department's server when its settings switch it on, else a local model file (the one
-named, else the registry's choice for the study) with its adapter and paired vision projector; and the one-line
+named, else the registry's choice for the study) with its adapter and the vision projector it was added with (the
+models store's sidecar); and the one-line
 description of a loaded model that the workstation shows (status bar, model label).
 
     choice = choose_model(None, study_key="1.2.3")     # ModelChoice; ModelLoadError when there is no model at all
@@ -61,6 +62,12 @@ def choose_model(path: Path | str | None = None, study_key: str | None = None, *
         raise ModelLoadError(NO_MODEL)
     if "adapter" not in options:
         options["adapter"] = registry.selected_adapter(path)
+    if "mmproj" not in options:  # a model added with its vision projector loads with it
+        from core.inference.model_store import paired_projector
+
+        projector = paired_projector(Path(path))
+        if projector is not None:
+            options["mmproj"] = projector
     return ModelChoice(path=Path(path), options=options)
 
 
