@@ -7,7 +7,7 @@
     spinemed info PATH             describe a study (series, geometry) without importing it
     spinemed models [--adapter default|none|PATH]   list local models; which model + adapter are used
     spinemed models check|add|remove|use ...        a GGUF's facts and fit; add (copy/link), remove, choose
-    spinemed levels auto IMAGE     label the vertebral levels of a CT (NIfTI file or DICOM folder)
+    spinemed levels auto STUDY     label the vertebral levels (folder, file, zip, library series uid or study id)
     spinemed levels eval IMAGE --reference LABELMAP --numbering {verse,totalseg,sct}
                                    label IMAGE and score it against a reference label map
     spinemed ask STUDY [--level L4-L5] "question"   stream a consultation answer to stdout
@@ -108,12 +108,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return cmd_report(args)
 
 
-def _levels_run(path: str, backend: str | None, quiet: bool):
-    from core.library.opener import load_volume
+def _levels_run(study: str, backend: str | None, quiet: bool):
+    from core.library.opener import open_study
     from core.spine.autolabel import auto_label
 
-    volume, warnings = load_volume(path)
-    for w in warnings:
+    opened = open_study(study)  # a path, a .zip, a library series uid or study id
+    volume = opened.load()
+    for w in opened.warnings:
         print(f"warning: {w}", file=sys.stderr)
     return auto_label(volume, backend, progress=None if quiet else _print_progress)
 
@@ -207,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("levels", help="vertebral levels: automatic labelling and its evaluation (headless)")
     levels = p.add_subparsers(dest="levels_command", required=True)
     backends = ["auto", "learned", "classical-ct", "classical-mr", "totalsegmentator"]
-    q = levels.add_parser("auto", help="label the vertebrae of an image (NIfTI file or DICOM folder)")
-    q.add_argument("image")
+    q = levels.add_parser("auto", help="label the vertebrae of a study (folder, file, zip, library series uid or "
+                                        "study id; its largest series)")
+    q.add_argument("image", metavar="STUDY")
     q.add_argument("-o", "--output", help="write the labelling as JSON")
     q.add_argument("--backend", choices=backends, default="auto")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")

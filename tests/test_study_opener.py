@@ -71,7 +71,13 @@ def test_a_zip_study_opens_in_every_command(two_series, tmp_path, spinemed_home)
 
 
 def test_what_cannot_be_opened_is_named(tmp_path, spinemed_home):
-    with pytest.raises(StudyLoadError, match="no-such-uid.*neither an existing path"):
+    from core import paths
+
+    with pytest.raises(StudyLoadError, match="no-such-uid.*no library yet"):
+        open_study("no-such-uid")
+    assert not paths.library_db_path().exists()  # a mistyped path does not create a library
+    Library().close()
+    with pytest.raises(StudyLoadError, match="no-such-uid.*neither an existing path, a series uid nor a study id"):
         open_study("no-such-uid")
     junk = tmp_path / "notes.dcm"
     junk.write_bytes(b"not a dicom file")

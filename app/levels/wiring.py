@@ -72,9 +72,7 @@ def install_spine_tools(window) -> SpineTools:
         signal.connect(lambda text: window.statusBar().showMessage(text, 8000))
     measure_layer.prompt.connect(lambda text: window.statusBar().showMessage(text))  # what to click next
     edit_menu = window.menuBar().addMenu("&Edit")
-    view_menu = next((a for a in window.menuBar().actions() if a.text() == "&View"), None)
-    if view_menu is not None:  # File, Edit, View
-        window.menuBar().insertMenu(view_menu, edit_menu)
+    window.menuBar().insertMenu(window.view_menu.menuAction(), edit_menu)  # File, Edit, View
     undo_action = undo.createUndoAction(window, "Undo")
     undo_action.setShortcut(QKeySequence.Undo)
     redo_action = undo.createRedoAction(window, "Redo")

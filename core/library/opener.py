@@ -83,8 +83,11 @@ def open_study(study: str | Path, library: Any = None, progress: ProgressFn | No
         return open_path(path, progress, cancel)
     own = library is None
     if own:
+        from core import paths
         from core.library import Library
 
+        if not path.exists() and not paths.library_db_path().exists():  # a typo must not create a library
+            raise StudyLoadError(study, "neither an existing path nor a series uid (there is no library yet)")
         library = Library()
     try:
         warnings: list[str] = []
