@@ -19,6 +19,8 @@ def volume_summary(volume: Volume | None) -> dict[str, str]:
     if volume.is_2d:
         shape = f"{volume.shape[0]} × {volume.shape[1]} (single image)"
     spacing = " × ".join(f"{s:.3g}" for s in volume.spacing) + " mm"
+    if not volume.spacing_known:
+        spacing = "unknown (no spacing in a PNG/JPEG): measurements in pixels"
     orientation = "—" if volume.is_2d else volume.orientation()
     patient = " ".join(p for p in (volume.patient_age, volume.patient_sex) if p) or "unknown"
     files = volume.source_paths

@@ -170,4 +170,4 @@ def load(source: SeriesSource, progress: ProgressFn | None = None, cancel: Cance
     # Image rows run top->bottom: data[i=column, j=row] like DICOM; 1 mm per pixel since the spacing is unknown.
     data = np.ascontiguousarray(pixels.T)[:, :, np.newaxis]
     return Volume(data=data, affine=np.eye(4), modality="DX", series_description=source.series_description,
-                  series_uid=source.series_uid, source_paths=[path])
+                  series_uid=source.series_uid, source_paths=[path], spacing_known=False)

@@ -32,6 +32,7 @@ class Volume:
     source_paths: list[Path] = field(default_factory=list)
     body_part: str = ""
     warnings: list[str] = field(default_factory=list)  # found while loading, e.g. images shown blank
+    spacing_known: bool = True  # False for a PNG/JPEG: its 1 mm "spacing" is a stand-in, measurements are in pixels
 
     def __post_init__(self) -> None:
         if self.data.ndim == 2:
