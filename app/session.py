@@ -12,7 +12,8 @@ that need them (chat panel, report dock, models dialog, status bar).
 The model is loaded on the session's own QThread (``model_thread``); the chat panel's generation runs on the same
 thread, so loading another model waits for the answer in flight instead of unloading the model under it. Which model
 to load (server / file / registry choice) is decided in core (core.inference.choice); this module only threads and
-signals.
+signals. Give the session a parent (the window, or the chat panel that makes its own) or call :meth:`shutdown`: a
+parentless session's thread left running aborts the process at exit.
 """
 from __future__ import annotations
 
