@@ -203,3 +203,19 @@ def test_deidentified_context_drops_the_date_and_keeps_age_and_sex():
     assert "Kowalczyk" not in text and "Marta" not in text and "2024" not in text and "Nowak" not in text
     assert "66 years, female" in text and "Sag T2" in text
     assert ctx.study_description == "L-spine Kowalczyk"  # a copy
+
+
+def test_spinemed_ask_through_the_server_sends_no_identifier(tmp_path, server, spinemed_home, capsys):
+    """The command line passes the study's header identifiers to the server backend, as the app's session does."""
+    from app.cli import main
+
+    folder = write_identified_series(tmp_path / "dicom")
+    ServerSettings(enabled=True, url=server.url, timeout_s=20).save()
+    code = main(["ask", str(folder), "--level", "L4-L5", "--no-knowledge", "--max-tokens", "16",
+                 f"Is the disc of {GIVEN} {NAME} at L4-L5 narrowed?"])
+    assert code == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip()  # the (checked) answer
+    sent = server.sent_text()
+    assert server.bodies and "l4-l5" in sent
+    leaked = [s for s in SECRETS if s.lower() in sent]
+    assert not leaked, f"identifiers sent to the server: {leaked}"

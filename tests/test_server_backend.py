@@ -429,16 +429,6 @@ def test_report_draft_through_the_server(llama_server, tmp_path_factory):
     assert SpineReport.from_json(rep.to_json()).to_dict() == rep.to_dict()
 
 
-def test_chosen_backend_follows_the_settings(tmp_path, embedded_model):
-    from core.inference.llama_backend import LlamaCppBackend
-    from core.inference.server_backend import chosen_backend
-
-    assert isinstance(chosen_backend(embedded_model, ServerSettings()), LlamaCppBackend)
-    on = ServerSettings(enabled=True, url="http://10.0.0.5:8000/v1")
-    backend = chosen_backend(embedded_model, on)
-    assert isinstance(backend, ServerBackend) and backend.info().device_label() == "server 10.0.0.5:8000"
-
-
 def test_cli_server_settings(tmp_path, monkeypatch, capsys, standin):
     from app.cli import main
 
@@ -479,8 +469,9 @@ def test_report_cli_backend_is_the_server_unless_a_model_is_named(llama_server, 
     from app.report.cli import _backend
 
     _switch_on(llama_server)
-    assert isinstance(_backend(Namespace(report_model=None, model=None, threads=1), "study-1"), ServerBackend)
-    named = _backend(Namespace(report_model=embedded_model, model=None, threads=1), "study-1")
+    study = Namespace(study_key="study-1", source=None)  # a NIfTI-like study: no header identifiers
+    assert isinstance(_backend(Namespace(report_model=None, model=None, threads=1), study), ServerBackend)
+    named = _backend(Namespace(report_model=embedded_model, model=None, threads=1), study)
     assert not isinstance(named, ServerBackend)
 
 

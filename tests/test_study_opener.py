@@ -39,9 +39,9 @@ def test_the_series_with_most_images_is_used_and_the_other_named(two_series):
 
 def test_ask_and_report_read_the_same_series(two_series, spinemed_home):
     # spinemed ask imported the folder and used its first series; spinemed report used the largest
-    ctx, study_key, series_uid = resolve_study(str(two_series))
+    ctx, study_key, series_uid, source = resolve_study(str(two_series))
     report = ReportStudy.open(two_series)
-    assert series_uid == report.series_uid == "1.2.3.4.2"
+    assert series_uid == report.series_uid == source.series_uid == "1.2.3.4.2"
     assert study_key == report.study_key
     assert len(ctx.series) == 2 and "(5 images)" in ctx.series[0]
     # by study id of the library (ask imported it): the same series again

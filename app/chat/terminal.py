@@ -43,8 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "for comparison only; findings it states may rest on nothing)")
 
 
-def resolve_study(study: str) -> tuple[StudyContext, str, str]:
-    """(context, study_key, series_uid): the series :mod:`core.library.opener` picks, as every command does."""
+def resolve_study(study: str) -> tuple[StudyContext, str, str, Any]:
+    """(context, study_key, series_uid, source): the series :mod:`core.library.opener` picks, as every command
+    does; ``source`` is its SeriesSource (for the identifiers a server must never receive)."""
     from core.consult import StudyContext
     from core.library.opener import open_study
     from core.studies import StudyLoadError
@@ -55,35 +56,32 @@ def resolve_study(study: str) -> tuple[StudyContext, str, str]:
         raise SystemExit(f"spinemed: cannot open {study}: {exc.reason}") from exc
     ctx = StudyContext.from_series_source(opened.source)
     ctx.series = [StudyContext.from_series_source(s).series[0] for s in opened.sources]
-    return ctx, opened.study_key, opened.series_uid
+    return ctx, opened.study_key, opened.series_uid, opened.source
 
 
 def open_consultation(args: argparse.Namespace, err: TextIO) -> Consultation:
     from core.consult import Consultation, ConversationStore, default_retriever
-    from core.inference.backend import BackendError, GenerationParams, backend_for_model
-    from core.inference.registry import ModelRegistry, ModelValidationError
-    from core.inference.server_backend import ServerSettings, chosen_backend
+    from core.inference.backend import BackendError, GenerationParams
+    from core.inference.choice import choose_model
+    from core.inference.deidentify import identifiers_of_source
+    from core.inference.registry import ModelValidationError
 
-    ctx, study_key, series_uid = resolve_study(args.study)
+    ctx, study_key, series_uid, source = resolve_study(args.study)
     if args.levels:
         ctx.levels_in_view = [x.strip() for x in args.levels.split(",") if x.strip()]
     elif args.level:
         ctx.levels_in_view = [args.level]
     ctx.selected_level = args.level
-    registry = ModelRegistry()
-    model = args.consult_model or getattr(args, "model", None) or registry.selected(study_key)
-    if model is None and not ServerSettings.load().enabled:
-        raise SystemExit("spinemed: no model found: run scripts/setup.sh (embedded model) or pass --model")
-    adapter = (None if args.adapter == "none" else Path(args.adapter)) if args.adapter \
-        else (registry.selected_adapter(model) if model else None)
-    explicit = bool(args.consult_model or getattr(args, "model", None))
+    options = {"n_ctx": args.n_ctx, "n_gpu_layers": args.gpu_layers, "n_threads": args.threads}
+    if args.adapter:
+        options["adapter"] = None if args.adapter == "none" else Path(args.adapter)
+    if args.mmproj:
+        options["mmproj"] = args.mmproj
     try:
-        if explicit:  # a model named on the command line is used even when the department server is on
-            backend = backend_for_model(model, adapter=adapter, mmproj=args.mmproj, n_ctx=args.n_ctx,
-                                        n_gpu_layers=args.gpu_layers, n_threads=args.threads)
-        else:
-            backend = chosen_backend(model, adapter=adapter, mmproj=args.mmproj, n_ctx=args.n_ctx,
-                                     n_gpu_layers=args.gpu_layers, n_threads=args.threads)
+        # a model named on the command line wins, else the department server when it is on, else the registry's
+        backend = choose_model(args.consult_model or getattr(args, "model", None), study_key, **options).create()
+        if hasattr(backend, "set_identifiers"):  # a server never receives the patient's identifiers
+            backend.set_identifiers(identifiers_of_source(source))
         info = backend.load()
     except (BackendError, ModelValidationError) as exc:
         raise SystemExit(f"spinemed: {exc}") from exc

@@ -49,19 +49,17 @@ def _labelling(args: argparse.Namespace, study) -> None:
         study.labelling = labelling_from_labelmap(args.labelmap, args.numbering, study.series_uid, study.volume)
 
 
-def _backend(args: argparse.Namespace, study_key: str):
-    from core.inference.backend import backend_for_model
-    from core.inference.registry import ModelRegistry
-    from core.inference.server_backend import ServerBackend, ServerSettings
+def _backend(args: argparse.Namespace, study):
+    """The model named with --model, else the department server when it is on, else the registry's choice; a
+    server is told the study's identifiers, which it never receives (core.inference.deidentify)."""
+    from core.inference.choice import choose_model
+    from core.inference.deidentify import identifiers_of_source
 
-    registry = ModelRegistry()
     explicit = args.report_model or getattr(args, "model", None)
-    if not explicit and ServerSettings.load().enabled:  # the department server, unless a model is named
-        return ServerBackend(ServerSettings.load())
-    path = explicit or registry.selected(study_key)
-    if path is None:
-        raise ValueError("no model: pass --model FILE.gguf or run the set-up that places the embedded model")
-    return backend_for_model(path, n_threads=args.threads, adapter=registry.selected_adapter(path))
+    backend = choose_model(explicit, study.study_key, n_threads=args.threads).create()
+    if hasattr(backend, "set_identifiers"):
+        backend.set_identifiers(identifiers_of_source(study.source))
+    return backend
 
 
 def _keep_draft(report, output: Path) -> Path | None:
@@ -75,6 +73,7 @@ def _keep_draft(report, output: Path) -> Path | None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from core.inference.backend import BackendError
     from core.report import ExportError, NeedsLabellingError, ReportStore, draft_report, export_report
     from core.report.study import ReportStudy, load_measurements
     from core.report.templates import load_template
@@ -104,7 +103,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             return 2
     else:
         try:
-            backend = _backend(args, study.study_key)
+            backend = _backend(args, study)
             template = load_template(args.template) if args.template else None
             report = draft_report(backend, study.context, study.labelling, template=template,
                                   require_levels=args.require_levels, progress=None if args.quiet else _progress,
@@ -112,7 +111,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         except NeedsLabellingError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 3
-        except ValueError as exc:
+        except (ValueError, BackendError) as exc:  # no model, a broken model, a server that is down
             print(f"error: {exc}", file=sys.stderr)
             return 2
         if store is not None:

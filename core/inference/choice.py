@@ -7,7 +7,7 @@ description of a loaded model that the workstation shows (status bar, model labe
     backend = choice.create()                          # not loaded yet: load() in a worker
     describe_model(backend.info())                     # "SmolLM2-135M-Instruct.Q4_1.gguf · no adapter · CPU · ctx 4096"
 
-The app's session (app/session.py) runs this in its model thread; the CLI uses ``chosen_backend`` the same way.
+The app's session (app/session.py) runs this in its model thread; ``spinemed ask/chat/report`` use it the same way.
 """
 from __future__ import annotations
 

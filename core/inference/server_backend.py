@@ -5,7 +5,6 @@
     backend = create_backend("server", settings=settings)   # or ServerBackend(settings)
     backend.load()                                     # GET /v1/models: reachable, which model, its context
     for piece in backend.chat_stream(messages, params, cancel=token): ...
-    backend = chosen_backend(model_path, **options)   # the server when the settings switch it on, else the local model
 
 Requests carry study context, de-identified first (``core.inference.deidentify``: the open study's header
 identifiers, and names, dates and record numbers found by pattern, are removed from every message), and they go only
@@ -391,16 +390,3 @@ def _context_of(entry: dict) -> int:
             if isinstance(meta.get(key), int):
                 return int(meta[key])
     return 0
-
-
-def chosen_backend(model_path: Path | str | None, settings: ServerSettings | None = None, **options: Any):
-    """The backend the user chose: the department's server when its settings are on, else the local model
-    (:func:`core.inference.backend.backend_for_model` with ``options``). Not loaded yet."""
-    from core.inference.backend import backend_for_model
-
-    settings = settings if settings is not None else ServerSettings.load()
-    if settings.enabled:
-        return ServerBackend(settings)
-    if model_path is None:
-        raise ModelLoadError("no model found: run scripts/setup.sh or add a model (spinemed models add PATH)")
-    return backend_for_model(model_path, **options)
