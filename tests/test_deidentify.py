@@ -219,3 +219,16 @@ def test_spinemed_ask_through_the_server_sends_no_identifier(tmp_path, server, s
     assert server.bodies and "l4-l5" in sent
     leaked = [s for s in SECRETS if s.lower() in sent]
     assert not leaked, f"identifiers sent to the server: {leaked}"
+
+
+def test_one_table_for_the_file_deidentifier_and_the_server_scrubber():
+    """PS3.15 Table E.1-1 lives in core.studies.deid_profile; both de-identifiers read it."""
+    from core.inference import deidentify as scrubber
+    from core.studies.deid_profile import PROFILE
+    from curation.sources import deid as file_deid
+
+    assert file_deid.PROFILE is PROFILE
+    assert {"PatientName", "ReferringPhysicianName", "OperatorsName", "ReviewerName"} <= set(
+        scrubber.PERSON_NAME_ATTRIBUTES)
+    listed = scrubber.PERSON_NAME_ATTRIBUTES + scrubber.IDENTIFIER_ATTRIBUTES + scrubber.FREE_TEXT_ATTRIBUTES
+    assert set(listed) <= set(PROFILE)

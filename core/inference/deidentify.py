@@ -26,15 +26,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pydicom.datadict import dictionary_VR
+
+from core.studies.deid_profile import PROFILE
+
 log = logging.getLogger(__name__)
 
 # DICOM PS3.15 Table E.1-1 (Basic Profile): attributes whose values identify the patient or people and places
 # around the study. Their values are looked for in the free text that goes to a server.
-PERSON_NAME_ATTRIBUTES = (
-    "PatientName", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName", "ResponsiblePerson",
-    "ReferringPhysicianName", "PerformingPhysicianName", "NameOfPhysiciansReadingStudy", "PhysiciansOfRecord",
-    "OperatorsName", "RequestingPhysician", "ScheduledPerformingPhysicianName", "ReviewerName",
-)
+PERSON_NAME_ATTRIBUTES = tuple(k for k in PROFILE if dictionary_VR(k) == "PN")  # every person name of the table
 IDENTIFIER_ATTRIBUTES = (
     "PatientID", "OtherPatientIDs", "IssuerOfPatientID", "AccessionNumber", "StudyID", "MedicalRecordLocator",
     "AdmissionID", "RequestedProcedureID", "PerformedProcedureStepID", "ScheduledProcedureStepID",
