@@ -43,3 +43,22 @@ def test_status_line_names_model_adapter_device_or_server():
     assert "CPU (GPU requested, not available)" in describe_model(fallback)
     server = BackendInfo("server", "http://10.1.2.3:8000/v1", model_name="spine-70b", device="server 10.1.2.3:8000")
     assert describe_model(server) == "Server 10.1.2.3:8000 · spine-70b · only de-identified study context is sent"
+
+
+def test_a_model_is_offloaded_by_the_layers_that_fit_the_gpu(embedded_model, monkeypatch):
+    """The GPU path runs here too: with no GPU (nvidia-smi absent) 0 layers; with a GPU of 8 GiB (its memory as
+    nvidia-smi would report it) every layer of the 135M model; a number the user gives is kept."""
+    from core.inference import model_fit
+    from core.inference.gguf_header import read_gguf
+
+    off = ServerSettings()
+    monkeypatch.setattr(model_fit, "detect_vram", lambda: None)
+    assert choose_model(embedded_model, settings=off).options["n_gpu_layers"] == 0
+    monkeypatch.setattr(model_fit, "detect_vram", lambda: 8 * 1024**3)
+    n_layers = model_fit.memory_fit(read_gguf(embedded_model)).n_layers
+    assert n_layers > 20
+    assert choose_model(embedded_model, settings=off).options["n_gpu_layers"] == n_layers
+    monkeypatch.setattr(model_fit, "detect_vram", lambda: 600 * 1024**2)  # a small GPU: only some layers fit
+    some = choose_model(embedded_model, settings=off).options["n_gpu_layers"]
+    assert 0 < some < n_layers
+    assert choose_model(embedded_model, settings=off, n_gpu_layers=3).options["n_gpu_layers"] == 3

@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", help="LoRA adapter (GGUF for llama.cpp, PEFT folder for transformers); 'none' runs "
                    "the model alone (default: the model settings' choice, else the shipped SpineMed adapter)")
     p.add_argument("--mmproj", type=Path, help="vision projector GGUF of a multimodal model")
-    p.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    p.add_argument("--gpu-layers", type=int, default=None,
+                   help="layers to offload to the GPU (-1: all; default: as many as fit its memory, 0 without a GPU)")
     p.add_argument("--n-ctx", type=int, default=4096, help="context window in tokens")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: 1 on small CPUs)")
     p.add_argument("--max-tokens", type=int, default=384, help="longest answer in tokens")

@@ -48,7 +48,9 @@ class ModelChoice:
 def choose_model(path: Path | str | None = None, study_key: str | None = None, *,
                  settings: ServerSettings | None = None, registry: Any = None, **options: Any) -> ModelChoice:
     """``path`` when given; else the department server when switched on; else the registry's choice for
-    ``study_key`` (the study's, the global one, the embedded model) with the user's adapter choice."""
+    ``study_key`` (the study's, the global one, the embedded model) with the user's adapter choice. Unless
+    ``n_gpu_layers`` is given, the model is offloaded by as many layers as fit this machine's GPU (none without one:
+    the same code runs on a CPU-only machine)."""
     if path is None:
         settings = settings if settings is not None else ServerSettings.load()
         if settings.enabled:
@@ -62,6 +64,10 @@ def choose_model(path: Path | str | None = None, study_key: str | None = None, *
         raise ModelLoadError(NO_MODEL)
     if "adapter" not in options:
         options["adapter"] = registry.selected_adapter(path)
+    if options.get("n_gpu_layers") is None:  # the layers that fit this machine's GPU (0 without one)
+        from core.inference.model_fit import gpu_layers_that_fit
+
+        options["n_gpu_layers"] = gpu_layers_that_fit(path, options.get("n_ctx"))
     if "mmproj" not in options:  # a model added with its vision projector loads with it
         from core.inference.model_store import paired_projector
 

@@ -15,8 +15,9 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
-from core.inference.gguf_header import GGUFHeader
+from core.inference.gguf_header import GGUFHeader, read_gguf
 
 MiB = 2**20
 GiB = 2**30
@@ -151,3 +152,12 @@ def memory_fit(header: GGUFHeader, n_ctx: int | None = None, *, ram_bytes: int |
     return MemoryFit(weights_bytes=weights, kv_cache_bytes=kv, needed_bytes=needed, n_ctx=n_ctx, n_layers=n_layers,
                      ram_bytes=total_ram() if ram_bytes is None else ram_bytes, available_ram_bytes=available_ram(),
                      vram_bytes=vram_bytes, gpu_layers=int(gpu_layers))
+
+
+def gpu_layers_that_fit(path: Path | str, n_ctx: int | None = None) -> int:
+    """The layers of the GGUF at ``path`` that fit this machine's GPU: what a model is loaded with unless the user
+    names a number (0 without a GPU, or when the header cannot be read: the load then says why)."""
+    try:
+        return memory_fit(read_gguf(path), n_ctx).gpu_layers
+    except Exception:  # noqa: BLE001 - a bad file is refused with its reason when it loads, not here
+        return 0
