@@ -27,7 +27,9 @@ screenshots: setup-dev
 		tests/test_chat_panel.py::test_chat_panel_streams_stops_and_never_blocks \
 		tests/test_report_draft.py::test_draft_exports_to_every_format_and_reads_back \
 		tests/test_report_editor.py::test_accept_reject_edit_and_versions \
-		tests/test_app_curation_review.py::test_accept_reject_edit_update_the_store_and_counts
+		tests/test_app_curation_review.py::test_accept_reject_edit_update_the_store_and_counts \
+		tests/test_app_session.py::test_status_bar_names_the_local_model_and_the_window_shares_it \
+		tests/test_app_session.py::test_server_in_the_status_bar_and_only_deidentified_context_sent
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python -m app.screenshot --out $(SHOTS)/main_window.png \
 		--question "How is the T11-T12 disc?" --level T11-T12
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python -m app.screenshot --cited-answer
