@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from app import imaging
@@ -226,13 +226,16 @@ class SliceView(QWidget):
         white = QColor(235, 235, 235)
         title = "Image" if self.radiograph else TITLES[self.orientation]
         _shadow_text(painter, r, Qt.AlignTop | Qt.AlignLeft, title, white)
-        if not self.radiograph:
-            text = f"Slice {self.slice_index + 1}/{self.slice_count}"
-            _shadow_text(painter, r, Qt.AlignBottom | Qt.AlignLeft, text, white)
+        slice_text = "" if self.radiograph else f"Slice {self.slice_index + 1}/{self.slice_count}"
+        if slice_text:
+            _shadow_text(painter, r, Qt.AlignBottom | Qt.AlignLeft, slice_text, white)
         preset = self.state.wl_preset
         wl = f"W {self.state.window:.0f}  L {self.state.level:.0f}"
         if preset:
             wl += f"  ({self.state.presets.get(preset).label})"
+        metrics = QFontMetricsF(font)
+        if slice_text and metrics.horizontalAdvance(slice_text + "    " + wl) > r.width():
+            r = r.adjusted(0, 0, 0, -int(metrics.height()))  # a narrow view: window/level on the line above
         _shadow_text(painter, r, Qt.AlignBottom | Qt.AlignRight, wl, white)
 
     # -- interaction ----------------------------------------------------------------------------------------
