@@ -201,10 +201,14 @@ class LandmarkModel:
             result.problems.append(f"the model's heatmaps are flatter than on any radiograph it was validated on "
                                    f"(median peak {med_peak:.5f} < {min_peak:.5f}): this does not look like an AP "
                                    "radiograph of the thoracic and lumbar spine")
+        # the column's plausibility is judged on the first stage (its limits were measured there); the second
+        # stage moves vertebrae locally, so on its output only order and crossed corners are checked
+        result.problems += geometry_problems(pts, self.limits)
         if not result.problems and self.refine_session is not None:
             result.landmarks = self.refine(gray, pts)
             result.refined = True
-        result.problems += geometry_problems(result.landmarks, self.limits)
+            result.problems += geometry_problems(result.landmarks, {"max_spacing_ratio": float("inf"),
+                                                                    "max_lateral_jump": float("inf")})
         return result
 
     def predict_volume(self, volume) -> LandmarkResult:

@@ -123,8 +123,9 @@ radiograph of the thoracic and lumbar spine, in two stages, both run with onnxru
 
 The workstation reports "not confident" instead of landmarks when the first stage's heatmaps are flatter than on any
 validation radiograph (median peak probability under {conf['min_median_peak']}), when the image has almost no detail,
-or the 17 vertebrae found are not a plausible column (out of order, corners crossed, spacing varying more than
-{conf['max_spacing_ratio']}-fold, zig-zag). A DICOM whose header says lateral, oblique, CT localiser or CT slice is
+or the first stage's 17 vertebrae are not a plausible column (out of order, corners crossed, spacing varying more
+than {conf['max_spacing_ratio']}-fold, zig-zag: limits measured on the first stage); the second stage's output is
+checked for order and crossed corners. A DICOM whose header says lateral, oblique, CT localiser or CT slice is
 refused before the model runs (`core/xray/views.py`).
 
 ## Training data and terms
