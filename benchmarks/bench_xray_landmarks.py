@@ -1,10 +1,11 @@
 """Benchmark: radiograph landmark inference (onnxruntime, CPU), seconds per image including preprocessing.
 
-Runs :meth:`core.xray.landmarks.LandmarkModel.predict` on real AP radiographs of ``../shared`` when present (the
+Runs :meth:`core.xray.landmarks.LandmarkModel.predict` (both stages when the model ships the second,
+``refine.onnx``; ``--first-stage-only`` to time the first alone) on real AP radiographs of ``../shared`` when present (the
 model's validation images), else on synthetic 1000 x 2500 images; median of ``--repeats`` per image after a warm-up,
 with onnxruntime's default threads and with one thread.
 
-    .venv/bin/python benchmarks/bench_xray_landmarks.py [--images 10] [--repeats 3]
+    .venv/bin/python benchmarks/bench_xray_landmarks.py [--images 10] [--repeats 3] [--first-stage-only]
 """
 from __future__ import annotations
 
@@ -38,9 +39,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--first-stage-only", action="store_true", help="time the whole-image stage alone")
     args = parser.parse_args()
     for threads in (0, 1):
         model = LandmarkModel(threads=threads)
+        if args.first_stage_only:
+            model.refine_session = None
+        stages = "two stages" if model.refine_session is not None else "first stage only"
+        print(f"{model.name} {model.settings.get('version')}, {stages}")
         images, what = _images(model, args.images)
         model.predict(images[0])  # warm-up
         per_image = []
