@@ -53,5 +53,5 @@ def test_cli_refuses_without_levels_when_asked(tmp_path, capsys):
 
 def test_cli_bad_study_and_unknown_report(tmp_path, capsys):
     assert cli_main(["report", str(tmp_path / "missing"), "-o", str(tmp_path / "r.txt"), "-q"]) == 2
-    assert "neither an existing path nor a series uid" in capsys.readouterr().err
+    assert "missing: neither an existing path" in capsys.readouterr().err
     assert cli_main(["report", str(BUNDLED_CT), "--report-id", "nope", "-o", str(tmp_path / "r.txt"), "-q"]) == 2
