@@ -35,5 +35,6 @@ screenshots: setup-dev
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python -m app.screenshot --cited-answer
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python -m app.screenshot --models-dialog
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/xray_screenshot.py
+	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/xray_screenshot.py --pelvis
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/xray_screenshot.py --viewer
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/xray_screenshot.py --calibration

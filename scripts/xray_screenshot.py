@@ -1,6 +1,8 @@
 """Make docs/screenshots/xray_landmarks.png: a real AP radiograph of ../shared (one of the landmark model's
 validation images, never a training one) downscaled, with the model's landmarks, level names and Cobb curves.
 With ``--viewer``: docs/screenshots/xray_viewer.png, the workstation window (under Xvfb) after "Find vertebrae".
+With ``--pelvis``: docs/screenshots/xray_pelvis.png, the pelvic incidence tool clicked on a synthetic lateral sketch
+(an S1 endplate tilted 40 degrees, femoral heads below and in front: PI 52, SS 40, PT 12 by construction).
 With ``--calibration``: docs/screenshots/xray_calibration.png, the scale calibration tool used with real clicks on a
 synthetic radiograph with a ruler (a 100 mm span clicked, then a distance measured: it reads "calibrated by user").
 
@@ -33,9 +35,13 @@ def main() -> int:
     parser.add_argument("-o", "--output", help="PNG to write (default: docs/screenshots/xray_landmarks.png, or "
                                                "xray_viewer.png with --viewer)")
     parser.add_argument("--viewer", action="store_true", help="screenshot of the workstation window instead")
+    parser.add_argument("--pelvis", action="store_true",
+                        help="screenshot of the pelvic incidence tool on a synthetic lateral sketch")
     parser.add_argument("--calibration", action="store_true",
                         help="screenshot of the scale calibration tool on a synthetic radiograph with a ruler")
     args = parser.parse_args()
+    if args.pelvis:
+        return _pelvis(Path(args.output or REPO / "docs" / "screenshots" / "xray_pelvis.png"))
     if args.calibration:
         return _calibration(Path(args.output or REPO / "docs" / "screenshots" / "xray_calibration.png"))
     model_dir = default_model_dir()
@@ -103,6 +109,76 @@ def _ruler_image(path: Path) -> None:
         x = 150 + 4 * mm
         img[1225:1250, x - 1:x + 2] = 235
     Image.fromarray(img.astype(np.uint8)).save(path)
+
+
+def _pelvis(output: Path) -> int:
+    """A synthetic lateral sketch: a sacrum whose S1 endplate slopes 40 degrees, two femoral heads 12 degrees in
+    front of the vertical through its midpoint; the tool clicked on them."""
+    import math
+    import tempfile
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+    from PySide6.QtCore import QEvent, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    from app.main_window import MainWindow
+    from core.library import Library
+    from tests.app_support import settle, wait_until
+
+    p = np.array([420.0, 600.0])
+    ss, pt = math.radians(40), math.radians(12)
+    a = p + 160 * np.array([math.cos(ss), math.sin(ss)])
+    m = (p + a) / 2
+    hip = m + 330 * np.array([math.sin(pt), math.cos(pt)])
+    heads = [hip + [-14, -6], hip + [14, 6]]
+    im = Image.new("L", (900, 1300), 50)
+    d = ImageDraw.Draw(im)
+    n = np.array([-math.sin(ss), math.cos(ss)])
+    d.polygon([tuple(p), tuple(a), tuple(a + 220 * n - [60, 0]), tuple(p + 260 * n)], fill=170)
+    for v in range(4):   # lumbar bodies above
+        top = p - [20 + 10 * v, 40 + 130 * (v + 1)]
+        d.rectangle([tuple(top), tuple(top + [160, 100])], fill=165)
+    for h in heads:
+        d.ellipse([h[0] - 55, h[1] - 55, h[0] + 55, h[1] + 55], outline=210, width=8)
+
+    def click(view, xy):
+        vol = window.state.volume
+        pos = view.patient_to_widget(vol.voxel_to_patient((xy[0] - 0.5, xy[1] - 0.5, 0.0)))[0]
+        for kind in (QEvent.MouseButtonPress, QEvent.MouseButtonRelease):
+            buttons = Qt.LeftButton if kind == QEvent.MouseButtonPress else Qt.NoButton
+            QApplication.sendEvent(view, QMouseEvent(kind, pos, view.mapToGlobal(pos), Qt.LeftButton, buttons,
+                                                     Qt.NoModifier))
+
+    with tempfile.TemporaryDirectory(prefix="spinemed-xray-shot-") as tmp:
+        image = Path(tmp) / "lateral_sketch.png"
+        im.save(image)
+        library = Library(Path(tmp) / "library.db")
+        window = MainWindow(library=library)
+        window.resize(1500, 950)
+        window.show()
+        opened = []
+        window.volume_opened.connect(opened.append)
+        window.import_paths([image], open_first=True)
+        wait_until(lambda: opened, what="the image to open")
+        tabs = window.spine.tabs
+        tabs.setCurrentIndex([tabs.tabText(i) for i in range(tabs.count())].index("Measurements"))
+        window.spine.measure_panel.tool_buttons["pelvis"].click()
+        for q in (p, a, *heads):
+            click(window.viewer.axial, q)
+        settle(0.5)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        window.grab().save(str(output))
+        m = window.spine.measurements.measurements[-1]
+        print(f"{m.name} {m.value:.1f} deg, SS {m.details['sacral_slope_deg']}, PT {m.details['pelvic_tilt_deg']}"
+              f"\nscreenshot: {output}")
+        window.spine.undo_stack.clear()
+        window.close()
+        library.close()
+        app.processEvents()
+    return 0
 
 
 def _calibration(output: Path) -> int:

@@ -27,7 +27,7 @@ from app.measure.values import list_value
 from app.workers import TaskWorker
 from core.spine.measure.measurement import SpineMeasurement
 
-TOOL_ROWS = (("distance", "angle", "cobb"), ("lordosis", "kyphosis", "slip"))  # general tools; spine alignment
+TOOL_ROWS = (("distance", "angle", "cobb"), ("lordosis", "kyphosis", "slip"), ("pelvis",))  # general; alignment; pelvis
 
 
 def _automatic(volume, labelling, progress=None, cancel=None):

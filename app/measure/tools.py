@@ -9,6 +9,9 @@ from the points with the :mod:`core.spine.measure.geometry` builders.
 - slip: 3 points, the posterior-inferior corner of the upper vertebra, then the posterior-superior and the
   anterior-superior corners of the lower one (:func:`core.spine.measure.slip_percent`, Meyerding grade).
 
+- pelvis: 4 points on a lateral radiograph, the posterior then anterior corner of the S1 superior endplate, then the
+  two femoral head centres: pelvic incidence with sacral slope and pelvic tilt (:mod:`core.xray.pelvis`).
+
 Lordosis, kyphosis and slip are taken on the sagittal view only (their conventions are sagittal). On a plain
 radiograph, distance, angle and Cobb are measured in the image plane with the image's own scale, in pixels when it
 has none (:mod:`core.xray.measure`). The slip's level is
@@ -60,11 +63,19 @@ TOOLS = {t.key: t for t in (
                           "the anterior-superior corner of the lower vertebra"),
          "Spondylolisthesis (sagittal view): the upper vertebra's posterior-inferior corner, then the lower "
          "vertebra's posterior-superior and anterior-superior corners (slip %, Meyerding grade)", plane="sagittal"),
+    Tool("pelvis", "Pelvic incidence", ("the posterior corner of the S1 superior endplate",
+                                        "the anterior corner of the S1 superior endplate",
+                                        "the centre of one femoral head",
+                                        "the centre of the other femoral head (the same point if superimposed)"),
+         "Lateral radiograph: S1 endplate posterior then anterior corner, then both femoral head centres "
+         "(pelvic incidence, sacral slope, pelvic tilt; core.xray.pelvis)", plane="radiograph"),
 )}
 
 
 def wrong_view(tool: Tool, view) -> str:
     """Why ``tool`` cannot be placed on ``view`` ('' when it can)."""
+    if tool.plane == "radiograph":
+        return "" if getattr(view, "radiograph", False) else f"{tool.label} is measured on a lateral radiograph"
     if tool.plane is None or (view.orientation == tool.plane and not getattr(view, "radiograph", False)):
         return ""
     if getattr(view, "radiograph", False):
@@ -75,7 +86,7 @@ def wrong_view(tool: Tool, view) -> str:
 def build(tool: Tool, points: list, view, model, method: str) -> SpineMeasurement:
     """The measurement of ``tool`` from its points (patient mm) placed on ``view``; ValueError if degenerate."""
     p = points
-    if getattr(view, "radiograph", False) and tool.key in ("distance", "angle", "cobb"):
+    if getattr(view, "radiograph", False) and tool.key in ("distance", "angle", "cobb", "pelvis"):
         return _on_radiograph(tool, p, view, method, getattr(model, "measurements", ()))
     if tool.key == "distance":
         m = measure.distance_measurement(p[0], p[1], method=method)
@@ -121,6 +132,10 @@ def _on_radiograph(tool: Tool, p: list, view, method: str, measurements=()) -> S
 
     vol = view.state.volume
     px = [vol.patient_to_voxel(q)[:2] + 0.5 for q in p]      # image pixels, pixel centres at +0.5
+    if tool.key == "pelvis":
+        from core.xray.pelvis import pelvic_measurement
+
+        return pelvic_measurement(px, display_points=p, method=method)
     cal = xm.effective_calibration(vol, measurements)
     if tool.key == "distance":
         pm = xm.distance(px[0], px[1], cal)
