@@ -38,3 +38,4 @@ screenshots: setup-dev
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/xray_screenshot.py --pelvis
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/xray_screenshot.py --viewer
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/xray_screenshot.py --calibration
+	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/levels_screenshot.py

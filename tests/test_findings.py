@@ -169,3 +169,16 @@ def test_a_small_slip_reads_the_same_on_the_view_and_in_the_findings(method, vie
     fact = build_facts([slip], ["L4", "L4-L5", "L5"], modality="CT").fact("F-meyerding-L4-L5")
     assert view in format_value(slip)
     assert fact.grade == grade and fact.positive == (grade == "I")
+
+
+def test_a_scale_calibration_is_not_a_measurement_of_the_patient():
+    """A radiograph's calibration is stored with its measurements but never reaches the chat, the findings or a
+    report as a measurement."""
+    from core.spine.measure.measurement import context_measurements
+    from core.xray.measure import calibration_measurement
+
+    cal = calibration_measurement((10.0, 10.0), (110.0, 10.0), 100.0)
+    slip = slip_measurement((0, 10.0, 0), (0, 12.0, 0), (0, -18.0, 0), "L4-L5")
+    assert not cal.is_finding and slip.is_finding
+    assert [m.name for m in context_measurements([cal, slip])] == [slip.to_context().name]
+    assert [f.kind for f in build_facts([cal, slip], ["L4-L5"]).facts] == ["levels", "slip"]

@@ -39,6 +39,8 @@ def test_rename_from_one_click_names_all_along_the_spine():
     assert named.provenance.method == "user" and named.provenance.user == "dr_b"
     assert named.provenance.based_on == "classical-ct" and named.anchor == "L3" and not named.needs_confirmation
     assert lab.vertebrae[0].name is None  # the original is untouched
+    # the others are named by counting: not doubtful ("L2?") in the views any more, but short of the user's own 1.0
+    assert [v.confidence for v in named.vertebrae] == [0.75, 0.75, 1.0, 0.75, 0.75, 0.75]
     # past the end of the spine: names run out instead of inventing S2
     low = lab.renamed_from(0, "L5")
     assert [v.name for v in low.vertebrae] == ["L5", "S1", None, None, None, None]
@@ -87,3 +89,19 @@ def test_store_round_trip_in_a_real_library_file(tmp_path):
     assert store2.load("1.2.840.1") is None and len(store2.history("1.2.840.1")) == 2
     with pytest.raises(ValueError):
         store2.save(_unnamed(series_uid=""))
+
+
+def test_numpy_confidences_from_a_labeller_save(tmp_path):
+    """The classical MR labeller gave a disc a numpy float32 confidence: 'Levels not saved: Object of type float32
+    is not JSON serializable' on a real MR. Labels coerce their numbers, so the store saves them."""
+    import numpy as np
+
+    lab = SpineLabelling([VertebraLabel("L4", (0, 0, 40), np.float32(0.8), partial=np.bool_(True)),
+                          VertebraLabel("L5", (0, 0, 0), np.float64(0.9))],
+                         [DiscLabel("L4-L5", (0, 0, 20), (0, 0, 1), np.float32(0.625))],
+                         confidence=np.float32(0.7), series_uid="uid-1")
+    lib = Library(tmp_path / "library.db")
+    LevelStore(lib.db).save(lab)
+    back = LevelStore(lib.db).load("uid-1")
+    assert back.discs[0].confidence == pytest.approx(0.625) and back.vertebrae[0].partial is True
+    assert json.loads(lab.to_json())["confidence"] == pytest.approx(0.7)

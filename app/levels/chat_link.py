@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject
 
 from app.levels.controller import LevelsController
 from core.spine.labelling import SpineLabelling
+from core.spine.measure.measurement import context_measurements
 
 
 def levels_in_view(labelling: SpineLabelling | None) -> list[str]:
@@ -43,7 +44,7 @@ class ChatLink(QObject):
         context = replace(
             self.chat.context,
             levels_in_view=levels_in_view(self.state.labelling),
-            measurements=[m.to_context() for m in self.measurements()],
+            measurements=context_measurements(self.measurements()),
             selected_level=self.state.selected_level,
         )
         self.chat.set_context(context)

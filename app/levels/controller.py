@@ -25,10 +25,10 @@ class ReplaceLabelling(QUndoCommand):
         self.controller, self.before, self.after = controller, before, after
 
     def redo(self) -> None:
-        self.controller._show_and_save(self.after)
+        self.controller.show_and_save(self.after)
 
     def undo(self) -> None:
-        self.controller._show_and_save(self.before)
+        self.controller.show_and_save(self.before)
 
 
 class LevelsController(QObject):
@@ -159,7 +159,8 @@ class LevelsController(QObject):
         return replace(current, provenance=Provenance("user", user=self.user, based_on=based_on),
                        notes=list(current.notes), **changes)
 
-    def _show_and_save(self, labelling: SpineLabelling | None) -> None:
+    def show_and_save(self, labelling: SpineLabelling | None) -> None:
+        """Show a labelling and store it, without an undo step (undo commands and derived labellings use it)."""
         self.state.set_labelling(labelling)
         if self.store is None or not self.series_uid:
             return

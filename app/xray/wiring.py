@@ -51,7 +51,7 @@ def install_xray_tools(window, spine) -> XrayTools:
             model.landmarks, vol, model.method, spine.controller.series_uid)
         if new is not None or current is not None:
             # shown and stored without an undo step of its own: the landmark edit is the undo step
-            spine.controller._show_and_save(new)
+            spine.controller.show_and_save(new)
 
     def on_opened(volume) -> None:
         restoring[0] = True

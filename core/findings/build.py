@@ -155,7 +155,7 @@ def _fact_id(kind: str, level: str | None, taken: set[str]) -> str:
 def build_facts(measurements: Iterable[Any] = (), levels_in_view: Iterable[str] = (), modality: str = "",
                 sees_images: bool = False, labelling_note: str = "") -> FactSheet:
     """The fact sheet of a series (see the module text). Manual measurements come before automatic ones."""
-    ms = sorted((_as_spine(m) for m in measurements), key=lambda m: m.automatic)
+    ms = sorted((m for m in map(_as_spine, measurements) if m.is_finding), key=lambda m: m.automatic)
     levels = list(levels_in_view)
     sheet = FactSheet(levels_in_view=levels, modality=modality, sees_images=sees_images)
     taken: set[str] = set()

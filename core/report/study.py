@@ -82,10 +82,11 @@ def stored_labelling(series_uid: str, db: Any = None) -> SpineLabelling | None:
 def stored_measurements(series_uid: str, db: Any = None) -> list[Measurement]:
     """The measurements saved for a series (core.spine.measure.store), in the consultation's form."""
     try:
+        from core.spine.measure.measurement import context_measurements
         from core.spine.measure.store import MeasurementStore
 
         db = _library_db(db)
-        return [m.to_context() for m in MeasurementStore(db).list(series_uid)] if db is not None else []
+        return context_measurements(MeasurementStore(db).list(series_uid)) if db is not None else []
     except Exception:  # noqa: BLE001 - no measurement store (yet) or a damaged one: report without measurements
         return []
 

@@ -23,6 +23,11 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+# A vertebra named by counting from the one the user named: the count is sure, a vertebra the labeller missed is not
+# (so not 1.0); above 0.5, so the views do not mark the name as doubtful ("T11?") once the user has named a level.
+COUNTED_CONFIDENCE = 0.75
+
+
 def _vec(v) -> tuple[float, float, float]:
     a = np.asarray(v, dtype=float).reshape(3)
     return (float(a[0]), float(a[1]), float(a[2]))
@@ -56,6 +61,8 @@ class VertebraLabel:
 
     def __post_init__(self) -> None:
         self.centroid = _vec(self.centroid)
+        self.confidence = float(self.confidence)  # a numpy float32 from a labeller would not save as JSON
+        self.partial = bool(self.partial)
 
 
 @dataclass
@@ -67,6 +74,7 @@ class DiscLabel:
 
     def __post_init__(self) -> None:
         self.centre = _vec(self.centre)
+        self.confidence = float(self.confidence)
         n = np.asarray(self.normal, dtype=float)
         norm = np.linalg.norm(n)
         self.normal = _vec(n / norm if norm > 0 else (0.0, 0.0, 1.0))
@@ -83,6 +91,9 @@ class SpineLabelling:
     anchor: str | None = None  # the vertebra the naming was anchored on ("S1", "C2", "T12"), None when unnamed
     message: str = ""  # for the user: what was found, what to confirm
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.confidence = float(self.confidence)
 
     # --- queries -------------------------------------------------------------------------------------------
     @property
@@ -125,9 +136,10 @@ class SpineLabelling:
         anchor = config.index(name)
         if not 0 <= index < len(self.vertebrae):
             raise IndexError(f"no vertebra number {index} (there are {len(self.vertebrae)})")
-        vertebrae = [replace(v, name=config.vertebra_at(anchor + i - index),
-                             confidence=1.0 if i == index else v.confidence)
-                     for i, v in enumerate(self.vertebrae)]
+        names = [config.vertebra_at(anchor + i - index) for i in range(len(self.vertebrae))]
+        vertebrae = [replace(v, name=name, confidence=1.0 if i == index else
+                             max(v.confidence, COUNTED_CONFIDENCE) if name else v.confidence)
+                     for i, (v, name) in enumerate(zip(self.vertebrae, names))]
         provenance = Provenance("user", user=user or "user", based_on=self.provenance.method)
         out = replace(self, vertebrae=vertebrae, configuration=config, provenance=provenance, confidence=1.0,
                       anchor=name, message=f"named from {name}, set by {user or 'the user'}",

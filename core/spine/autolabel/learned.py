@@ -32,6 +32,9 @@ from core.studies.volume import Volume
 from core.tasks import CancelToken, ProgressFn, check, report
 
 MODEL_NAME = "spinemed-levels-synth"
+# The steps around the network (peaks, midline, naming) change the output too: their version goes beside the
+# weights' (2: the midline from mirror symmetry, 2026-12-07).
+PIPELINE = "+pipeline2"
 DEFAULT_DIR = Path(__file__).resolve().parents[3] / "resources" / "models" / MODEL_NAME
 STEP_MM = 2.0
 SWEEP_MM = 4.0  # distance between slab stacks
@@ -89,7 +92,7 @@ class LearnedLevels:
     @property
     def version(self) -> str:
         meta = self._read_meta()
-        return str(meta.get("version", "?")) if meta else "?"
+        return f"{meta.get('version', '?')}{PIPELINE}" if meta else "?"
 
     def _read_meta(self) -> dict | None:
         try:
@@ -235,7 +238,7 @@ class LearnedLevels:
                 down = min(below, key=lambda p: np.linalg.norm(p - c))
                 normal = tuple(up - down)
             disc_labels.append(DiscLabel(None, tuple(c), normal, round(float(d["score"]), 3)))
-        prov = Provenance(meta.get("name", MODEL_NAME), str(meta.get("version", "")),
+        prov = Provenance(meta.get("name", MODEL_NAME), f"{meta.get('version', '')}{PIPELINE}",
                           weights_sha256=meta.get("sha256"))
         labelling = SpineLabelling(vertebrae=vertebrae, discs=disc_labels, provenance=prov, configuration=config,
                                    confidence=round(conf, 3) if anchor else 0.0, anchor=anchor, notes=notes)

@@ -46,6 +46,14 @@ class Measurement:
         return f"{where}{self.name}: {self.value:.4g}{unit}"
 
 
+SET_UP_KINDS = ("calibration",)
+
+
+def context_measurements(measurements) -> list[Measurement]:
+    """The short forms the consultation and a report get: the patient's measurements, without set-up ones."""
+    return [m.to_context() for m in measurements if m.is_finding]
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -82,6 +90,12 @@ class SpineMeasurement:
         """One line for people: 'L4-L5 disc height: 9.2 mm (approximate, automatic)'."""
         text = self.to_context().to_text()
         return text + (" (automatic, approximate)" if self.automatic else "")
+
+    @property
+    def is_finding(self) -> bool:
+        """False for what only sets up other measurements (a radiograph's scale calibration): never given to the
+        consultation, the findings or a report as a measurement of the patient."""
+        return self.kind not in SET_UP_KINDS
 
     def to_context(self) -> Measurement:
         """The chat-context form; a grade in ``details`` is appended to the name ('slip (Meyerding grade I)')."""
