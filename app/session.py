@@ -96,7 +96,7 @@ class Session(QObject):
     # --- study ------------------------------------------------------------------------------------------------
     def open_study(self, series_uid: str, source: Any, context: StudyContext | None = None) -> StudyRef:
         """The study of a library series (``source``: core.studies.sources.SeriesSource) is now the open one."""
-        study_key = getattr(source, "study_uid", "") or f"series:{series_uid}"
+        study_key = getattr(source, "study_key", "") or f"series:{series_uid}"
         self.study = StudyRef(study_key=study_key, series_uid=series_uid,
                               context=context or StudyContext.from_series_source(source),
                               identifiers=identifiers_of_source(source))

@@ -61,44 +61,32 @@ def capture(image: Path, out: Path, backend: str, focus: str, name_from=None) ->
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    from app.main_window import MainWindow
-    from core.library import Library
     from core.spine.autolabel import auto_label, choose_backend
-    from tests.app_support import settle, wait_until
+    from tests.app_support import opened_window, settle
 
     with tempfile.TemporaryDirectory(prefix="spinemed-levels-shot-") as home:
         os.environ["SPINEMED_HOME"] = home
-        library = Library(Path(home) / "library.db")
-        window = MainWindow(library=library)
-        window.resize(1500, 950)
-        window.show()
-        opened = []
-        window.volume_opened.connect(opened.append)
-        window.import_paths([image], open_first=True)
-        wait_until(lambda: opened, 120, "the study to open")
-        wait_until(lambda: window.viewer.volume_view.prepared is not None, 120, "the 3D view")
-        volume = window.state.volume
-        used = choose_backend(volume, None if backend == "auto" else backend)
-        labelling = auto_label(volume, used.name)
-        text = f"{used.name}: {labelling.message}"
-        if name_from is not None and not labelling.names():
-            labelling = _named_below(labelling, name_from[0], name_from[1])
-            text += f" | named from the dataset's {name_from[2]}: {', '.join(labelling.names())}"
-        labelling.series_uid = window.current_series
-        window.spine.controller.apply(labelling, f"Auto-label ({used.name})")
-        if focus not in labelling.names() and labelling.names():
-            focus = labelling.names()[len(labelling.names()) // 2]
-        window.spine.controller.go_to_level(focus)
-        window.state.apply_wl_preset("bone" if (volume.modality or "").upper() == "CT" else "spine_mr_auto")
-        cursor = window.state.cursor
-        for view in (window.viewer.sagittal, window.viewer.coronal):
-            view.zoom_by(1.8, view.voxel_to_widget(cursor))
-        settle(1.0)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        window.save_screenshot(out)
-        window.close()
-        library.close()
-        app.processEvents()
+        with opened_window(Path(home), image) as window:
+            volume = window.state.volume
+            used = choose_backend(volume, None if backend == "auto" else backend)
+            labelling = auto_label(volume, used.name)
+            text = f"{used.name}: {labelling.message}"
+            if name_from is not None and not labelling.names():
+                labelling = _named_below(labelling, name_from[0], name_from[1])
+                text += f" | named from the dataset's {name_from[2]}: {', '.join(labelling.names())}"
+            labelling.series_uid = window.current_series
+            window.spine.controller.apply(labelling, f"Auto-label ({used.name})")
+            if focus not in labelling.names() and labelling.names():
+                focus = labelling.names()[len(labelling.names()) // 2]
+            window.spine.controller.go_to_level(focus)
+            window.state.apply_wl_preset("bone" if (volume.modality or "").upper() == "CT" else "spine_mr_auto")
+            cursor = window.state.cursor
+            for view in (window.viewer.sagittal, window.viewer.coronal):
+                view.zoom_by(1.8, view.voxel_to_widget(cursor))
+            settle(1.0)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            window.save_screenshot(out)
+    app.processEvents()
     return text
 
 

@@ -67,19 +67,10 @@ def _viewer(image: Path, output: Path) -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    from app.main_window import MainWindow
-    from core.library import Library
-    from tests.app_support import settle, wait_until
+    from tests.app_support import opened_window, settle, wait_until
 
-    with tempfile.TemporaryDirectory(prefix="spinemed-xray-shot-") as tmp:
-        library = Library(Path(tmp) / "library.db")
-        window = MainWindow(library=library)
-        window.resize(1500, 950)
-        window.show()
-        opened = []
-        window.volume_opened.connect(opened.append)
-        window.import_paths([image], open_first=True)
-        wait_until(lambda: opened, what="the radiograph to open")
+    with tempfile.TemporaryDirectory(prefix="spinemed-xray-shot-") as tmp, \
+            opened_window(Path(tmp), image, wait_3d=False) as window:
         tabs = window.spine.tabs
         tabs.setCurrentIndex([tabs.tabText(i) for i in range(tabs.count())].index("Radiograph"))
         worker = window.xray.panel.find()
@@ -88,9 +79,7 @@ def _viewer(image: Path, output: Path) -> int:
         output.parent.mkdir(parents=True, exist_ok=True)
         window.grab().save(str(output))
         print(f"{window.xray.panel.status.text()}\nscreenshot: {output}")
-        window.close()
-        library.close()
-        app.processEvents()
+    app.processEvents()
     return 0
 
 
@@ -119,14 +108,10 @@ def _pelvis(output: Path) -> int:
 
     import numpy as np
     from PIL import Image, ImageDraw
-    from PySide6.QtCore import QEvent, Qt
-    from PySide6.QtGui import QMouseEvent
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    from app.main_window import MainWindow
-    from core.library import Library
-    from tests.app_support import settle, wait_until
+    from tests.app_support import click_pixel, opened_window, settle
 
     p = np.array([420.0, 600.0])
     ss, pt = math.radians(40), math.radians(12)
@@ -144,40 +129,23 @@ def _pelvis(output: Path) -> int:
     for h in heads:
         d.ellipse([h[0] - 55, h[1] - 55, h[0] + 55, h[1] + 55], outline=210, width=8)
 
-    def click(view, xy):
-        vol = window.state.volume
-        pos = view.patient_to_widget(vol.voxel_to_patient((xy[0] - 0.5, xy[1] - 0.5, 0.0)))[0]
-        for kind in (QEvent.MouseButtonPress, QEvent.MouseButtonRelease):
-            buttons = Qt.LeftButton if kind == QEvent.MouseButtonPress else Qt.NoButton
-            QApplication.sendEvent(view, QMouseEvent(kind, pos, view.mapToGlobal(pos), Qt.LeftButton, buttons,
-                                                     Qt.NoModifier))
-
     with tempfile.TemporaryDirectory(prefix="spinemed-xray-shot-") as tmp:
         image = Path(tmp) / "lateral_sketch.png"
         im.save(image)
-        library = Library(Path(tmp) / "library.db")
-        window = MainWindow(library=library)
-        window.resize(1500, 950)
-        window.show()
-        opened = []
-        window.volume_opened.connect(opened.append)
-        window.import_paths([image], open_first=True)
-        wait_until(lambda: opened, what="the image to open")
-        tabs = window.spine.tabs
-        tabs.setCurrentIndex([tabs.tabText(i) for i in range(tabs.count())].index("Measurements"))
-        window.spine.measure_panel.tool_buttons["pelvis"].click()
-        for q in (p, a, *heads):
-            click(window.viewer.axial, q)
-        settle(0.5)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        window.grab().save(str(output))
-        m = window.spine.measurements.measurements[-1]
-        print(f"{m.name} {m.value:.1f} deg, SS {m.details['sacral_slope_deg']}, PT {m.details['pelvic_tilt_deg']}"
-              f"\nscreenshot: {output}")
-        window.spine.undo_stack.clear()
-        window.close()
-        library.close()
-        app.processEvents()
+        with opened_window(Path(tmp), image, wait_3d=False) as window:
+            tabs = window.spine.tabs
+            tabs.setCurrentIndex([tabs.tabText(i) for i in range(tabs.count())].index("Measurements"))
+            window.spine.measure_panel.tool_buttons["pelvis"].click()
+            for q in (p, a, *heads):
+                click_pixel(window.viewer.axial, *q)
+            settle(0.5)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            window.grab().save(str(output))
+            m = window.spine.measurements.measurements[-1]
+            print(f"{m.name} {m.value:.1f} deg, SS {m.details['sacral_slope_deg']}, "
+                  f"PT {m.details['pelvic_tilt_deg']}\nscreenshot: {output}")
+            window.spine.undo_stack.clear()
+    app.processEvents()
     return 0
 
 
@@ -185,54 +153,33 @@ def _calibration(output: Path) -> int:
     """Import the ruler image, calibrate with two real clicks on the 0 and 100 mm marks, measure a distance."""
     import tempfile
 
-    from PySide6.QtCore import QEvent, Qt
-    from PySide6.QtGui import QMouseEvent
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    from app.main_window import MainWindow
-    from core.library import Library
-    from tests.app_support import settle, wait_until
-
-    def click(view, x, y):
-        vol = window.state.volume
-        pos = view.patient_to_widget(vol.voxel_to_patient((x - 0.5, y - 0.5, 0.0)))[0]
-        for kind in (QEvent.MouseButtonPress, QEvent.MouseButtonRelease):
-            buttons = Qt.LeftButton if kind == QEvent.MouseButtonPress else Qt.NoButton
-            QApplication.sendEvent(view, QMouseEvent(kind, pos, view.mapToGlobal(pos), Qt.LeftButton, buttons,
-                                                     Qt.NoModifier))
+    from tests.app_support import click_pixel, opened_window, settle
 
     with tempfile.TemporaryDirectory(prefix="spinemed-xray-shot-") as tmp:
         image = Path(tmp) / "ruler_ap.png"
         _ruler_image(image)
-        library = Library(Path(tmp) / "library.db")
-        window = MainWindow(library=library)
-        window.resize(1500, 950)
-        window.show()
-        opened = []
-        window.volume_opened.connect(opened.append)
-        window.import_paths([image], open_first=True)
-        wait_until(lambda: opened, what="the image to open")
-        tabs = window.spine.tabs
-        tabs.setCurrentIndex([tabs.tabText(i) for i in range(tabs.count())].index("Radiograph"))
-        view = window.viewer.axial
-        panel = window.xray.panel
-        panel.length_spin.setValue(100.0)
-        panel.calibrate_button.click()
-        click(view, 150.5, 1237.5)
-        click(view, 550.5, 1237.5)
-        window.spine.measure_layer.set_tool("distance")
-        click(view, 350.5, 150.5)
-        click(view, 350.5, 1195.5)
-        window.spine.measure_layer.set_tool(None)
-        settle(0.5)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        window.grab().save(str(output))
-        print(f"{panel.calibration_prompt.text()}\n{panel.scale_label.text()}\nscreenshot: {output}")
-        window.spine.undo_stack.clear()
-        window.close()
-        library.close()
-        app.processEvents()
+        with opened_window(Path(tmp), image, wait_3d=False) as window:
+            tabs = window.spine.tabs
+            tabs.setCurrentIndex([tabs.tabText(i) for i in range(tabs.count())].index("Radiograph"))
+            view = window.viewer.axial
+            panel = window.xray.panel
+            panel.length_spin.setValue(100.0)
+            panel.calibrate_button.click()
+            click_pixel(view, 150.5, 1237.5)
+            click_pixel(view, 550.5, 1237.5)
+            window.spine.measure_layer.set_tool("distance")
+            click_pixel(view, 350.5, 150.5)
+            click_pixel(view, 350.5, 1195.5)
+            window.spine.measure_layer.set_tool(None)
+            settle(0.5)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            window.grab().save(str(output))
+            print(f"{panel.calibration_prompt.text()}\n{panel.scale_label.text()}\nscreenshot: {output}")
+            window.spine.undo_stack.clear()
+    app.processEvents()
     return 0
 
 

@@ -114,24 +114,45 @@ def fraction_not_background(pixels: np.ndarray, background_rgb, tolerance: int =
 
 
 @contextlib.contextmanager
-def opened_ct_window(folder: Path):
-    """A main window with its own library in ``folder``, the CT sample imported and opened, 2D and 3D ready."""
+def opened_window(folder: Path, path: Path, *, wait_3d: bool = True, size=(1500, 950), timeout: float = 120.0):
+    """A main window with its own library in ``folder``, ``path`` imported and opened (and the 3D view prepared,
+    unless ``wait_3d`` is False: a radiograph has none); closed with its library afterwards."""
     from app.main_window import MainWindow
     from core.library import Library
 
     library = Library(folder / "library.db")
     window = MainWindow(library=library)
-    window.resize(1500, 950)
-    window.show()
-    opened = []
-    window.volume_opened.connect(opened.append)
-    window.import_paths([ct_dicom_dir()], open_first=True)
-    wait_until(lambda: opened, what="the CT series to open")
-    wait_until(lambda: window.viewer.volume_view.prepared is not None, what="the 3D view to be prepared")
-    settle(0.3)
     try:
+        window.resize(*size)
+        window.show()
+        opened = []
+        window.volume_opened.connect(opened.append)
+        window.import_paths([path], open_first=True)
+        wait_until(lambda: opened, timeout, f"{Path(path).name} to open")
+        if wait_3d:
+            wait_until(lambda: window.viewer.volume_view.prepared is not None, timeout, "the 3D view to be prepared")
+        settle(0.3)
         yield window
     finally:
         window.close()
         library.close()
         settle(0.1)
+
+
+def opened_ct_window(folder: Path):
+    """A main window with its own library in ``folder``, the CT sample imported and opened, 2D and 3D ready."""
+    return opened_window(folder, ct_dicom_dir())
+
+
+def click_pixel(view, x: float, y: float) -> None:
+    """A real left click (press and release) on pixel column ``x``, row ``y`` of the image shown in ``view``."""
+    from PySide6.QtCore import QEvent, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    volume = view.state.volume
+    pos = view.patient_to_widget(volume.voxel_to_patient((x - 0.5, y - 0.5, 0.0)))[0]
+    for kind in (QEvent.MouseButtonPress, QEvent.MouseButtonRelease):
+        buttons = Qt.LeftButton if kind == QEvent.MouseButtonPress else Qt.NoButton
+        QApplication.sendEvent(view, QMouseEvent(kind, pos, view.mapToGlobal(pos), Qt.LeftButton, buttons,
+                                                 Qt.NoModifier))

@@ -144,21 +144,11 @@ def test_main_window_radiograph_tab_context_and_reopen(qapp, tmp_path):
     consultation's study context and the store; reopening the series shows the stored landmarks again."""
     from PIL import Image
 
-    from app.main_window import MainWindow
-    from core.library import Library
-    from tests.app_support import settle
+    from tests.app_support import opened_window, settle
 
     path = tmp_path / "spine_ap.png"
     Image.fromarray(np.random.default_rng(3).integers(60, 200, (1100, 600), dtype=np.uint8)).save(path)
-    library = Library(tmp_path / "library.db")
-    window = MainWindow(library=library)
-    try:
-        window.resize(1400, 900)
-        window.show()
-        opened = []
-        window.volume_opened.connect(opened.append)
-        window.import_paths([path], open_first=True)
-        wait_until(lambda: opened, what="the radiograph to open")
+    with opened_window(tmp_path, path, wait_3d=False, size=(1400, 900)) as window:
         tabs = window.spine.tabs
         assert "Radiograph" in [tabs.tabText(i) for i in range(tabs.count())]
         assert window.xray.panel.find_button.isEnabled()
@@ -167,15 +157,13 @@ def test_main_window_radiograph_tab_context_and_reopen(qapp, tmp_path):
         names = [m.name for m in window.chat.context.measurements]
         assert "Cobb angle, main thoracic curve" in names, names
         series = window.current_series
-        opened.clear()
+        opened = []
+        window.volume_opened.connect(opened.append)
         window.open_series(series)
         wait_until(lambda: opened, what="the radiograph to reopen")
         settle(0.2)
         assert window.xray.model.landmarks == pytest.approx(lm, abs=0.01)
         window.spine.undo_stack.clear()
-    finally:
-        window.close()
-        library.close()
 
 
 def _click(view, point_mm) -> None:

@@ -38,21 +38,11 @@ def test_levels_from_landmarks():
 def test_main_window_levels_reach_the_consultation_and_follow_edits(qapp, tmp_path):
     from PIL import Image
 
-    from app.main_window import MainWindow
-    from core.library import Library
-    from tests.app_support import settle, wait_until
+    from tests.app_support import opened_window, settle, wait_until
 
     path = tmp_path / "spine_ap.png"
     Image.fromarray(np.random.default_rng(3).integers(60, 200, (1100, 600), dtype=np.uint8)).save(path)
-    library = Library(tmp_path / "library.db")
-    window = MainWindow(library=library)
-    try:
-        window.resize(1400, 900)
-        window.show()
-        opened = []
-        window.volume_opened.connect(opened.append)
-        window.import_paths([path], open_first=True)
-        wait_until(lambda: opened, what="the radiograph to open")
+    with opened_window(tmp_path, path, wait_3d=False, size=(1400, 900)) as window:
         assert window.state.labelling is None
         lm = _landmarks()
         window.xray.model.set_landmarks(lm, "auto:spinemed-xray-landmarks@1.0")
@@ -67,7 +57,8 @@ def test_main_window_levels_reach_the_consultation_and_follow_edits(qapp, tmp_pa
         window.spine.undo_stack.undo()
         assert window.state.labelling.vertebra("T1").centroid == pytest.approx(before)
         series = window.current_series
-        opened.clear()
+        opened = []
+        window.volume_opened.connect(opened.append)
         window.open_series(series)
         wait_until(lambda: opened, what="the radiograph to reopen")
         settle(0.2)
@@ -75,6 +66,3 @@ def test_main_window_levels_reach_the_consultation_and_follow_edits(qapp, tmp_pa
         assert again is not None and again.names() == list(LEVELS)
         assert again.vertebra("T1").centroid == pytest.approx(before, abs=1e-3)
         window.spine.undo_stack.clear()
-    finally:
-        window.close()
-        library.close()

@@ -3,7 +3,6 @@ place of the network), the column kept in order when two crops settle on one ver
 a tiny training run that resumes and whose export runs in onnxruntime."""
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 
@@ -12,7 +11,7 @@ import pytest
 from PIL import Image
 
 from core.xray import refine as R
-from tests.xray_support import column
+from tests.xray_support import column, write_aasce_folder
 
 
 def test_crop_geometry_round_trip_and_where_a_dot_lands():
@@ -108,26 +107,7 @@ def test_tiny_training_run_resumes_and_exports(tmp_path):
     from training.xray.refine_train import run_refine_training
 
     data = tmp_path / "data"
-    (data / "images").mkdir(parents=True)
-    (data / "labels").mkdir()
-    names, rows, angles = [], [], []
-    for i in range(2):
-        h, w = 1800, 800
-        lm = column(np.repeat(np.linspace(10 - 5 * i, -10, 17), 2), pitch=90, half_width=40, height=65,
-                    top=(400, 160))
-        img = np.full((h, w), 40, np.uint8)
-        yy, xx = np.mgrid[0:h, 0:w]
-        for q in lm.reshape(17, 4, 2):
-            c = q.mean(axis=0)
-            img[(np.abs(xx - c[0]) < 38) & (np.abs(yy - c[1]) < 30)] = 200
-        name = f"case-{i} A AP.jpg"
-        Image.fromarray(img).save(data / "images" / name)
-        names.append(name)
-        rows.append(list(lm[:, 0] / w) + list(lm[:, 1] / h))
-        angles.append([20.0 - 5 * i, 10.0, 5.0])
-    for fname, rws in (("filenames.csv", [[n] for n in names]), ("landmarks.csv", rows), ("angles.csv", angles)):
-        with (data / "labels" / fname).open("w", newline="") as f:
-            csv.writer(f).writerows(rws)
+    names = write_aasce_folder(data)
     first = tmp_path / "first"
     first.mkdir()
     shutil.copy(default_model_dir() / "model.onnx", first / "model.onnx")

@@ -35,3 +35,33 @@ def column(endplate_tilts, pitch: float = 60.0, half_width: float = 25.0, height
             pts[v, 2 * e + 1] = mid + along * half_width
         x, y = centre + down * pitch
     return pts.reshape(68, 2)
+
+
+def write_aasce_folder(data: Path, n: int = 2) -> list[str]:
+    """``n`` synthetic AP radiographs in the AASCE layout (images/, labels/{filenames,landmarks,angles}.csv), each
+    a column of bright blocks at known corners, one patient each; returns the file names."""
+    import csv
+
+    from PIL import Image
+
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    names, rows, angles = [], [], []
+    for i in range(n):
+        h, w = 1800, 800
+        lm = column(np.repeat(np.linspace(10 - 5 * i, -10, 17), 2), pitch=90, half_width=40, height=65,
+                    top=(400, 160))
+        img = np.full((h, w), 40, np.uint8)
+        yy, xx = np.mgrid[0:h, 0:w]
+        for q in lm.reshape(17, 4, 2):
+            c = q.mean(axis=0)
+            img[(np.abs(xx - c[0]) < 38) & (np.abs(yy - c[1]) < 30)] = 200
+        name = f"case-{i} A AP.jpg"
+        Image.fromarray(img).save(data / "images" / name)
+        names.append(name)
+        rows.append(list(lm[:, 0] / w) + list(lm[:, 1] / h))
+        angles.append([20.0 - 5 * i, 10.0, 5.0])
+    for fname, rws in (("filenames.csv", [[nm] for nm in names]), ("landmarks.csv", rows), ("angles.csv", angles)):
+        with (data / "labels" / fname).open("w", newline="") as f:
+            csv.writer(f).writerows(rws)
+    return names

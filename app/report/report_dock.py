@@ -53,7 +53,7 @@ def show_series(window: Any, editor: ReportEditor, volume: Any) -> None:
     try:
         source = window.library.source(uid)
         context = StudyContext.from_series_source(source)
-        key = source.study_uid or f"series:{uid}"
+        key = source.study_key
     except KeyError:
         pass
     context.measurements = stored_measurements(uid, window.library.db)

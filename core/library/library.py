@@ -124,7 +124,7 @@ class Library:
         return not existing
 
     def _study_id(self, source: SeriesSource) -> int:
-        key = source.study_uid or f"series:{source.series_uid}"
+        key = source.study_key
         row = self.db.execute("select id, modalities from studies where study_key = ?", [key]).fetchone()
         if row:
             modalities = sorted(set(filter(None, (row[1] or "").split(","))) | {source.modality})

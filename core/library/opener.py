@@ -37,7 +37,7 @@ class OpenedStudy:
     @property
     def study_key(self) -> str:
         """The key conversations and reports are stored under: the study uid, else the series."""
-        return self.source.study_uid or f"series:{self.source.series_uid}"
+        return self.source.study_key
 
     def load(self, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Volume:
         """The used series as a Volume; its own warnings (blank slices...) are added to ``warnings``."""

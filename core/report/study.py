@@ -36,7 +36,7 @@ class ReportStudy:
 
     @property
     def study_key(self) -> str:
-        return self.source.study_uid or f"series:{self.source.series_uid}"
+        return self.source.study_key
 
     def draft_kwargs(self) -> dict[str, Any]:
         return {"series_uid": self.source.series_uid, "study_uid": self.source.study_uid,

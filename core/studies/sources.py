@@ -36,6 +36,12 @@ class SeriesSource:
     n_images: int = 0
     warnings: list[str] = field(default_factory=list)  # e.g. "missing slice between z=10 and z=14 mm"
 
+    @property
+    def study_key(self) -> str:
+        """The key a study is kept under (library, conversations, reports, model choice): its study uid, else the
+        series (NIfTI and images have no study uid)."""
+        return self.study_uid or f"series:{self.series_uid}"
+
 
 @dataclass
 class ScanResult:

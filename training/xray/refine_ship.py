@@ -18,6 +18,7 @@ from core.xray import refine as R
 from core.xray.evaluate import EvalReport, evaluate_dataset
 from core.xray.landmarks import LandmarkModel
 from training.xray.config import XrayRefineConfig
+from training.xray.train import load_trained
 
 VERSION = "1.1"
 
@@ -27,13 +28,7 @@ def export_refine_onnx(run_dir: Path, onnx_path: Path) -> None:
 
     from training.xray.refine_model import RefineExport, RefineNet
 
-    net = RefineNet(crop=R.CROP)
-    final = run_dir / "model_final.pt"
-    if final.is_file():
-        net.load_state_dict(torch.load(final, weights_only=True))
-    else:
-        net.load_state_dict(torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"])
-    net.eval()
+    net = load_trained(RefineNet(crop=R.CROP), run_dir)
     x = torch.zeros(17, 1, R.CROP, R.CROP)
     torch.onnx.export(RefineExport(net), (x,), str(onnx_path), input_names=["crops"], output_names=["corners"],
                       dynamic_axes={"crops": {0: "batch"}}, opset_version=17, dynamo=False)

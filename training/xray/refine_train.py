@@ -23,7 +23,7 @@ from core.xray.aasce import broken_vertebrae, read_dataset
 from core.xray.cobb import aasce_angles
 from core.xray.metrics import angle_mae, landmark_errors, smape
 from training.xray.config import XrayRefineConfig
-from training.xray.train import _lr, plot_curves
+from training.xray.train import _lr, plot_curves, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -271,10 +271,7 @@ def run_refine_training(cfg: XrayRefineConfig, progress_bar: bool = True) -> dic
         state["wall_seconds"] = wall_before + time.monotonic() - started
         if done:
             state["finished"] = True
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                    "numpy_rng": rng.bit_generator.state, "state": state}, tmp)
-        tmp.replace(ckpt)
+        save_checkpoint(ckpt, net, opt, gen, state, numpy_rng=rng.bit_generator.state)
         (out / "history.json").write_text(json.dumps(state["history"], indent=1), encoding="utf-8")
         plot_curves(state["history"], out / "training_curves.png")
         msg = f"epoch {epoch}: loss {entry['train_loss']:.3f}, corner L1 {entry['train_coord_px']:.2f} crop px"

@@ -21,7 +21,7 @@ from core.xray.landmarks import MODEL_NAME, LandmarkModel, geometry_problems
 from core.xray.preprocess import detail, standardise
 from training.xray.config import XrayTrainConfig
 from training.xray.data import load_data, patient_split
-from training.xray.train import evaluate
+from training.xray.train import evaluate, load_trained
 
 VERSION = "1.0"
 
@@ -32,13 +32,7 @@ def export_onnx(run_dir: Path, onnx_path: Path) -> None:
     from training.xray.model import ExportWrapper, LandmarkNet
 
     cfg = XrayTrainConfig.load(run_dir / "config.json")
-    net = LandmarkNet()
-    final = run_dir / "model_final.pt"
-    if final.is_file():
-        net.load_state_dict(torch.load(final, weights_only=True))
-    else:
-        net.load_state_dict(torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"])
-    net.eval()
+    net = load_trained(LandmarkNet(), run_dir)
     x = torch.zeros(1, 1, cfg.input_height, cfg.input_width)
     torch.onnx.export(ExportWrapper(net), (x,), str(onnx_path), input_names=["image"],
                       output_names=["coords", "spread", "peak"], dynamic_axes={"image": {0: "batch"}},

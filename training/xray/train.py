@@ -121,6 +121,26 @@ def _lr(cfg: XrayTrainConfig, step: int, steps_per_epoch: int, progress: float) 
     return cfg.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, t))))
 
 
+def save_checkpoint(path: Path, net, opt, gen, state: dict, **extra) -> None:
+    """The run's checkpoint (model, optimizer, random generator, run state), written atomically for resume."""
+    torch = _torch()
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                "state": state, **extra}, tmp)
+    tmp.replace(path)
+
+
+def load_trained(net, run_dir: Path):
+    """``net`` with a run's weights: the final ones when the run finished, else its last checkpoint."""
+    torch = _torch()
+    final = run_dir / "model_final.pt"
+    if final.is_file():
+        net.load_state_dict(torch.load(final, weights_only=True))
+    else:
+        net.load_state_dict(torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"])
+    return net.eval()
+
+
 def plot_curves(history: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -230,10 +250,7 @@ def run_training(cfg: XrayTrainConfig, progress_bar: bool = True) -> XrayRunResu
         state["epoch"] = epoch
         state["history"].append(entry)
         state["wall_seconds"] = wall_before + time.monotonic() - started
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                    "state": state}, tmp)
-        tmp.replace(ckpt)
+        save_checkpoint(ckpt, net, opt, gen, state)
         (out / "history.json").write_text(json.dumps(state["history"], indent=1), encoding="utf-8")
         plot_curves(state["history"], out / "training_curves.png")
         msg = f"epoch {epoch}: loss {entry['train_loss']:.3f}, corner L1 {entry['train_coord_px']:.2f} input px"
@@ -244,9 +261,7 @@ def run_training(cfg: XrayTrainConfig, progress_bar: bool = True) -> XrayRunResu
         log.info(msg)
         if done:
             state["finished"] = True
-            torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                        "state": state}, tmp)
-            tmp.replace(ckpt)
+            save_checkpoint(ckpt, net, opt, gen, state)
             if epoch < cfg.epochs:
                 log.info("time budget of %.0f min used after epoch %d (learning rate annealed)", cfg.max_minutes,
                          epoch)

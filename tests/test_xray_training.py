@@ -1,0 +1,48 @@
+"""The first landmark stage's training (``spinemed-train xray train``) on a tiny run: synthetic radiographs in the
+AASCE layout, a patient-wise split, one epoch, a resumed second epoch, curves, and an ONNX export that runs in
+onnxruntime with the shapes the workstation reads."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.xray_support import write_aasce_folder
+
+
+def test_tiny_first_stage_run_resumes_and_exports(tmp_path):
+    pytest.importorskip("torch")
+    import onnxruntime as ort
+    import torch
+
+    from training.xray.config import XrayTrainConfig
+    from training.xray.ship import export_onnx
+    from training.xray.train import run_training
+
+    data = tmp_path / "data"
+    write_aasce_folder(data, n=4)
+    cfg = XrayTrainConfig(data_dir=str(data), output_dir=str(tmp_path / "run"), input_height=128, input_width=64,
+                          epochs=1, batch_size=2, eval_every=1, val_fraction=0.25, augment=False)
+    r1 = run_training(cfg, progress_bar=False)
+    assert r1.finished and r1.epochs_done == 1 and np.isfinite(r1.validation["smape"])
+    assert (tmp_path / "run" / "training_curves.png").stat().st_size > 0
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert (split["validation_patients"], split["train_patients"]) == (1, 3)  # one of four patients held out
+    # a longer run in the same folder resumes from the checkpoint
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    saved["epochs"] = 2
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    ck["state"]["finished"] = False
+    torch.save(ck, tmp_path / "run" / "checkpoint.pt")
+    run_training(cfg, progress_bar=False)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and "val" in history[-1]
+    onnx_path = tmp_path / "model.onnx"
+    export_onnx(tmp_path / "run", onnx_path)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    outputs = dict(zip([o.name for o in sess.get_outputs()],
+                       sess.run(None, {"image": np.zeros((1, 1, 128, 64), np.float32)})))
+    assert set(outputs) == {"coords", "spread", "peak"}
+    assert outputs["coords"].shape[-1] == 2 and np.all(np.isfinite(outputs["coords"]))
