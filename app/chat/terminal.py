@@ -126,8 +126,10 @@ def stream_answer(answer: AnswerStream, out: TextIO, err: TextIO) -> str:
     return answer.status
 
 
-def cmd_ask(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def cmd_ask(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     from core.consult import ContextOverflowError
+
+    out, err = out or sys.stdout, err or sys.stderr  # looked up now: a redirected stdout is honoured
 
     consult = open_consultation(args, err)
     try:
@@ -140,9 +142,11 @@ def cmd_ask(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sy
     return {"complete": 0, "cancelled": 130}.get(status, 1)
 
 
-def cmd_chat(args: argparse.Namespace, inp: TextIO = sys.stdin, out: TextIO = sys.stdout,
-             err: TextIO = sys.stderr) -> int:
+def cmd_chat(args: argparse.Namespace, inp: TextIO | None = None, out: TextIO | None = None,
+             err: TextIO | None = None) -> int:
     from core.consult import ContextOverflowError
+
+    inp, out, err = inp or sys.stdin, out or sys.stdout, err or sys.stderr
 
     consult = open_consultation(args, err)
     level = args.level
