@@ -53,12 +53,25 @@ def test_a_model_is_offloaded_by_the_layers_that_fit_the_gpu(embedded_model, mon
 
     off = ServerSettings()
     monkeypatch.setattr(model_fit, "detect_vram", lambda: None)
-    assert choose_model(embedded_model, settings=off).options["n_gpu_layers"] == 0
+    assert choose_model(embedded_model, settings=off).create().n_gpu_layers == 0
     monkeypatch.setattr(model_fit, "detect_vram", lambda: 8 * 1024**3)
     n_layers = model_fit.memory_fit(read_gguf(embedded_model)).n_layers
     assert n_layers > 20
-    assert choose_model(embedded_model, settings=off).options["n_gpu_layers"] == n_layers
+    assert choose_model(embedded_model, settings=off).create().n_gpu_layers == n_layers
     monkeypatch.setattr(model_fit, "detect_vram", lambda: 600 * 1024**2)  # a small GPU: only some layers fit
-    some = choose_model(embedded_model, settings=off).options["n_gpu_layers"]
+    some = choose_model(embedded_model, settings=off).create().n_gpu_layers
     assert 0 < some < n_layers
-    assert choose_model(embedded_model, settings=off, n_gpu_layers=3).options["n_gpu_layers"] == 3
+    assert choose_model(embedded_model, settings=off, n_gpu_layers=3).create().n_gpu_layers == 3
+
+
+def test_a_truncated_model_gets_no_gpu_layers_and_is_refused_when_it_loads(embedded_model, tmp_path):
+    import pytest
+
+    from core.inference.backend import BackendError
+
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(embedded_model.read_bytes()[:4096])
+    backend = choose_model(cut, settings=ServerSettings()).create()
+    assert backend.n_gpu_layers == 0
+    with pytest.raises(BackendError, match="cut.gguf"):
+        backend.load()

@@ -42,7 +42,13 @@ class ModelChoice:
             return ServerBackend(self.server)
         if self.path is None:
             raise ModelLoadError(NO_MODEL)
-        return backend_for_model(self.path, **self.options)
+        options = dict(self.options)
+        if options.get("n_gpu_layers") is None:  # the layers that fit this machine's GPU (0 without one)
+            # here, not in choose_model: create() runs on the model thread, and asking nvidia-smi can take seconds
+            from core.inference.model_fit import gpu_layers_that_fit
+
+            options["n_gpu_layers"] = gpu_layers_that_fit(self.path, options.get("n_ctx"))
+        return backend_for_model(self.path, **options)
 
 
 def choose_model(path: Path | str | None = None, study_key: str | None = None, *,
@@ -64,10 +70,6 @@ def choose_model(path: Path | str | None = None, study_key: str | None = None, *
         raise ModelLoadError(NO_MODEL)
     if "adapter" not in options:
         options["adapter"] = registry.selected_adapter(path)
-    if options.get("n_gpu_layers") is None:  # the layers that fit this machine's GPU (0 without one)
-        from core.inference.model_fit import gpu_layers_that_fit
-
-        options["n_gpu_layers"] = gpu_layers_that_fit(path, options.get("n_ctx"))
     if "mmproj" not in options:  # a model added with its vision projector loads with it
         from core.inference.model_store import paired_projector
 
