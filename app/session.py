@@ -8,6 +8,7 @@ that need them (chat panel, report dock, models dialog, status bar).
     session.backend                                    # what the consultation and report drafting run on
     session.image_source = lambda: (volume, labelling) # what key images are drawn from (the viewer's)
     session.key_images("L4-L5")                        # PNGs for a model that sees images, else []
+    session.key_images_later("L4-L5")                  # the same, drawn when called (on a worker)
 
 The model is loaded on the session's own QThread (``model_thread``); the chat panel's generation runs on the same
 thread, so loading another model waits for the answer in flight instead of unloading the model under it. Which model
@@ -17,6 +18,7 @@ parentless session's thread left running aborts the process at exit.
 """
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,18 +111,28 @@ class Session(QObject):
         if self.backend is not None and hasattr(self.backend, "set_identifiers"):
             self.backend.set_identifiers(self.study.identifiers)
 
-    def key_images(self, level: str | None) -> list[bytes]:
-        """The selected level's sagittal and axial key images (PNG) when the model sees images and the level is
-        labelled; else [] (a text-only model gets none)."""
+    def key_images_later(self, level: str | None) -> Callable[[], list[bytes]]:
+        """What draws the selected level's sagittal and axial key images (PNG) when the model sees images and the
+        level is labelled, else nothing (a text-only model gets none). The volume and a copy of the labelling are
+        taken now, on the GUI thread; the drawing happens when the returned callable runs, on the answer's worker,
+        so asking never waits for the renders and a level dragged meanwhile does not change what is sent."""
         info = self.model_info
         if not level or info is None or not info.multimodal or self.image_source is None:
-            return []
-        try:
-            volume, labelling = self.image_source()
-            return [image.png for image in level_key_images(volume, labelling, level)]
-        except Exception as exc:  # noqa: BLE001 - the question still goes, without images
-            log.warning("key images for %s could not be drawn: %s", level, exc)
-            return []
+            return list
+        volume, labelling = self.image_source()
+        labelling = copy.deepcopy(labelling)
+
+        def draw() -> list[bytes]:
+            try:
+                return [image.png for image in level_key_images(volume, labelling, level)]
+            except Exception as exc:  # noqa: BLE001 - the question still goes, without images
+                log.warning("key images for %s could not be drawn: %s", level, exc)
+                return []
+        return draw
+
+    def key_images(self, level: str | None) -> list[bytes]:
+        """The key images drawn now (see :meth:`key_images_later`)."""
+        return self.key_images_later(level)()
 
     # --- model ------------------------------------------------------------------------------------------------
     def load_model(self, path: Path | str | None = None, study_key: str | None = None, **options: Any) -> bool:

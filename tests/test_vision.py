@@ -126,13 +126,22 @@ def test_llama_backend_encodes_key_images_through_the_projector(embedded_model, 
         backend.unload()
 
 
-def test_chat_sends_the_key_images_only_to_a_vision_server(qtbot, tmp_path, phantom):
+def test_chat_sends_the_key_images_only_to_a_vision_server(qtbot, tmp_path, phantom, monkeypatch):
+    import threading
+
+    import app.session
     from app.chat.chat_panel import ChatPanel
     from app.session import Session
     from core.consult import ConversationStore, StudyContext
     from core.inference.server_backend import ServerSettings
 
     ph, labelling = phantom
+    drawn_on = []
+
+    def recording(*args):
+        drawn_on.append(threading.current_thread())
+        return level_key_images(*args)
+    monkeypatch.setattr(app.session, "level_key_images", recording)
     server = RecordingServer()
     try:
         for vision in (True, False):
@@ -159,9 +168,37 @@ def test_chat_sends_the_key_images_only_to_a_vision_server(qtbot, tmp_path, phan
                 sent = [Image.open(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).size for u in urls]
                 expected = [Image.open(io.BytesIO(im.png)).size for im in level_key_images(ph.volume, labelling, "L2")]
                 assert sent == expected
+                assert drawn_on and threading.main_thread() not in drawn_on  # drawn on the worker, not the GUI
             else:
                 assert urls == []  # a text-only server gets no images
             panel.shutdown()
             session.shutdown()
     finally:
         server.close()
+
+
+def test_key_images_are_drawn_from_the_labelling_as_it_was_when_asked(phantom):
+    """The labelling is copied when the question is asked: a level dragged while the images are drawn on the
+    worker does not change what is sent."""
+    from app.session import Session
+    from core.inference.backend import BackendInfo
+
+    ph, labelling = phantom
+    session = Session()
+    try:
+        session.model_info = BackendInfo(backend="test", model_path="vision.gguf", multimodal=True)
+        session.image_source = lambda: (ph.volume, labelling)
+        draw = session.key_images_later("L2")
+        before = [im.png for im in level_key_images(ph.volume, labelling, "L2")]
+        moved = labelling.vertebra("L2")
+        original = moved.centroid
+        moved.centroid = tuple(c + 30.0 for c in original)
+        try:
+            assert draw() == before
+            assert session.key_images("L2") != before  # drawn now: the moved level
+        finally:
+            moved.centroid = original
+        session.model_info = BackendInfo(backend="test", model_path="text.gguf", multimodal=False)
+        assert session.key_images_later("L2")() == []
+    finally:
+        session.shutdown()

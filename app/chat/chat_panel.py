@@ -390,8 +390,8 @@ class ChatPanel(QWidget):
             edit_id, self._edit_id = self._edit_id, None
             job: Callable[[], AnswerStream] = lambda: consult.edit_and_resend(edit_id, question, level=level)
         else:
-            images = self.session.key_images(level) or None  # a model that sees images gets the level's slices
-            job = lambda: consult.ask(question, level=level, images=images)
+            draw = self.session.key_images_later(level)  # a model that sees images gets the level's slices
+            job = lambda: consult.ask(question, level=level, images=draw() or None)
         self._start(job, question)
 
     def regenerate(self) -> None:
