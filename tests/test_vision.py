@@ -106,6 +106,28 @@ def test_a_projector_of_the_wrong_width_is_refused_when_the_model_loads(embedded
         backend_for_model(embedded_model, mmproj=wrong, n_ctx=2048, n_threads=1).load()
 
 
+def test_a_projector_that_crashes_libmtmd_is_refused_by_a_child_process_and_this_one_survives(embedded_model,
+                                                                                             tmp_path):
+    """libmtmd segfaults on a projector without its patch embedding: the test-load in a child process names the file
+    and the crash, and the workstation's process (this test) goes on; a good projector still loads afterwards."""
+    from core.inference.backend import ModelLoadError
+    from core.inference.llama_backend import LlamaCppBackend
+    from core.inference.projector_probe import probe_projector
+
+    broken = write_tiny_projector(tmp_path / "broken-mmproj.gguf", leave_out="v.patch_embd.weight")
+    with pytest.raises(ModelLoadError, match=r"broken-mmproj\.gguf.*crashed \(SIGSEGV\)"):
+        LlamaCppBackend(embedded_model, mmproj_path=broken, n_ctx=512).load()
+    unfinished = write_tiny_projector(tmp_path / "unfinished-mmproj.gguf", leave_out="v.blk.0.ffn_up.weight")
+    assert "libmtmd could not load this projector" in probe_projector(embedded_model, unfinished)
+    good = write_tiny_projector(tmp_path / "good-mmproj.gguf")
+    assert probe_projector(embedded_model, good) is None
+    backend = LlamaCppBackend(embedded_model, mmproj_path=good, n_ctx=512)
+    try:
+        assert backend.load().multimodal
+    finally:
+        backend.unload()
+
+
 def test_llama_backend_encodes_key_images_through_the_projector(embedded_model, projector, phantom):
     ph, labelling = phantom
     backend = backend_for_model(embedded_model, mmproj=projector, n_ctx=2048, n_threads=1)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 
-def write_tiny_projector(path: Path, out_width: int = 576, seed: int = 0) -> Path:
+def write_tiny_projector(path: Path, out_width: int = 576, seed: int = 0, leave_out: str | None = None) -> Path:
+    """The projector at ``path``; ``leave_out`` names a tensor not written (a broken file libmtmd crashes on)."""
     import gguf
 
     n_embd, n_ff, n_head, image_size, patch = 16, 32, 2, 28, 14
@@ -31,10 +32,13 @@ def write_tiny_projector(path: Path, out_width: int = 576, seed: int = 0) -> Pat
     rng = np.random.default_rng(seed)
 
     def noise(name: str, *shape: int, std: float = 0.02) -> None:
-        w.add_tensor(name, (rng.standard_normal(shape) * std).astype(np.float32))
+        values = (rng.standard_normal(shape) * std).astype(np.float32)  # drawn even when left out: same seed, same rest
+        if name != leave_out:
+            w.add_tensor(name, values)
 
     def ones(name: str, n: int) -> None:
-        w.add_tensor(name, np.ones(n, np.float32))
+        if name != leave_out:
+            w.add_tensor(name, np.ones(n, np.float32))
 
     noise("v.patch_embd.weight", n_embd, 3, patch, patch)
     noise("v.class_embd", n_embd)

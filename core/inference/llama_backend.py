@@ -148,6 +148,7 @@ class LlamaCppBackend:
         chat_handler: str | None = None,
         require_gpu: bool = False,
         verbose: bool = False,
+        probe_projector: bool = True,
     ) -> None:
         self.model_path = Path(model_path)
         self.n_gpu_layers = n_gpu_layers
@@ -160,6 +161,7 @@ class LlamaCppBackend:
         self.chat_handler_name = chat_handler
         self.require_gpu = require_gpu
         self.verbose = verbose
+        self.probe_projector = probe_projector  # test-load the projector in a child first (projector_probe)
         self.last_stats: GenerationStats | None = None
         self._llm: llama_cpp.Llama | None = None
         self._formatter: _CancellableFormatter | None = None
@@ -189,6 +191,12 @@ class LlamaCppBackend:
                     raise ModelLoadError(problem)
         except GGUFError as exc:
             raise ModelLoadError(str(exc)) from exc
+        if self.mmproj_path and self.probe_projector:
+            from core.inference.projector_probe import probe_projector
+
+            problem = probe_projector(self.model_path, self.mmproj_path, chat_handler=self.chat_handler_name)
+            if problem:  # a projector libmtmd crashes on would take this process (and unsaved work) with it
+                raise ModelLoadError(problem)
         supported = bool(llama_cpp.llama_supports_gpu_offload())
         if self.n_gpu_layers and not supported and self.require_gpu:
             raise ModelLoadError(
