@@ -2,7 +2,6 @@
 the AASCE layout, bad input (missing CSV, unreadable image, tiny image) answered with a message and an exit code."""
 from __future__ import annotations
 
-import csv
 import json
 import re
 
@@ -10,37 +9,19 @@ import numpy as np
 from PIL import Image
 
 from app.cli import main
-from tests.xray_support import aasce_dir, column
+from tests.xray_support import aasce_dir, write_aasce_folder
 
 
 def _synthetic_dataset(tmp_path, n=3):
-    """PNG 'radiographs' with bright vertebra blocks drawn where the landmarks say, and their CSVs."""
-    images = tmp_path / "images"
-    images.mkdir(parents=True)
-    names, rows, angles = [], [], []
-    for i in range(n):
-        h, w = 1800, 800
-        lm = column(np.repeat(np.linspace(12 - 4 * i, -10, 17), 2), pitch=90, half_width=40, height=65,
-                    top=(400, 160))
-        img = np.full((h, w), 40, np.uint8)
-        yy, xx = np.mgrid[0:h, 0:w]
-        for q in lm.reshape(17, 4, 2):
-            c = q.mean(axis=0)
-            img[(np.abs(xx - c[0]) < 38) & (np.abs(yy - c[1]) < 30)] = 200
-        name = f"case-{i} A AP.png"
-        Image.fromarray(img).save(images / name)
-        names.append(name)
-        rows.append(list(lm[:, 0] / w) + list(lm[:, 1] / h))
-        angles.append([22.0 - 4 * i, 10.0, 5.0])
-    for fname, data in (("filenames.csv", [[n] for n in names]), ("landmarks.csv", rows), ("angles.csv", angles)):
-        with (tmp_path / fname).open("w", newline="") as f:
-            csv.writer(f).writerows(data)
-    return images
+    """The AASCE layout (tests.xray_support.write_aasce_folder) under ``tmp_path``; returns its images folder."""
+    write_aasce_folder(tmp_path, n)
+    return tmp_path / "images"
 
 
 def _args(tmp_path, images):
-    return ["xray", "eval", str(images), "--landmarks", str(tmp_path / "landmarks.csv"), "--angles",
-            str(tmp_path / "angles.csv"), "--filenames", str(tmp_path / "filenames.csv"), "-q"]
+    labels = tmp_path / "labels"
+    return ["xray", "eval", str(images), "--landmarks", str(labels / "landmarks.csv"), "--angles",
+            str(labels / "angles.csv"), "--filenames", str(labels / "filenames.csv"), "-q"]
 
 
 def test_eval_prints_smape_mae_and_landmark_error(tmp_path, capsys):
@@ -56,16 +37,16 @@ def test_eval_prints_smape_mae_and_landmark_error(tmp_path, capsys):
 
 def test_eval_names_a_missing_csv_and_an_unreadable_image(tmp_path, capsys):
     images = _synthetic_dataset(tmp_path, n=2)
-    (tmp_path / "angles.csv").unlink()
+    (tmp_path / "labels" / "angles.csv").unlink()
     assert main(_args(tmp_path, images)) == 2
     err = capsys.readouterr().err
     assert "angles.csv: file not found" in err and "Traceback" not in err
     images = _synthetic_dataset(tmp_path / "b", n=2)
-    (images / "case-1 A AP.png").write_text("not an image")
+    (images / "case-1 A AP.jpg").write_text("not an image")
     assert main(_args(tmp_path / "b", images)) == 0
     captured = capsys.readouterr()
     assert "1 unreadable" in captured.out
-    assert "case-1 A AP.png: not a readable image" in captured.err
+    assert "case-1 A AP.jpg: not a readable image" in captured.err
 
 
 def test_landmarks_command_refuses_a_tiny_image(tmp_path, capsys):
@@ -92,9 +73,10 @@ def test_eval_on_shared_validation_radiographs(tmp_path, capsys):
     labels = root / "labels"
     names = (labels / "filenames.csv").read_text().splitlines()
     keep = [names.index(v) for v in val]
+    (tmp_path / "labels").mkdir()
     for fname in ("filenames.csv", "landmarks.csv", "angles.csv"):
         lines = (labels / fname).read_text().splitlines()
-        (tmp_path / fname).write_text("\n".join(lines[i] for i in keep) + "\n")
+        (tmp_path / "labels" / fname).write_text("\n".join(lines[i] for i in keep) + "\n")
     assert main(_args(tmp_path, root / "images")) == 0
     out = capsys.readouterr().out
     smape = float(re.search(r"^SMAPE: (\d+\.\d)%$", out, re.MULTILINE).group(1))
