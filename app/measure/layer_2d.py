@@ -3,9 +3,12 @@
 With a tool on, left clicks place points on the slice shown (patient mm), in the order :mod:`app.measure.tools`
 gives: distance = 2 points; angle = 3 (first end, vertex, second end); Cobb = 4 (two points on each endplate line,
 in the plane of the view); lordosis and kyphosis = 4 (two endplate lines) and slip = 3 (three vertebral corners), on
-the sagittal view. :attr:`MeasureLayer.prompt` says which point to click next. The measurement is made when the last
-point is placed; a right click or Escape drops the points placed so far. A measurement is drawn on the slices it
-was placed on (all its points within a few mm of the slice).
+the sagittal view (slip also on a lateral radiograph); on a radiograph, pelvic incidence = 4 (drawn with the line
+from the S1 endplate's midpoint to the hip axis and the endplate's perpendicular) and SVA = 2 (drawn as the C7 plumb
+line and its offset from S1). :attr:`MeasureLayer.prompt` says which point to click next; ``options`` holds the
+tools' options (the SVA's anterior side). The measurement is made when the last point is placed; a right click or
+Escape drops the points placed so far. A measurement is drawn on the slices it was placed on (all its points within
+a few mm of the slice).
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ class MeasureLayer(QObject):
         self.hover: np.ndarray | None = None
         self._views: list = []
         self.last_error = ""
+        self.options: dict[str, str] = {"anterior": "header"}  # tool options (the panel sets them)
 
     def attach(self, views) -> None:
         for view in views:
@@ -117,7 +121,7 @@ class MeasureLayer(QObject):
     def _finish(self, view) -> None:
         points, self.points, self.view, self.hover = self.points, [], None, None
         try:
-            m = build(TOOLS[self.tool], points, view, self.model, f"user:{self.user}")
+            m = build(TOOLS[self.tool], points, view, self.model, f"user:{self.user}", self.options)
         except ValueError as exc:  # e.g. two clicks on the same spot
             self.last_error = str(exc)
             self._say(f"Not measured: {exc}")
@@ -161,6 +165,9 @@ class MeasureLayer(QObject):
             painter.setPen(QPen(color, width, Qt.DashLine if partial else Qt.SolidLine, Qt.RoundCap))
             for a, b in segments:
                 painter.drawLine(pts[a], pts[b])
+            for a, b, dashed in _construction_lines(kind, pts):
+                painter.setPen(QPen(color, width, Qt.DashLine if dashed or partial else Qt.SolidLine, Qt.RoundCap))
+                painter.drawLine(a, b)
         painter.setPen(QPen(QColor(0, 0, 0), 1))
         painter.setBrush(QColor(*rgb))
         for p in pts[: len(pts) - (1 if partial and len(pts) > 1 else 0)]:
@@ -177,10 +184,28 @@ class MeasureLayer(QObject):
 
 def _segments(kind: str, n: int) -> list[tuple[int, int]]:
     """Lines to draw between a measurement's points, in the order core.spine.measure.geometry documents them."""
-    if kind in ("angle", "slip"):  # slip: the upper posterior-inferior corner to the lower posterior-superior one,
+    if kind == "sva" and n >= 3:  # C7 centre, S1 corner, the plumb line's foot: plumb line, then the offset
+        return [(0, 2), (2, 1)]
+    if kind in ("angle", "slip", "sva"):  # slip: the upper posterior-inferior corner to the lower posterior-superior one,
         return [(i, i + 1) for i in range(n - 1)]  # then the lower endplate from its posterior to its anterior corner
     # distance, Cobb / lordosis / kyphosis (two lines), body and disc heights (top/bottom pairs)
     return [(i, i + 1) for i in range(0, n - 1, 2)]
+
+
+def _construction_lines(kind: str, pts: list[QPointF]) -> list[tuple[QPointF, QPointF, bool]]:
+    """Lines (a, b, dashed) through points that were not clicked: for pelvic incidence, the line from the S1
+    endplate's midpoint to the hip axis (the femoral heads' midpoint), and dashed, the endplate's perpendicular at
+    that midpoint, of the same length: the two arms of the angle PI."""
+    if kind not in ("pelvic_incidence", "pelvis") or len(pts) < 3:
+        return []
+    mid = (pts[0] + pts[1]) / 2
+    hip = pts[2] if len(pts) == 3 else (pts[2] + pts[3]) / 2
+    e = pts[1] - pts[0]
+    n = QPointF(-e.y(), e.x())
+    if n.y() < 0:  # towards the feet, into the sacrum
+        n = -n
+    scale = float(np.hypot((hip - mid).x(), (hip - mid).y())) / max(float(np.hypot(n.x(), n.y())), 1e-9)
+    return [(mid, hip, False), (mid, mid + n * scale, True)]
 
 
 def _label_rect(kind: str, pts: list[QPointF], w: float, h: float, bounds: QRectF) -> QRectF:

@@ -1,6 +1,7 @@
-"""The Measurements panel: tool buttons (distance, angle, Cobb; lordosis, kyphosis, slip), automatic measurements
-from the labelling, the list of this series' measurements (what, level, value, unit) with delete and JSON export. The
-note under the list says which point the tool on wants next."""
+"""The Measurements panel: tool buttons (distance, angle, Cobb; lordosis, kyphosis, slip; pelvic incidence, SVA), the
+SVA's option of which image side the patient faces (from the DICOM header, or image left/right), automatic
+measurements from the labelling, the list of this series' measurements (what, level, value, unit) with delete and
+JSON export. The note under the list says which point the tool on wants next."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
@@ -27,7 +29,9 @@ from app.measure.values import list_value
 from app.workers import TaskWorker
 from core.spine.measure.measurement import SpineMeasurement
 
-TOOL_ROWS = (("distance", "angle", "cobb"), ("lordosis", "kyphosis", "slip"), ("pelvis",))  # general; alignment; pelvis
+TOOL_ROWS = (("distance", "angle", "cobb"), ("lordosis", "kyphosis", "slip"), ("pelvis", "sva"))  # general;
+# alignment; lateral radiograph
+FACING_CHOICES = (("header", "as the DICOM header says"), ("right", "image right"), ("left", "image left"))
 
 
 def _automatic(volume, labelling, progress=None, cancel=None):
@@ -62,6 +66,16 @@ class MeasurementsPanel(QWidget):
         self.auto_button.setToolTip("Body heights, disc heights and slips from the labelled levels (approximate)")
         self.auto_button.clicked.connect(self.run_automatic)
         tools.addWidget(self.auto_button, 0, len(TOOL_ROWS[0]))
+        self.facing = QComboBox()
+        for key, text in FACING_CHOICES:
+            self.facing.addItem(text, key)
+        self.facing.setToolTip("Which side of a lateral radiograph is anterior, for the SVA's sign: the DICOM "
+                               "header's PatientOrientation when it says it, or the side you choose")
+        self.facing.currentIndexChanged.connect(
+            lambda _i: self.layer.options.__setitem__("anterior", self.facing.currentData()))
+        facing_row = QHBoxLayout()
+        facing_row.addWidget(QLabel("Patient faces (lateral):"))
+        facing_row.addWidget(self.facing, 1)
 
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Measurement", "Level", "Value", "Unit"])
@@ -85,6 +99,7 @@ class MeasurementsPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(tools)
+        layout.addLayout(facing_row)
         layout.addWidget(self.tree, 1)
         layout.addWidget(self.note)
         layout.addLayout(bottom)

@@ -11,10 +11,14 @@ from the points with the :mod:`core.spine.measure.geometry` builders.
 
 - pelvis: 4 points on a lateral radiograph, the posterior then anterior corner of the S1 superior endplate, then the
   two femoral head centres: pelvic incidence with sacral slope and pelvic tilt (:mod:`core.xray.pelvis`).
+- sva: 2 points on a standing lateral radiograph, the centre of the C7 body then the posterior-superior corner of
+  S1: the sagittal vertical axis (:mod:`core.xray.sagittal`); which side is anterior comes from the DICOM header or
+  from the tool's option (``options['anterior']``: "header", "right" or "left").
 
-Lordosis, kyphosis and slip are taken on the sagittal view only (their conventions are sagittal). On a plain
-radiograph, distance, angle and Cobb are measured in the image plane with the image's own scale, in pixels when it
-has none (:mod:`core.xray.measure`). The slip's level is
+Lordosis and kyphosis are taken on the sagittal view only (their conventions are sagittal); slip on the sagittal view
+or on a lateral radiograph. On a plain radiograph, distance, angle, Cobb, slip and SVA are measured in the image
+plane with the image's own scale, in pixels when it has none (:mod:`core.xray.measure`), and only on points inside
+the image; pelvis, slip and SVA are refused on a radiograph whose header says it is AP or PA. The slip's level is
 the nearest labelled disc; the kyphosis's upper vertebra is the labelled vertebra nearest its first line, else T4.
 """
 from __future__ import annotations
@@ -32,6 +36,7 @@ class Tool:
     steps: tuple[str, ...]  # what each click places
     tip: str
     plane: str | None = None  # the only view orientation it is measured on; None: any
+    radiograph: bool = False  # also measured on a plain (lateral) radiograph, in the image plane
 
     @property
     def points(self) -> int:
@@ -61,33 +66,43 @@ TOOLS = {t.key: t for t in (
     Tool("slip", "Slip", ("the posterior-inferior corner of the upper vertebra",
                           "the posterior-superior corner of the lower vertebra",
                           "the anterior-superior corner of the lower vertebra"),
-         "Spondylolisthesis (sagittal view): the upper vertebra's posterior-inferior corner, then the lower "
-         "vertebra's posterior-superior and anterior-superior corners (slip %, Meyerding grade)", plane="sagittal"),
+         "Spondylolisthesis (sagittal view or lateral radiograph): the upper vertebra's posterior-inferior corner, "
+         "then the lower vertebra's posterior-superior and anterior-superior corners (slip %, Meyerding grade)",
+         plane="sagittal", radiograph=True),
     Tool("pelvis", "Pelvic incidence", ("the posterior corner of the S1 superior endplate",
                                         "the anterior corner of the S1 superior endplate",
                                         "the centre of one femoral head",
                                         "the centre of the other femoral head (the same point if superimposed)"),
          "Lateral radiograph: S1 endplate posterior then anterior corner, then both femoral head centres "
          "(pelvic incidence, sacral slope, pelvic tilt; core.xray.pelvis)", plane="radiograph"),
+    Tool("sva", "SVA", ("the centre of the C7 vertebral body", "the posterior-superior corner of S1"),
+         "Standing full-length lateral radiograph: the C7 body's centre, then S1's posterior-superior corner "
+         "(sagittal vertical axis, + = anterior; set which side the patient faces unless the header says it)",
+         plane="radiograph"),
 )}
+LATERAL_ONLY = ("pelvis", "slip", "sva")   # refused on a radiograph whose header says AP or PA
 
 
 def wrong_view(tool: Tool, view) -> str:
     """Why ``tool`` cannot be placed on ``view`` ('' when it can)."""
+    on_radiograph = getattr(view, "radiograph", False)
     if tool.plane == "radiograph":
-        return "" if getattr(view, "radiograph", False) else f"{tool.label} is measured on a lateral radiograph"
-    if tool.plane is None or (view.orientation == tool.plane and not getattr(view, "radiograph", False)):
-        return ""
-    if getattr(view, "radiograph", False):
+        return "" if on_radiograph else f"{tool.label} is measured on a lateral radiograph"
+    if on_radiograph:
+        if tool.plane is None or tool.radiograph:
+            return ""
         return f"{tool.label} is measured on the {tool.plane} view of a CT or MR series, not on a plain radiograph"
+    if tool.plane is None or view.orientation == tool.plane:
+        return ""
     return f"{tool.label} is measured on the {tool.plane} view"
 
 
-def build(tool: Tool, points: list, view, model, method: str) -> SpineMeasurement:
-    """The measurement of ``tool`` from its points (patient mm) placed on ``view``; ValueError if degenerate."""
+def build(tool: Tool, points: list, view, model, method: str, options: dict | None = None) -> SpineMeasurement:
+    """The measurement of ``tool`` from its points (patient mm) placed on ``view``; ValueError if degenerate.
+    ``options``: the tools' options (``anterior`` for the SVA)."""
     p = points
-    if getattr(view, "radiograph", False) and tool.key in ("distance", "angle", "cobb", "pelvis"):
-        return _on_radiograph(tool, p, view, method, getattr(model, "measurements", ()))
+    if getattr(view, "radiograph", False) and tool.key in ("distance", "angle", "cobb", "pelvis", "slip", "sva"):
+        return _on_radiograph(tool, p, view, method, getattr(model, "measurements", ()), options or {})
     if tool.key == "distance":
         m = measure.distance_measurement(p[0], p[1], method=method)
     elif tool.key == "angle":
@@ -124,19 +139,36 @@ def _kyphosis(p: list, model, method: str) -> SpineMeasurement:
     return m
 
 
-def _on_radiograph(tool: Tool, p: list, view, method: str, measurements=()) -> SpineMeasurement:
-    """Distance, angle or Cobb in the image plane of a plain radiograph, in mm only when the user calibrated the
-    scale or the image says it (DICOM PixelSpacing / ImagerPixelSpacing, see core.xray.measure), else in pixels;
-    the scale is recorded."""
+def _on_radiograph(tool: Tool, p: list, view, method: str, measurements=(), options=None) -> SpineMeasurement:
+    """A tool in the image plane of a plain radiograph, in mm only when the user calibrated the scale or the image
+    says it (DICOM PixelSpacing / ImagerPixelSpacing, see core.xray.measure), else in pixels; the scale is recorded.
+    Points outside the image, and lateral tools on an image whose header says AP, are refused."""
     from core.xray import measure as xm
+    from core.xray import sagittal
 
     vol = view.state.volume
     px = [vol.patient_to_voxel(q)[:2] + 0.5 for q in p]      # image pixels, pixel centres at +0.5
+    width, height = vol.shape[0], vol.shape[1]
+    for k, q in enumerate(px):
+        if not (0.0 <= q[0] <= width and 0.0 <= q[1] <= height):
+            raise ValueError(f"point {k + 1} ({tool.steps[k]}) lies outside the image ({width} x {height} px): "
+                             "click on the radiograph")
+    if tool.key in LATERAL_ONLY:
+        frontal = sagittal.frontal_view(vol)
+        if frontal:
+            raise ValueError(f"{tool.label} is measured on a lateral radiograph; {frontal}")
     if tool.key == "pelvis":
         from core.xray.pelvis import pelvic_measurement
 
         return pelvic_measurement(px, display_points=p, method=method)
     cal = xm.effective_calibration(vol, measurements)
+    if tool.key == "slip":
+        return sagittal.slip_measurement(px[0], px[1], px[2], cal, display_points=p, method=method)
+    if tool.key == "sva":
+        facing = _facing(vol, (options or {}).get("anterior", "header"))
+        sva = sagittal.sagittal_vertical_axis(px[0], px[1], facing, cal)
+        foot = vol.voxel_to_patient((sva.foot_px[0] - 0.5, sva.foot_px[1] - 0.5, 0.0))
+        return sagittal.sva_measurement(px[0], px[1], facing, cal, display_points=[*p, foot], method=method)
     if tool.key == "distance":
         pm = xm.distance(px[0], px[1], cal)
     elif tool.key == "angle":
@@ -146,3 +178,22 @@ def _on_radiograph(tool: Tool, p: list, view, method: str, measurements=()) -> S
     m = pm.to_spine_measurement(method=method, display_points=p)
     m.details["view"] = "radiograph"
     return m
+
+
+def _facing(vol, choice: str):
+    """Which side is anterior: the user's choice ("right"/"left"), else what the DICOM header says."""
+    from core.xray.sagittal import Facing, facing_for_volume
+
+    header = facing_for_volume(vol)
+    if choice in ("right", "left"):
+        sign = 1 if choice == "right" else -1
+        said = "" if header is None or header.sign == sign else f"; the header says image {choice_of(header)}"
+        return Facing(sign, f"set by the user{said}")
+    if header is None:
+        raise ValueError("the image does not say which side is anterior (no PatientOrientation): choose "
+                         "'Patient faces' image left or right in the Measurements tab")
+    return header
+
+
+def choice_of(facing) -> str:
+    return "right" if facing.sign > 0 else "left"

@@ -1,5 +1,5 @@
 """How a measurement's value reads, on the views and in the Measurements list: '56.6 mm', 'Cobb 45.0°',
-'42.1° lordosis', '23.5 % (Meyerding I)'."""
+'42.1° lordosis', '23.5 % (Meyerding I)', 'SVA 52.0 mm (anterior; Schwab +; ...)'."""
 from __future__ import annotations
 
 from core.spine.measure.geometry import AUTO_SLIP_PRECISION, slip_class
@@ -15,6 +15,8 @@ def qualifier(m: SpineMeasurement) -> str:
     if m.kind == "pelvic_incidence":
         ss, pt = m.details.get("sacral_slope_deg"), m.details.get("pelvic_tilt_deg")
         return f"PI (SS {ss:.1f}°, PT {pt:.1f}°)" if ss is not None and pt is not None else "PI"
+    if m.kind == "sva":
+        return _sva_words(m)
     if m.unit == "px":
         return "(no calibration)"
     if scale == "user calibration" and m.unit == "mm":
@@ -27,9 +29,33 @@ def qualifier(m: SpineMeasurement) -> str:
         return "kyphosis" if m.value >= 0 else "kyphosis (lordotic)"
     if m.kind == "slip":
         reading = slip_class(m.value, m.automatic)
-        return {"within precision": f"(within ±{AUTO_SLIP_PRECISION:g} %: no slip stated)",
-                "retrolisthesis": "(retrolisthesis)", "none": "(no slip)"}.get(reading, f"(Meyerding {reading})")
+        words = {"within precision": f"(within ±{AUTO_SLIP_PRECISION:g} %: no slip stated)",
+                 "retrolisthesis": "(retrolisthesis)", "none": "(no slip)"}.get(reading, f"(Meyerding {reading})")
+        if m.details.get("plane") == "radiograph image plane":    # a ratio: no scale needed, but say the plane
+            words = words[:-1] + ", image plane, ratio: no scale needed)"
+        return words
     return ""
+
+
+SCALE_WORDS = {"none": "no calibration", "user calibration": "calibrated by user",
+               "ImagerPixelSpacing": "ImagerPixelSpacing: at the detector, magnified",
+               "ImagerPixelSpacing/magnification": "ImagerPixelSpacing / estimated magnification",
+               "PixelSpacing": "PixelSpacing"}
+
+
+def _sva_words(m: SpineMeasurement) -> str:
+    """'(anterior; Schwab +; ImagerPixelSpacing: at the detector, magnified; anterior = image right by
+    PatientOrientation; standing lateral film)'."""
+    d = m.details
+    where = "anterior" if m.value > 0 else "posterior" if m.value < 0 else "on S1"
+    mod = d.get("schwab_modifier")
+    side = "right" if d.get("anterior_sign", 1) > 0 else "left"
+    by = "PatientOrientation" if str(d.get("anterior_source", "")).startswith("PatientOrientation") else "user"
+    parts = [where, f"Schwab {mod}" if mod else "", SCALE_WORDS.get(d.get("scale_source"), str(d.get("scale_source"))),
+             f"anterior = image {side} by {by}", "standing lateral film"]
+    if d.get("horizontal", "image rows") != "image rows":
+        parts.append("true vertical set")
+    return "(" + "; ".join(p for p in parts if p) + ")"
 
 
 def with_unit(m: SpineMeasurement) -> str:
@@ -40,7 +66,7 @@ def with_unit(m: SpineMeasurement) -> str:
 
 def format_value(m: SpineMeasurement) -> str:
     """The label drawn beside a measurement on a view."""
-    prefix = "Cobb " if m.kind == "cobb" else ""
+    prefix = {"cobb": "Cobb ", "sva": "SVA "}.get(m.kind, "")
     return " ".join(t for t in (prefix + with_unit(m), qualifier(m)) if t)
 
 

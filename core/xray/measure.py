@@ -168,10 +168,16 @@ def effective_calibration(volume, measurements=()) -> Calibration:
 
 
 def recalibrated(m, calibration: Calibration):
-    """A stored image-plane distance, angle or Cobb measurement measured again with ``calibration`` (same points,
-    same id and provenance); anything else is returned unchanged."""
+    """A stored image-plane distance, angle, Cobb, slip or SVA measurement measured again with ``calibration``
+    (same points, same id and provenance); anything else is returned unchanged."""
     pts = m.details.get("image_points_px")
-    if m.details.get("plane") != "radiograph image plane" or m.kind not in ("distance", "angle", "cobb") or not pts:
+    if m.details.get("plane") != "radiograph image plane" or not pts:
+        return m
+    if m.kind in ("slip", "sva"):
+        from core.xray.sagittal import remeasured
+
+        return remeasured(m, calibration)
+    if m.kind not in ("distance", "angle", "cobb"):
         return m
     if m.kind == "distance":
         pm = distance(pts[0], pts[1], calibration)

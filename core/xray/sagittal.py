@@ -1,0 +1,228 @@
+"""Slip and sagittal balance on a lateral radiograph, in the image plane, from points the user clicks.
+
+- **Slip** (spondylolisthesis, Meyerding HW, Surg Gynecol Obstet 1932): the posterior-inferior corner of the slipped
+  vertebra is dropped perpendicularly on the lower vertebra's superior endplate (posterior corner -> anterior
+  corner); the slip is the distance of that foot from the posterior corner as a percentage of the endplate's length,
+  graded I-IV by quarters and V (spondyloptosis) beyond 100 %. A ratio: it holds without a scale. The formula and the
+  grading are those of :mod:`core.spine.measure.geometry` (``slip_percent``, ``meyerding_grade``, ``slip_class``),
+  applied to the image points in millimetres (pixels when the image has no scale).
+- **Sagittal vertical axis (SVA)**: the horizontal offset of the C7 plumb line (dropped from the centre of the C7
+  body) from the posterior-superior corner of S1; positive when the plumb line falls anterior to S1. It is defined on
+  a standing full-length lateral radiograph; "horizontal" is along the image rows (the film assumed upright) unless
+  a true vertical is given (two image points on a plumb line or vertical marker). Which side of the image is
+  anterior comes from the DICOM header (``PatientOrientation``: its first value is the patient direction of the
+  image's rows, towards the right) or from the user. Graded by the SRS-Schwab adult spinal deformity classification
+  (Schwab F et al., Spine 2012;37:1077-82) global alignment modifier: 0 below 40 mm, + 40 to 95 mm, ++ above 95 mm.
+  Millimetres need a scale (:mod:`core.xray.measure`); with ImagerPixelSpacing the offset reads magnified.
+
+Decision support, to be checked by a clinician.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.spine.measure.geometry import MEYERDING, meyerding_grade, slip_percent
+from core.xray.measure import NO_CALIBRATION, Calibration
+
+PLANE = "radiograph image plane"
+FILM = "standing full-length lateral radiograph"
+SCHWAB_SVA = "SRS-Schwab classification (Schwab et al., Spine 2012): SVA modifier 0 < 40 mm, + 40-95 mm, ++ > 95 mm"
+MIN_PX = 2.0
+
+
+@dataclass(frozen=True)
+class Facing:
+    """Which image side the patient faces: ``sign`` +1 anterior = image right (increasing columns), -1 = image left;
+    ``source`` says who said so."""
+
+    sign: int
+    source: str
+
+    def describe(self) -> str:
+        return f"anterior = image {'right' if self.sign > 0 else 'left'} ({self.source})"
+
+
+def facing_from_orientation(orientation) -> Facing | None:
+    """From DICOM PatientOrientation (two codes, e.g. ``["A", "F"]``): the first is the direction of the rows
+    (towards the image's right). None when it names neither anterior nor posterior (e.g. an AP view)."""
+    try:
+        row, col = (str(v).strip().upper() for v in orientation)
+    except (TypeError, ValueError):
+        return None
+    if ("A" in row) == ("P" in row):
+        return None
+    return Facing(1 if "A" in row else -1, f"PatientOrientation {row}\\{col}")
+
+
+def facing_for_volume(volume) -> Facing | None:
+    """Which side is anterior by the DICOM header of a loaded radiograph; None for PNG/JPEG or a header without it."""
+    paths = list(getattr(volume, "source_paths", []) or [])
+    if not paths:
+        return None
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, EOFError):
+        return None
+    value = ds.get("PatientOrientation")
+    return facing_from_orientation(value) if value else None
+
+
+def frontal_view(volume) -> str:
+    """'' unless the DICOM header of a loaded radiograph says it is a frontal (AP or PA) view, where slip, SVA and
+    pelvic parameters are not defined: then why (ViewPosition, or PatientOrientation rows running left-right)."""
+    paths = list(getattr(volume, "source_paths", []) or [])
+    if not paths:
+        return ""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, EOFError):
+        return ""
+    view = str(ds.get("ViewPosition", "") or "").strip().upper()
+    if view in ("AP", "PA"):
+        return f"the header says this is an {view} view (ViewPosition {view})"
+    orientation = [str(v).strip().upper() for v in (ds.get("PatientOrientation") or [])]
+    if len(orientation) == 2 and orientation[0] in ("L", "R"):
+        return f"the header says this is a frontal view (PatientOrientation {orientation[0]}\\{orientation[1]})"
+    return ""
+
+
+def _pts(points, names) -> list[np.ndarray]:
+    out = [np.asarray(p, float).reshape(2) for p in points]
+    for p, name in zip(out, names):
+        if not np.all(np.isfinite(p)):
+            raise ValueError(f"{name} is not a finite image point")
+    return out
+
+
+def _mm(v: np.ndarray, calibration: Calibration) -> np.ndarray:
+    if calibration.calibrated:
+        return v * np.array([calibration.mm_per_px_x, calibration.mm_per_px_y])
+    return v
+
+
+def _scale_details(calibration: Calibration) -> dict:
+    return {"plane": PLANE, "scale": calibration.describe(), "scale_source": calibration.source}
+
+
+# --- slip ------------------------------------------------------------------------------------------------------
+def slip_measurement(upper_posterior_inferior, lower_posterior_superior, lower_anterior_superior,
+                     calibration: Calibration = NO_CALIBRATION, level: str | None = None, display_points=(),
+                     method: str = "user:user"):
+    """The Meyerding slip (kind ``slip``, value in %) from three image points (pixels, x right, y down), in the
+    click order of the slip tool. ValueError for a zero-length endplate."""
+    from core.spine.measure.measurement import SpineMeasurement
+
+    names = ("the upper vertebra's posterior-inferior corner", "the lower vertebra's posterior-superior corner",
+             "the lower vertebra's anterior-superior corner")
+    up, ps, as_ = _pts((upper_posterior_inferior, lower_posterior_superior, lower_anterior_superior), names)
+    width_px = float(np.hypot(*(as_ - ps)))
+    if width_px < MIN_PX:
+        raise ValueError("the lower vertebra's endplate has zero length (its two corners are the same point): "
+                         "click its posterior and then its anterior corner")
+    up3, ps3, as3 = (np.append(_mm(q, calibration), 0.0) for q in (up, ps, as_))
+    pct = slip_percent(up3, ps3, as3)
+    grade = meyerding_grade(pct)
+    name = "anterolisthesis" if pct > 0 else "retrolisthesis" if pct < 0 else "spondylolisthesis"
+    length = float(np.linalg.norm(as3 - ps3))
+    details = {"grade": grade, "grade_label": MEYERDING[grade] if pct >= 0 else "retrolisthesis, not graded",
+               "image_points_px": [list(map(float, q)) for q in (up, ps, as_)], "view": "radiograph",
+               "definition": "Meyerding 1932: translation along the lower superior endplate, % of its length",
+               **_scale_details(calibration)}
+    details["slip_mm" if calibration.calibrated else "slip_px"] = round(pct / 100.0 * length, 2)
+    details["endplate_mm" if calibration.calibrated else "endplate_px"] = round(length, 2)
+    return SpineMeasurement("slip", f"{name} slip", level, round(pct, 2), "%", list(display_points), method,
+                            details=details)
+
+
+# --- sagittal vertical axis ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SagittalVerticalAxis:
+    value: float                 # mm (px without a scale); + = C7 plumb line anterior to S1
+    unit: str
+    foot_px: tuple[float, float]  # the plumb line's point level with S1 (image pixels), to draw it
+    horizontal: str              # "image rows" or "perpendicular to the user's true vertical"
+
+    def modifier(self) -> str | None:
+        """The SRS-Schwab global alignment modifier ('0', '+', '++'); None without millimetres."""
+        if self.unit != "mm":
+            return None
+        return "0" if self.value < 40.0 else "+" if self.value <= 95.0 else "++"
+
+
+def sagittal_vertical_axis(c7_centre, s1_posterior_superior, facing: Facing,
+                           calibration: Calibration = NO_CALIBRATION, vertical=None) -> SagittalVerticalAxis:
+    """SVA from the C7 body's centre and S1's posterior-superior corner (image pixels, x right, y down).
+
+    ``vertical``: two image points on a true vertical (either order), else the image columns are vertical."""
+    c7, s1 = _pts((c7_centre, s1_posterior_superior), ("the C7 centre", "the S1 posterior-superior corner"))
+    if facing is None or facing.sign not in (1, -1):
+        raise ValueError("which side of the image is anterior is not known: choose it in the tool's options")
+    if float(np.hypot(*(s1 - c7))) < MIN_PX:
+        raise ValueError("the C7 centre and the S1 corner are the same point")
+    down = np.array([0.0, 1.0])          # in millimetres (or square pixels), pointing to the feet
+    horizontal = "image rows"
+    if vertical is not None:
+        v0, v1 = _pts(vertical, ("a true vertical point", "a true vertical point"))
+        d = _mm(v1 - v0, calibration)
+        if float(np.hypot(*(v1 - v0))) < MIN_PX:
+            raise ValueError("the true vertical's two points are the same point")
+        down = d / np.hypot(*d) * (1 if d[1] > 0 else -1)
+        if down[1] < math.cos(math.radians(45)):
+            raise ValueError("the true vertical is tilted more than 45° from the image columns")
+        horizontal = "perpendicular to the user's true vertical"
+    u = _mm(s1 - c7, calibration)
+    if float(u @ down) <= 0:
+        raise ValueError("the C7 centre must lie above S1 (a standing lateral film, head up)")
+    anterior = np.array([down[1], -down[0]]) * facing.sign     # down turned to the right (+x) for sign +1
+    value = float(-(u @ anterior))                              # C7 relative to S1, along anterior
+    # the plumb line's point at S1's level: C7 moved along `down` by the vertical part of C7->S1, back in pixels
+    foot_mm = (u @ down) * down
+    scale = np.array([calibration.mm_per_px_x, calibration.mm_per_px_y]) if calibration.calibrated else np.ones(2)
+    foot = c7 + foot_mm / scale
+    return SagittalVerticalAxis(value, calibration.unit, (float(foot[0]), float(foot[1])), horizontal)
+
+
+def sva_measurement(c7_centre, s1_posterior_superior, facing: Facing, calibration: Calibration = NO_CALIBRATION,
+                    vertical=None, display_points=(), method: str = "user:user"):
+    """The stored form: kind ``sva`` at C7-S1, value in mm (px without a scale), + = anterior; ``details`` say the
+    side taken as anterior and why, the horizontal used, the scale, the film it holds on and the SRS-Schwab
+    modifier (mm only)."""
+    from core.spine.measure.measurement import SpineMeasurement
+
+    sva = sagittal_vertical_axis(c7_centre, s1_posterior_superior, facing, calibration, vertical)
+    mod = sva.modifier()
+    label = (f"SRS-Schwab SVA modifier {mod}" if mod is not None else "not graded: no scale (pixels)")
+    details = {"image_points_px": [list(map(float, q)) for q in (c7_centre, s1_posterior_superior)],
+               "foot_px": list(sva.foot_px), "anterior_sign": facing.sign, "anterior_source": facing.source,
+               "anterior": facing.describe(),
+               "horizontal": sva.horizontal, "film": FILM, "reference": SCHWAB_SVA, "schwab_modifier": mod,
+               "grade_label": f"{label}; + = C7 plumb line anterior to S1; {FILM}", "view": "radiograph",
+               "vertical_px": None if vertical is None else [list(map(float, q)) for q in vertical],
+               **_scale_details(calibration)}
+    return SpineMeasurement("sva", "sagittal vertical axis", "C7-S1", round(sva.value, 2), sva.unit,
+                            list(display_points), method, details=details)
+
+
+def remeasured(m, calibration: Calibration):
+    """A stored radiograph slip or SVA measured again with ``calibration`` (same points, id and provenance)."""
+    pts = m.details["image_points_px"]
+    if m.kind == "slip":
+        new = slip_measurement(*pts, calibration=calibration, level=m.level, display_points=m.points,
+                               method=m.method)
+    else:
+        facing = Facing(int(m.details["anterior_sign"]), str(m.details.get("anterior_source", "")))
+        new = sva_measurement(*pts, facing=facing, calibration=calibration, vertical=m.details.get("vertical_px"),
+                              display_points=m.points, method=m.method)
+    new.name, new.created, new.id = m.name, m.created, m.id
+    stale = ("slip_mm", "slip_px", "endplate_mm", "endplate_px")       # in the old scale's unit
+    new.details = {**{k: v for k, v in m.details.items() if k not in stale}, **new.details}
+    return new

@@ -1,0 +1,279 @@
+"""Slip (Meyerding) and sagittal vertical axis on lateral radiographs: known answers in pixels and in millimetres with
+each scale source, the sign convention and which side is anterior (header or user), the stored form and
+recalibration; then the tools clicked in the real main window on a lateral DX written by pydicom (ViewPosition LL),
+bad clicks refused with a message, the values in the study context, and the pelvic incidence drawing's line from the
+S1 endplate's midpoint to the hip axis."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from core.xray.measure import NO_CALIBRATION, Calibration, calibration_from_dicom, calibration_from_known_length
+from core.xray.sagittal import (
+    Facing,
+    facing_from_orientation,
+    sagittal_vertical_axis,
+    slip_measurement,
+    sva_measurement,
+)
+from tests.lateral_support import write_lateral_dx
+
+RIGHT, LEFT = Facing(1, "test"), Facing(-1, "test")
+
+
+def _endplate(tilt_deg=30.0, length=120.0, start=(400.0, 700.0), facing=1):
+    t = math.radians(tilt_deg)
+    ps = np.array(start)
+    return ps, ps + length * np.array([facing * math.cos(t), math.sin(t)])
+
+
+@pytest.mark.parametrize("pct, grade, label", [(25.0, 1, "Meyerding grade I"), (50.0, 2, "Meyerding grade II"),
+                                               (60.0, 3, "Meyerding grade III"), (110.0, 5, "spondyloptosis")])
+@pytest.mark.parametrize("facing", [1, -1])
+def test_slip_known_percent_and_grade_on_a_tilted_endplate(pct, grade, label, facing):
+    ps, as_ = _endplate(facing=facing)
+    e = (as_ - ps) / np.linalg.norm(as_ - ps)
+    normal = np.array([-e[1], e[0]])
+    upper = ps + pct / 100 * 120 * e + 35 * normal      # off the endplate: only the foot counts
+    m = slip_measurement(upper, ps, as_)
+    assert (m.kind, m.unit) == ("slip", "%")
+    assert m.value == pytest.approx(pct, abs=1e-6)
+    assert m.details["grade"] == grade and label in m.details["grade_label"]
+    assert m.details["slip_px"] == pytest.approx(pct / 100 * 120, abs=0.01) and "slip_mm" not in m.details
+
+
+def test_slip_is_a_ratio_in_mm_with_non_square_pixels_and_bad_endplates_are_refused():
+    cal = Calibration(0.1, 0.2, "PixelSpacing", "test")
+    ps, as_ = np.array([100.0, 100.0]), np.array([300.0, 100.0])      # horizontal: 20 mm
+    upper = np.array([150.0, 60.0])
+    m = slip_measurement(upper, ps, as_, cal)
+    assert m.value == pytest.approx(25.0) and m.details["slip_mm"] == pytest.approx(5.0)
+    assert m.details["scale_source"] == "PixelSpacing" and m.details["plane"] == "radiograph image plane"
+    back = slip_measurement((115.0, 60.0), (110.0, 100.0), (100.0, 100.0))  # facing left
+    assert back.value == pytest.approx(-50.0) and back.name == "retrolisthesis slip"
+    with pytest.raises(ValueError, match="zero length"):
+        slip_measurement(upper, ps, ps + [0.5, 0.5])
+
+
+def test_sva_sign_follows_the_anterior_side():
+    c7, s1 = (560.0, 200.0), (500.0, 1500.0)
+    assert sagittal_vertical_axis(c7, s1, RIGHT).value == pytest.approx(60.0)
+    assert sagittal_vertical_axis(c7, s1, LEFT).value == pytest.approx(-60.0)
+    r = sagittal_vertical_axis(c7, s1, RIGHT)
+    assert r.unit == "px" and r.modifier() is None and r.foot_px == pytest.approx((560.0, 1500.0))
+    with pytest.raises(ValueError, match="above S1"):
+        sagittal_vertical_axis((560.0, 1600.0), s1, RIGHT)
+    with pytest.raises(ValueError, match="anterior is not known"):
+        sagittal_vertical_axis(c7, s1, None)
+
+
+def _ds(**tags):
+    ds = Dataset()
+    for k, v in tags.items():
+        setattr(ds, k, v)
+    return ds
+
+
+@pytest.mark.parametrize("tags, source, mm", [
+    ({"PixelSpacing": [0.25, 0.2]}, "PixelSpacing", 12.0),              # rows 0.25, columns 0.2 mm
+    ({"ImagerPixelSpacing": [0.2, 0.2]}, "ImagerPixelSpacing", 12.0),
+    ({"ImagerPixelSpacing": [0.22, 0.22], "EstimatedRadiographicMagnificationFactor": 1.1},
+     "ImagerPixelSpacing/magnification", 12.0),
+])
+def test_sva_in_mm_with_each_header_scale(tags, source, mm):
+    cal = calibration_from_dicom(_ds(**tags))
+    m = sva_measurement((560.0, 200.0), (500.0, 1500.0), RIGHT, cal)
+    assert m.unit == "mm" and m.value == pytest.approx(mm) and m.details["scale_source"] == source
+    assert m.details["schwab_modifier"] == "0" and "standing full-length lateral" in m.details["film"]
+
+
+def test_sva_with_a_user_calibration_the_schwab_bands_and_a_true_vertical():
+    cal = calibration_from_known_length((0, 0), (0, 100), 50.0)        # 0.5 mm/px
+    for px, band in ((79.8, "0"), (80.0, "+"), (190.0, "+"), (190.2, "++")):
+        m = sva_measurement((500.0 + px, 200.0), (500.0, 1500.0), RIGHT, cal)
+        assert m.value == pytest.approx(px / 2, abs=1e-6) and m.details["schwab_modifier"] == band, (px, band)
+        assert m.details["scale_source"] == "user calibration"
+    # a true vertical tilted by atan(60/800): the offset is taken perpendicular to it, not along the rows
+    r = sagittal_vertical_axis((560.0, 100.0), (500.0, 900.0), RIGHT, vertical=[(0, 0), (60, 800)])
+    assert r.value == pytest.approx(96000 / math.hypot(60, 800)) and r.horizontal.startswith("perpendicular")
+    assert r.foot_px[1] == pytest.approx(891.05, abs=0.01)
+
+
+def test_anterior_side_from_patient_orientation(tmp_path):
+    assert facing_from_orientation(["A", "F"]).sign == 1
+    assert facing_from_orientation(["P", "F"]).sign == -1
+    assert facing_from_orientation(["PF", "H"]).sign == -1
+    assert facing_from_orientation(["L", "F"]) is None and facing_from_orientation(None) is None
+    from core.library.opener import load_volume
+    from core.xray.sagittal import facing_for_volume, frontal_view
+
+    write_lateral_dx(tmp_path / "lat.dcm", facing=-1)
+    volume, _ = load_volume(tmp_path / "lat.dcm")
+    assert facing_for_volume(volume).describe() == "anterior = image left (PatientOrientation P\\F)"
+    assert frontal_view(volume) == ""
+    write_lateral_dx(tmp_path / "none.dcm", orientation=False)
+    assert facing_for_volume(load_volume(tmp_path / "none.dcm")[0]) is None
+    write_lateral_dx(tmp_path / "ap.dcm", ViewPosition="AP")
+    assert "ViewPosition AP" in frontal_view(load_volume(tmp_path / "ap.dcm")[0])
+
+
+def test_recalibrated_sva_and_slip_keep_points_and_provenance():
+    from core.xray.measure import recalibrated
+
+    sva = sva_measurement((560.0, 200.0), (500.0, 1500.0), Facing(1, "set by the user"), NO_CALIBRATION,
+                          method="user:ann")
+    slip = slip_measurement((150.0, 60.0), (100.0, 100.0), (300.0, 100.0), method="user:ann")
+    cal = calibration_from_known_length((0, 0), (0, 100), 25.0)
+    new_sva, new_slip = recalibrated(sva, cal), recalibrated(slip, cal)
+    assert new_sva.unit == "mm" and new_sva.value == pytest.approx(15.0) and new_sva.method == "user:ann"
+    assert new_sva.details["anterior_source"] == "set by the user" and new_sva.details["schwab_modifier"] == "0"
+    assert new_slip.value == pytest.approx(25.0) and new_slip.details["slip_mm"] == pytest.approx(12.5)
+    assert "slip_px" not in new_slip.details
+
+
+def test_values_say_their_scale():
+    from app.measure.values import format_value, list_value
+
+    cal = calibration_from_dicom(_ds(ImagerPixelSpacing=[0.2, 0.2]))
+    m = sva_measurement((760.0, 200.0), (500.0, 1500.0), Facing(1, "PatientOrientation A\\F"), cal)
+    text = format_value(m)
+    assert text.startswith("SVA 52.0 mm (anterior; Schwab +; ImagerPixelSpacing: at the detector, magnified")
+    assert "anterior = image right by PatientOrientation" in text and "standing lateral film" in text
+    px = sva_measurement((440.0, 200.0), (500.0, 1500.0), Facing(1, "set by the user"))
+    assert list_value(px) == "-60.0 px (posterior; no calibration; anterior = image right by user; standing " \
+                             "lateral film)"
+    slip = slip_measurement((150.0, 60.0), (100.0, 100.0), (300.0, 100.0))
+    assert format_value(slip) == "25.0 % (Meyerding I, image plane, ratio: no scale needed)"
+    assert m.to_context().name.startswith("sagittal vertical axis (SRS-Schwab SVA modifier +; + = C7 plumb line")
+
+
+# -- in the main window --------------------------------------------------------------------------------------------
+def _pixel_rgb(view, xy):
+    from tests.app_support import qimage_to_rgb
+
+    pos = view.patient_to_widget(view.state.volume.voxel_to_patient((xy[0] - 0.5, xy[1] - 0.5, 0.0)))[0]
+    img = qimage_to_rgb(view.grab().toImage())
+    r = 2
+    patch = img[int(pos.y()) - r: int(pos.y()) + r + 1, int(pos.x()) - r: int(pos.x()) + r + 1]
+    return patch.reshape(-1, 3)
+
+
+def test_sagittal_tools_on_a_lateral_dx_in_the_main_window(qtbot, tmp_path):
+    from app.measure.layer_2d import LINE_RGB
+    from core.report.study import stored_measurements
+    from tests.app_support import click_pixel, opened_window, settle, wait_until
+
+    sketch = write_lateral_dx(tmp_path / "lateral.dcm", facing=1, slip=25.0, sva_px=110.0,
+                              ImagerPixelSpacing=[0.2, 0.2])
+    with opened_window(tmp_path, tmp_path / "lateral.dcm", wait_3d=False) as window:
+        view, spine = window.viewer.axial, window.spine
+        assert view.radiograph
+        # the AP landmark model still refuses it, by its header
+        worker = window.xray.panel.find()
+        wait_until(lambda: not worker.is_running, 120, "the landmark model")
+        assert window.xray.panel.status.text().startswith("Not read: lateral.dcm: a left lateral view")
+        panel = spine.measure_panel
+        for key in ("slip", "sva", "pelvis"):
+            assert panel.tool_buttons[key].isEnabled()
+
+        panel.tool_buttons["slip"].click()
+        for q in (sketch.l5_posterior_inferior, sketch.s1_posterior, sketch.s1_anterior):
+            click_pixel(view, *q)
+        slip = spine.measurements.measurements[-1]
+        assert (slip.kind, slip.unit) == ("slip", "%") and slip.value == pytest.approx(25.0, abs=0.5)
+        assert slip.details["grade"] == 1 and slip.details["slip_mm"] == pytest.approx(10.0, abs=0.3)
+
+        panel.tool_buttons["sva"].click()
+        click_pixel(view, *sketch.c7_centre)
+        click_pixel(view, *sketch.s1_posterior)
+        sva = spine.measurements.measurements[-1]
+        assert (sva.kind, sva.level, sva.unit) == ("sva", "C7-S1", "mm")
+        assert sva.value == pytest.approx(22.0, abs=0.2)                  # 110 px x 0.2 mm, anterior
+        assert sva.details["anterior_source"] == "PatientOrientation A\\F"
+        assert sva.details["scale_source"] == "ImagerPixelSpacing"
+        # the user's choice wins over the header and is said on the value
+        panel.facing.setCurrentIndex(panel.facing.findData("left"))
+        click_pixel(view, *sketch.c7_centre)
+        click_pixel(view, *sketch.s1_posterior)
+        flipped = spine.measurements.measurements[-1]
+        assert flipped.value == pytest.approx(-22.0, abs=0.2)
+        assert flipped.details["anterior_source"] == "set by the user; the header says image right"
+        spine.undo_stack.undo()
+        panel.facing.setCurrentIndex(panel.facing.findData("header"))
+
+        # bad clicks: outside the image, a zero-length endplate
+        n = len(spine.measurements.measurements)
+        click_pixel(view, *sketch.c7_centre)
+        click_pixel(view, sketch.width + 40.0, 1500.0)
+        assert "outside the image (1000 x 2400 px)" in panel.note.text()
+        panel.tool_buttons["slip"].click()
+        for q in (sketch.l5_posterior_inferior, sketch.s1_posterior, sketch.s1_posterior):
+            click_pixel(view, *q)
+        assert "Not measured: the lower vertebra's endplate has zero length" in panel.note.text()
+        assert len(spine.measurements.measurements) == n
+
+        # pelvic incidence: drawn with the line from the S1 endplate's midpoint to the hip axis
+        panel.tool_buttons["pelvis"].click()
+        for q in (sketch.s1_posterior, sketch.s1_anterior, *sketch.hips):
+            click_pixel(view, *q)
+        panel.set_tool(None)
+        settle(0.3)
+        mid = (np.asarray(sketch.s1_posterior) + np.asarray(sketch.s1_anterior)) / 2
+        hip = (np.asarray(sketch.hips[0]) + np.asarray(sketch.hips[1])) / 2
+        on_line = mid + 0.6 * (hip - mid)
+        assert any(np.abs(p.astype(int) - LINE_RGB).max() < 40 for p in _pixel_rgb(view, on_line)), \
+            "no PI line from the S1 midpoint to the hip axis"
+
+        # stored with provenance and given to the consultation's context
+        uid = spine.measurements.series_uid
+        stored = spine.measurements.store.list(uid)
+        assert {m.kind for m in stored} >= {"slip", "sva", "pelvic_incidence"}
+        assert all(m.method == f"user:{spine.measurements.user}" for m in stored)
+        context = stored_measurements(uid, window.library.db)
+        by_name = {c.name.split(" (")[0]: c for c in context}
+        assert by_name["sagittal vertical axis"].name.startswith("sagittal vertical axis (SRS-Schwab SVA modifier 0")
+        assert (by_name["sagittal vertical axis"].value, by_name["sagittal vertical axis"].unit) == \
+            (pytest.approx(22.0, abs=0.2), "mm")
+        assert by_name["anterolisthesis slip"].name == "anterolisthesis slip (Meyerding grade I)"
+        spine.undo_stack.clear()
+
+
+def test_sva_on_a_headerless_lateral_png_asks_which_side_is_anterior(qtbot, tmp_path):
+    from PIL import Image
+
+    from tests.app_support import click_pixel, opened_window
+    from tests.lateral_support import lateral_sketch
+
+    img, sketch = lateral_sketch(facing=-1, sva_px=80.0)
+    Image.fromarray((img // 16).astype(np.uint8)).save(tmp_path / "lateral.png")
+    with opened_window(tmp_path, tmp_path / "lateral.png", wait_3d=False) as window:
+        view, spine, panel = window.viewer.axial, window.spine, window.spine.measure_panel
+        panel.tool_buttons["sva"].click()
+        click_pixel(view, *sketch.c7_centre)
+        click_pixel(view, *sketch.s1_posterior)
+        assert "does not say which side is anterior" in panel.note.text()
+        assert not any(m.kind == "sva" for m in spine.measurements.measurements)
+        panel.facing.setCurrentIndex(panel.facing.findData("left"))
+        click_pixel(view, *sketch.c7_centre)
+        click_pixel(view, *sketch.s1_posterior)
+        m = spine.measurements.measurements[-1]
+        assert (m.kind, m.unit) == ("sva", "px") and m.value == pytest.approx(80.0, abs=0.2)
+        assert "no calibration" in panel.note.text() and "anterior = image left by user" in panel.note.text()
+        spine.undo_stack.clear()
+
+
+def test_lateral_tools_refused_on_an_ap_dx(qtbot, tmp_path):
+    from tests.app_support import click_pixel, opened_window
+
+    sketch = write_lateral_dx(tmp_path / "ap.dcm", ViewPosition="AP", orientation=False)
+    with opened_window(tmp_path, tmp_path / "ap.dcm", wait_3d=False) as window:
+        panel = window.spine.measure_panel
+        panel.tool_buttons["sva"].click()
+        click_pixel(window.viewer.axial, *sketch.c7_centre)
+        click_pixel(window.viewer.axial, *sketch.s1_posterior)
+        assert "SVA is measured on a lateral radiograph; the header says this is an AP view" in panel.note.text()
+    assert pydicom.dcmread(tmp_path / "ap.dcm").ViewPosition == "AP"
