@@ -281,6 +281,35 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+def test_connections_go_to_the_checked_address_not_to_a_second_lookup(standin, monkeypatch):
+    """DNS rebinding: a name checked as private must not be looked up again by http.client (a second answer could be
+    public). The checker alone knows this name here; the request reaching the stand-in shows the connection used the
+    checked address, and a checker answer turning public stops the next request."""
+    import types
+
+    from core.inference import server_backend
+
+    def post(h, body):
+        h.start_stream()
+        h.wfile.write(_chunk("pinned") + _chunk(finish="stop") + b"data: [DONE]\n\n")
+
+    srv = standin(post)
+    port = int(srv.url.rsplit(":", 1)[1].split("/")[0])
+    answer = ["127.0.0.1"]
+
+    def checker_lookup(host, port_, *args, **kwargs):
+        assert host == "llm.hospital.test"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer[0], port_))]
+    monkeypatch.setattr(server_backend, "socket", types.SimpleNamespace(
+        getaddrinfo=checker_lookup, SOCK_STREAM=socket.SOCK_STREAM, gaierror=socket.gaierror))
+    backend = backend_for(f"http://llm.hospital.test:{port}/v1")
+    backend.load()
+    assert "".join(backend.chat_stream(ASK)) == "pinned"
+    answer[0] = "203.0.113.9"  # the name now points outside the hospital
+    with pytest.raises(ServerAddressError, match="public address 203.0.113.9"):
+        backend._client.chat_completions({"model": "spine-70b", "messages": ASK})
+
+
 def test_tls_with_the_hospital_ca(standin, tmp_path):
     cert, key = _self_signed(tmp_path)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

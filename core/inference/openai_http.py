@@ -3,7 +3,11 @@
 Requests carry patient-derived text, so they go to the URL the user gave and nowhere else: ``http.client`` (no
 redirects followed, no proxy from the environment), and a 3xx answer is an error naming the URL and the redirect
 target. JSON in, JSON out (``POST <base>/chat/completions``, ``GET <base>/models``), a timeout on every request and
-one exception type, :class:`EndpointError`, whose message says what went wrong and where.
+one exception type, :class:`EndpointError`, whose message says what went wrong and where. With ``resolve`` (a
+function from the base URL to the addresses it may use, raising when none is allowed), every connection goes to an
+address that function returned, not to a second lookup of the name: a name that resolves to a private address when
+checked and to a public one a moment later (DNS rebinding) cannot take the request elsewhere. TLS still checks the
+certificate against the host name.
 :meth:`OpenAIHttpClient.stream_events` reads a streamed answer (server-sent events, ``data: {json}`` lines) and can be
 interrupted from another thread (:meth:`OpenAIHttpClient.abort`).
 """
@@ -15,7 +19,7 @@ import json
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -81,7 +85,8 @@ class OpenAIHttpClient:
     """
 
     def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 600.0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 resolve: Callable[[str], list[str]] | None = None) -> None:
         self.base = base_url(url)
         parts = urlsplit(self.base)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -90,14 +95,29 @@ class OpenAIHttpClient:
         self.api_key = api_key
         self.timeout = timeout
         self.ssl_context = ssl_context  # https only; None: the system's CAs, certificate and host name verified
+        self.resolve = resolve  # base URL -> the addresses connections may go to (see the module docstring)
         self._streams: set[http.client.HTTPConnection] = set()
         self._lock = threading.Lock()
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         if self._parts.scheme == "https":
-            return http.client.HTTPSConnection(self._parts.hostname, self._parts.port, timeout=timeout,
-                                               context=self.ssl_context)
-        return http.client.HTTPConnection(self._parts.hostname, self._parts.port, timeout=timeout)
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self._parts.hostname, self._parts.port, timeout=timeout, context=self.ssl_context)
+        else:
+            conn = http.client.HTTPConnection(self._parts.hostname, self._parts.port, timeout=timeout)
+        if self.resolve is not None:
+            addresses = self.resolve(self.base)
+
+            def pinned(address: tuple[str, int], timeout: float, source: Any = None) -> socket.socket:
+                last: OSError | None = None
+                for host in addresses:  # the checked addresses only; http.client keeps the name for Host and TLS
+                    try:
+                        return socket.create_connection((host, address[1]), timeout, source)
+                    except OSError as exc:
+                        last = exc
+                raise last or OSError(f"no address for {address[0]}")
+            conn._create_connection = pinned  # type: ignore[attr-defined]
+        return conn
 
     def _headers(self, accept: str) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": accept}

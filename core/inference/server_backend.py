@@ -9,7 +9,8 @@
 Requests carry study context, de-identified first (``core.inference.deidentify``: the open study's header
 identifiers, and names, dates and record numbers found by pattern, are removed from every message), and they go only
 where the user pointed and only inside the hospital: the host must
-resolve to loopback or private (RFC 1918 / RFC 4193 / link-local) addresses, checked before every request; a public
+resolve to loopback or private (RFC 1918 / RFC 4193 / link-local) addresses, checked before every request, and the
+connection goes to an address that check returned (no second lookup that DNS rebinding could turn public); a public
 address is refused. TLS (https) verifies the certificate, with the hospital's CA file when one is given; a bearer
 token goes in the Authorization header; redirects are never followed (``core.inference.openai_http``). Errors name
 the server and say what happened: down, slow (no token within the timeout), garbage (not an event stream / not
@@ -153,7 +154,8 @@ class ServerBackend:
                 raise ModelLoadError(f"{self.settings.ca_file}: not a usable CA certificate ({exc})") from None
         try:
             self._client = OpenAIHttpClient(self.settings.url, api_key=self.settings.api_key or None,
-                                            timeout=self.settings.timeout_s, ssl_context=context)
+                                            timeout=self.settings.timeout_s, ssl_context=context,
+                                            resolve=check_server_address)
         except ValueError as exc:
             raise ServerAddressError(str(exc)) from None
         self.base = self._client.base
