@@ -3,6 +3,9 @@ validation images, never a training one) downscaled, with the model's landmarks,
 With ``--viewer``: docs/screenshots/xray_viewer.png, the workstation window (under Xvfb) after "Find vertebrae".
 With ``--pelvis``: docs/screenshots/xray_pelvis.png, the pelvic incidence tool clicked on a synthetic lateral sketch
 (an S1 endplate tilted 40 degrees, femoral heads below and in front: PI 52, SS 40, PT 12 by construction).
+With ``--sagittal``: docs/screenshots/xray_sagittal.png, the slip, SVA and pelvic incidence tools clicked on a
+synthetic lateral DX written by pydicom into a temporary folder (ViewPosition LL, PatientOrientation A\\F,
+ImagerPixelSpacing 0.2 mm; L5 slipped 25 %, C7 110 px = 22 mm anterior of S1 by construction).
 With ``--calibration``: docs/screenshots/xray_calibration.png, the scale calibration tool used with real clicks on a
 synthetic radiograph with a ruler (a 100 mm span clicked, then a distance measured: it reads "calibrated by user").
 
@@ -37,11 +40,15 @@ def main() -> int:
     parser.add_argument("--viewer", action="store_true", help="screenshot of the workstation window instead")
     parser.add_argument("--pelvis", action="store_true",
                         help="screenshot of the pelvic incidence tool on a synthetic lateral sketch")
+    parser.add_argument("--sagittal", action="store_true",
+                        help="screenshot of the slip, SVA and pelvic incidence tools on a synthetic lateral DX")
     parser.add_argument("--calibration", action="store_true",
                         help="screenshot of the scale calibration tool on a synthetic radiograph with a ruler")
     args = parser.parse_args()
     if args.pelvis:
         return _pelvis(Path(args.output or REPO / "docs" / "screenshots" / "xray_pelvis.png"))
+    if args.sagittal:
+        return _sagittal(Path(args.output or REPO / "docs" / "screenshots" / "xray_sagittal.png"))
     if args.calibration:
         return _calibration(Path(args.output or REPO / "docs" / "screenshots" / "xray_calibration.png"))
     model_dir = default_model_dir()
@@ -144,6 +151,41 @@ def _pelvis(output: Path) -> int:
             m = window.spine.measurements.measurements[-1]
             print(f"{m.name} {m.value:.1f} deg, SS {m.details['sacral_slope_deg']}, "
                   f"PT {m.details['pelvic_tilt_deg']}\nscreenshot: {output}")
+            window.spine.undo_stack.clear()
+    app.processEvents()
+    return 0
+
+
+def _sagittal(output: Path) -> int:
+    """Write the synthetic lateral DX (tests/lateral_support.py), open it, click slip, SVA and pelvic incidence."""
+    import tempfile
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    from tests.app_support import click_pixel, opened_window, settle
+    from tests.lateral_support import write_lateral_dx
+
+    with tempfile.TemporaryDirectory(prefix="spinemed-xray-shot-") as tmp:
+        image = Path(tmp) / "lateral_sketch.dcm"
+        sk = write_lateral_dx(image, facing=1, slip=25.0, sva_px=110.0, ImagerPixelSpacing=[0.2, 0.2])
+        with opened_window(Path(tmp), image, wait_3d=False, size=(1500, 1000)) as window:
+            tabs = window.spine.tabs
+            tabs.setCurrentIndex([tabs.tabText(i) for i in range(tabs.count())].index("Measurements"))
+            panel, view = window.spine.measure_panel, window.viewer.axial
+            for tool, points in (("slip", (sk.l5_posterior_inferior, sk.s1_posterior, sk.s1_anterior)),
+                                 ("sva", (sk.c7_centre, sk.s1_posterior)),
+                                 ("pelvis", (sk.s1_posterior, sk.s1_anterior, *sk.hips))):
+                panel.set_tool(tool)
+                for q in points:
+                    click_pixel(view, *q)
+            panel.set_tool(None)
+            settle(0.5)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            window.grab().save(str(output))
+            for row in panel.rows():
+                print(" | ".join(row))
+            print(f"screenshot: {output}")
             window.spine.undo_stack.clear()
     app.processEvents()
     return 0

@@ -24,6 +24,8 @@ LINE_RGB = (255, 225, 0)
 CURRENT_RGB = (255, 140, 0)
 ON_SLICE_MM = 3.0  # beyond half a voxel: drawn on the neighbouring slices too, so a measurement is easy to find
 TWO_LINES = ("cobb", "lordosis", "kyphosis")
+MAX_LABEL_WIDTH = 380.0  # px: longer values wrap
+LABEL_FLAGS = Qt.AlignCenter | Qt.TextWordWrap
 
 
 class MeasureLayer(QObject):
@@ -173,13 +175,16 @@ class MeasureLayer(QObject):
         for p in pts[: len(pts) - (1 if partial and len(pts) > 1 else 0)]:
             painter.drawEllipse(p, 3, 3)
         if label:
-            size = QFontMetricsF(painter.font()).boundingRect(label).size()
-            rect = _label_rect(kind, pts, size.width() + 8, size.height() + 4, QRectF(painter.window()))
+            # a long value (an SVA says its scale, side and film) wraps to a few lines instead of leaving the view
+            bounds = QRectF(painter.window())
+            wrap = max(160.0, min(MAX_LABEL_WIDTH, bounds.width() * 0.6))
+            size = QFontMetricsF(painter.font()).boundingRect(QRectF(0, 0, wrap, 1000), LABEL_FLAGS, label).size()
+            rect = _label_rect(kind, pts, size.width() + 8, size.height() + 4, bounds)
             painter.setPen(Qt.NoPen)
             painter.setBrush(QColor(0, 0, 0, 170))
             painter.drawRoundedRect(rect, 3, 3)
             painter.setPen(QColor(*rgb))
-            painter.drawText(rect, Qt.AlignCenter, label)
+            painter.drawText(rect, LABEL_FLAGS, label)
 
 
 def _segments(kind: str, n: int) -> list[tuple[int, int]]:
@@ -209,10 +214,12 @@ def _construction_lines(kind: str, pts: list[QPointF]) -> list[tuple[QPointF, QP
 
 
 def _label_rect(kind: str, pts: list[QPointF], w: float, h: float, bounds: QRectF) -> QRectF:
-    """Where a measurement's value is written: up and right of its anchor point (a slip's: below and right of the
-    lower vertebra's posterior corner, in the canal, clear of the endplate and of the disc's name), inside the view."""
-    if kind == "slip" and len(pts) >= 3:
-        x, y = pts[1].x() + 8, pts[1].y() + 6
+    """Where a measurement's value is written: up and right of its anchor point (a slip's: below the lower vertebra's
+    posterior corner on its posterior side, in the canal, clear of the endplate and of the disc's name), inside the
+    view."""
+    if kind == "slip" and len(pts) >= 3:  # on the posterior side of the lower vertebra's posterior corner
+        x = pts[1].x() + 8 if pts[2].x() <= pts[1].x() else pts[1].x() - 8 - w
+        y = pts[1].y() + 6
     else:
         anchor = _label_anchor(kind, pts)
         x, y = anchor.x() + 8, anchor.y() - h
@@ -224,6 +231,8 @@ def _label_rect(kind: str, pts: list[QPointF], w: float, h: float, bounds: QRect
 def _label_anchor(kind: str, pts: list[QPointF]) -> QPointF:
     if kind == "angle" and len(pts) >= 2:
         return pts[1]
+    if kind == "sva" and len(pts) >= 3:  # halfway down the plumb line, clear of the slip and PI at S1
+        return (pts[0] + pts[2]) / 2
     if kind in TWO_LINES and len(pts) >= 4:
         return QPointF((pts[0].x() + pts[1].x() + pts[2].x() + pts[3].x()) / 4,
                        (pts[0].y() + pts[1].y() + pts[2].y() + pts[3].y()) / 4)
