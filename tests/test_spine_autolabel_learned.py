@@ -131,7 +131,7 @@ def test_real_ct_crop_records_the_weights(samples):
     lab = get_backend("learned").run(vol)
     sha = hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
     assert lab.provenance.method == "spinemed-levels-synth" and lab.provenance.weights_sha256 == sha
-    assert lab.provenance.version == "0.1.0+pipeline2" and sha[:12] in lab.provenance.describe()
+    assert lab.provenance.version == "0.1.0+pipeline3" and sha[:12] in lab.provenance.describe()
     pts = np.array([v.centroid for v in lab.vertebrae])
     nearest = np.linalg.norm(pts - np.asarray(ref.points["L3"]), axis=1).min()
     assert nearest < 8.0  # L3, the one whole vertebra of the crop, is found

@@ -4,8 +4,9 @@ run with onnxruntime on sagittal slab stacks (:mod:`slabs`) swept across the spi
 Pipeline: 2 mm isotropic grid -> slab stacks every 4 mm across the middle of the body -> per stack, heatmaps of
 vertebral-body and disc centres and the anchor class of body pixels (C2, C3-C7, thoracic, lumbar, sacrum) -> the
 midline (the plane of mirror symmetry of body, canal and arch, found in the image whatever the contrast): only peaks
-of stacks near it count -> peaks merged across stacks into 3D detections, each set on the midline -> names: every
-way of laying the level names (standard spine, or 11/13 thoracic, 4/6 lumbar) over the detections in order is scored
+of stacks near it count -> peaks merged across stacks into 3D detections -> bodies re-found along the column they
+trace (body and disc profiles along it, the column's own pitch: missed bodies added, duplicates merged), each set
+on the midline -> names: every way of laying the level names (standard spine, or 11/13 thoracic, 4/6 lumbar) over the detections in order is scored
 by the anchor classes the network sees; the best one is used when its posterior probability is high enough (an
 anchor is in view: C2, the sacrum, the thoracolumbar junction), otherwise the vertebrae are left unnamed and the
 user names one. Weights, their version and sha256 are in ``resources/models/<name>/`` (labeller.json + model.onnx;
@@ -33,8 +34,8 @@ from core.tasks import CancelToken, ProgressFn, check, report
 
 MODEL_NAME = "spinemed-levels-synth"
 # The steps around the network (peaks, midline, naming) change the output too: their version goes beside the
-# weights' (2: the midline from mirror symmetry, 2026-12-07).
-PIPELINE = "+pipeline2"
+# weights' (2: the midline from mirror symmetry; 3: bodies re-found along the column profile, 2026-12-07).
+PIPELINE = "+pipeline3"
 DEFAULT_DIR = Path(__file__).resolve().parents[3] / "resources" / "models" / MODEL_NAME
 STEP_MM = 2.0
 SWEEP_MM = 4.0  # distance between slab stacks
@@ -43,6 +44,18 @@ PEAK_MIN = 0.3  # a heatmap peak this high is a candidate
 DETECT_MIN = 0.5  # a merged detection must reach this somewhere (best F1 on the synthetic validation set)
 MERGE_MM = 9.0  # peaks of neighbouring stacks closer than this in the sagittal plane are one vertebra
 MIN_PITCH_MM = 12.0  # adult vertebral bodies are at least ~15 mm apart (C3-C4), centre to centre
+MAX_PITCH_MM = 50.0  # and at most ~45 mm (L4-L5 of a tall adult)
+# the column profile (pipeline3): bodies re-found along the column the first detections trace
+PATH_EXTEND_MM = 40.0  # the path goes this far above the first and below the last body found (about one vertebra)
+PATH_FOLLOW_MM = 6.0  # beyond them it follows the maps' strongest response this far forwards or back per row
+PROFILE_LR_MM = 4.0  # the profile: maxima over stacks within this of the midline
+PROFILE_AP_MM = 8.0  # and within this in front of and behind the path (about half a body's depth)
+PROFILE_SMOOTH_MM = 2.0
+REL_MIN = 0.5  # a body peak at least this share of the column's strong peaks
+DISC_OVER = 0.15  # a body peak where the disc channel is this much stronger is a disc
+MERGE_PITCH = 0.5  # two bodies closer than this share of the pitch are one
+SEED_KEEP = 0.25  # a profile peak this share of the pitch from a body found before is that body
+GAP_MIN, GAP_MAX = 1.6, 2.5  # a gap of this many pitches has a body missing in its middle
 NAME_MIN = 0.6
 # mirror-symmetry midline: a block around each detection (the body, the canal and the arch behind it) is compared with
 # its left-right mirror image at every candidate midline within SYM_SEARCH_MM of the network's estimate
@@ -163,16 +176,7 @@ class LearnedLevels:
         xs = self._sweep(data.shape[0])
         maps = self._infer(session, data, xs, progress, cancel)
         report(progress, 0.85, "Merging the detections and naming the levels")
-        body_peaks, disc_peaks = _peaks(maps, xs, 0), _peaks(maps, xs, 1)
-        midline = midline_curve(_merge(body_peaks, data.shape[0]), data)
-        if midline is not None:
-            body_peaks = [p for p in body_peaks if abs(p["x"] - midline(p["r"])) * STEP_MM <= MID_KEEP_MM]
-            disc_peaks = [p for p in disc_peaks if abs(p["x"] - midline(p["r"])) * STEP_MM <= MID_KEEP_MM]
-        all_discs = _merge(disc_peaks, data.shape[0])
-        bodies = _column(_not_on_discs(_merge(body_peaks, data.shape[0]), all_discs))
-        bodies, sacral = _sacral_tail(bodies)
-        bodies = _midline(bodies, data)
-        discs = _near_column(all_discs, bodies)
+        bodies, discs, sacral = detect(maps, xs, data)
         if not bodies:
             raise AutoLabelError("no vertebral body found in this image (is the spine in view? a sagittal or 3D "
                                  "series of the spine is needed)")
@@ -253,6 +257,200 @@ class LearnedLevels:
             labelling.message = (f"Found {found}; named from {evidence}, confidence {conf:.2f}. Please confirm the "
                                  "levels.")
         return labelling
+
+
+def detect(maps: np.ndarray, xs: list[int], data: np.ndarray) -> tuple[list[dict], list[dict], int]:
+    """The vertebral bodies and discs of the column from the network's maps (stacks at ``xs`` of the grid ``data``):
+    (bodies in order, discs between them, how many sacral segments below S1 were dropped)."""
+    body_peaks, disc_peaks = _peaks(maps, xs, 0), _peaks(maps, xs, 1)
+    midline = midline_curve(_merge(body_peaks, data.shape[0]), data)
+    if midline is not None:
+        body_peaks = [p for p in body_peaks if abs(p["x"] - midline(p["r"])) * STEP_MM <= MID_KEEP_MM]
+        disc_peaks = [p for p in disc_peaks if abs(p["x"] - midline(p["r"])) * STEP_MM <= MID_KEEP_MM]
+    all_discs = _merge(disc_peaks, data.shape[0])
+    bodies = _column(_not_on_discs(_merge(body_peaks, data.shape[0]), all_discs))
+    if len(bodies) >= 2:
+        bodies = column_profile_bodies(maps, xs, bodies, midline)
+    bodies, sacral = _sacral_tail(bodies)
+    bodies = _midline(bodies, data)
+    discs = _near_column(all_discs, bodies)
+    discs = _discs_between(discs, bodies)
+    return bodies, discs, sacral
+
+
+def column_path(maps: np.ndarray, xs: list[int], seeds: list[dict], midline=None) -> dict:
+    """The column's path through the stacks: for each row from PATH_EXTEND_MM above the first seed body to as far
+    below the last, its left-right grid position (the midline curve, else the seeds') and its anterior-posterior
+    one (the seeds', then followed to where the body and disc maps are strongest nearby, smoothed), and along it
+    the body and disc profiles (the maps' maxima within PROFILE_LR_MM and PROFILE_AP_MM of the path)."""
+    n_rows, n_cols = maps.shape[2], maps.shape[3]
+    seeds = sorted(seeds, key=lambda d: d["r"])
+    rs = np.array([b["r"] for b in seeds])
+    ext = PATH_EXTEND_MM / STEP_MM
+    rows = np.arange(max(0, int(rs.min() - ext)), min(n_rows - 1, int(np.ceil(rs.max() + ext))) + 1)
+    cs = np.interp(rows, rs, [b["c"] for b in seeds])
+    if midline is not None:
+        x_path = np.array([midline(r) for r in rows])
+    else:
+        x_path = np.interp(rows, rs, [b["x"] for b in seeds])
+    xs_arr = np.asarray(xs, dtype=float)
+    lr = PROFILE_LR_MM / STEP_MM
+    ap = int(np.rint(PROFILE_AP_MM / STEP_MM))
+    stacks = [np.nonzero(np.abs(xs_arr - x) <= lr)[0] for x in x_path]
+    stacks = [s if s.size else np.array([int(np.argmin(np.abs(xs_arr - x)))]) for s, x in zip(stacks, x_path)]
+    both = maps[:, 0] + maps[:, 1]
+    # outside the seeds' span the path is followed: the strongest body or disc response near the path above/below
+    follow = ap + int(np.rint(PATH_FOLLOW_MM / STEP_MM))
+    for order in (np.nonzero(rows > rs.max())[0], np.nonzero(rows < rs.min())[0][::-1]):
+        prev = None
+        for i in order:
+            c = cs[i] if prev is None else prev
+            c0, c1 = max(0, int(c) - follow), min(n_cols, int(c) + follow + 1)
+            prof = both[stacks[i], rows[i], c0:c1].max(axis=0)
+            if prof.max() >= PEAK_MIN:
+                c = 0.7 * c + 0.3 * (c0 + int(np.argmax(prof)))
+            cs[i] = prev = c
+    body, disc, c_best = np.zeros(len(rows)), np.zeros(len(rows)), np.zeros(len(rows))
+    for i, (r, c) in enumerate(zip(rows, cs)):
+        c0, c1 = max(0, int(np.rint(c)) - ap), min(n_cols, int(np.rint(c)) + ap + 1)
+        b = maps[stacks[i], 0, r, c0:c1]
+        body[i] = b.max()
+        disc[i] = maps[stacks[i], 1, r, c0:c1].max()
+        c_best[i] = c0 + np.unravel_index(int(np.argmax(b)), b.shape)[1]
+    return {"rows": rows, "c": cs, "x": x_path, "body": body, "disc": disc, "c_best": c_best, "stacks": stacks}
+
+
+def column_pitch(contrast: np.ndarray, fallback: float) -> float:
+    """The column's period in grid rows: the strongest autocorrelation peak of the body-minus-disc profile between
+    MIN_PITCH_MM and MAX_PITCH_MM (bodies and discs alternate); ``fallback`` when there is none."""
+    lo, hi = int(MIN_PITCH_MM / STEP_MM), int(np.ceil(MAX_PITCH_MM / STEP_MM))
+    q = contrast - contrast.mean()
+    if len(q) < 2 * lo:
+        return fallback
+    ac = np.correlate(q, q, "full")[len(q) - 1:]
+    ac = ac / max(float(ac[0]), 1e-9)
+    seg = ac[lo: min(hi, len(ac) - 1) + 1]
+    peaks = [i for i in range(1, len(seg) - 1) if seg[i] >= seg[i - 1] and seg[i] > seg[i + 1] and seg[i] > 0]
+    if not peaks:
+        return fallback
+    return float(lo + max(peaks, key=lambda i: seg[i]))
+
+
+def profile_peaks(contrast: np.ndarray, body: np.ndarray, disc: np.ndarray, pitch: float) -> list[int]:
+    """Indices of the bodies along a column profile: local maxima of the ``body`` channel that reach PEAK_MIN and
+    REL_MIN of the column's own strong peaks (the median of its best three: the network's confidence differs from
+    image to image, the column's bodies do not), except where the ``disc`` channel is DISC_OVER stronger (the body
+    channel also fires on discs on real images; the disc channel rarely fires on bodies); then peaks closer than
+    half a pitch merged, the one with the larger body-minus-disc ``contrast`` kept (:func:`merge_close`), and gaps
+    of about twice the pitch completed (:func:`complete_by_pitch`)."""
+    n = len(body)
+    cand = [i for i in range(n) if (i == 0 or body[i] >= body[i - 1]) and
+            (i == n - 1 or body[i] > body[i + 1]) and body[i] >= PEAK_MIN]
+    if not cand:
+        return []
+    strong = float(np.median(sorted((body[i] for i in cand), reverse=True)[:3]))
+    keep = [i for i in cand if body[i] >= REL_MIN * strong and disc[i] - body[i] < DISC_OVER]
+    keep = merge_close(keep, contrast, pitch)
+    return merge_close(complete_by_pitch(keep, contrast, body, pitch), contrast, pitch)
+
+
+def merge_close(idx: list[int], score: np.ndarray, pitch: float) -> list[int]:
+    """Of detections closer than MERGE_PITCH times the pitch, the stronger one stays (one body seen twice)."""
+    out: list[int] = []
+    for i in sorted(idx):
+        if out and i - out[-1] < MERGE_PITCH * pitch:
+            if score[i] > score[out[-1]]:
+                out[-1] = i
+            continue
+        out.append(i)
+    return out
+
+
+def complete_by_pitch(idx: list[int], contrast: np.ndarray, body: np.ndarray, pitch: float) -> list[int]:
+    """Bodies missed between two detections: where the gap is about twice the local pitch (GAP_MIN..GAP_MAX times
+    it) and the body-minus-disc profile has a local maximum in the middle third of the gap with the body channel at
+    PEAK_MIN at least, a body is added there (bodies alternate with discs at a slowly varying spacing)."""
+    idx = sorted(idx)
+    out = list(idx)
+    for k, (a, b) in enumerate(itertools.pairwise(idx)):
+        near = [y - x for x, y in itertools.pairwise(idx[max(0, k - 2): k + 4]) if y - x < GAP_MIN * pitch]
+        local = float(np.median(near)) if near else pitch
+        if not GAP_MIN * local <= b - a <= GAP_MAX * local:
+            continue
+        lo, hi = a + int(np.ceil((b - a) / 3)), b - int(np.ceil((b - a) / 3))
+        if hi < lo:
+            continue
+        i = lo + int(np.argmax(contrast[lo: hi + 1]))
+        is_max = contrast[i] >= contrast[max(i - 1, 0)] and contrast[i] >= contrast[min(i + 1, len(contrast) - 1)]
+        if is_max and body[i] >= PEAK_MIN:
+            out.append(i)
+    return sorted(out)
+
+
+def column_profile_bodies(maps: np.ndarray, xs: list[int], seeds: list[dict], midline=None) -> list[dict]:
+    """Bodies re-found along the column the seed detections trace (:func:`column_path`): peaks of the body channel
+    where the disc channel is not clearly stronger, completed and merged by the column's pitch
+    (:func:`profile_peaks`); a peak near a seed keeps the seed's position; then bodies seen twice merged
+    (:func:`merge_duplicates`). Keeps the seeds when the profile finds fewer bodies."""
+    path = column_path(maps, xs, seeds, midline)
+    sigma = PROFILE_SMOOTH_MM / STEP_MM
+    body = ndimage.gaussian_filter1d(path["body"], sigma)
+    disc = ndimage.gaussian_filter1d(path["disc"], sigma)
+    contrast = body - disc
+    steps = np.diff(sorted(b["r"] for b in seeds))
+    pitch = column_pitch(contrast, float(np.median(steps)))
+    idx = profile_peaks(contrast, body, disc, pitch)
+    if len(idx) < len(seeds):
+        return seeds
+    out = [b for b in seeds]
+    for i in idx:
+        r = int(path["rows"][i])
+        if min(abs(b["r"] - r) for b in seeds) <= SEED_KEEP * pitch:  # a body found before: its 2D peak is better
+            continue
+        st = path["stacks"][i]
+        # a new body's centre: the body channel's strongest point of its row near the path (the path lags where
+        # the column curves)
+        reach = int(np.rint((PROFILE_AP_MM + PATH_FOLLOW_MM) / STEP_MM))
+        c0 = max(0, int(np.rint(path["c"][i])) - reach)
+        row = maps[st, 0, r, c0: int(np.rint(path["c"][i])) + reach + 1].max(axis=0)
+        ci = c0 + int(np.argmax(row))
+        c = float(ci)
+        win = maps[st, 2:, max(0, r - 1): r + 2, max(0, ci - 1): ci + 2]
+        region = win.transpose(1, 0, 2, 3).reshape(6, -1).mean(axis=1)
+        out.append({"x": float(path["x"][i]), "r": float(r), "c": c, "score": float(body[i]),
+                    "region": region, "profile": float(contrast[i])})
+    return merge_duplicates(out, pitch)
+
+
+def merge_duplicates(bodies: list[dict], pitch: float) -> list[dict]:
+    """Bodies closer than MERGE_PITCH times the pitch along the column are one body seen twice: one detection at
+    their score-weighted mean position and anchor classes, with the better score."""
+    out: list[dict] = []
+    for b in sorted(bodies, key=lambda d: d["r"]):
+        if out and b["r"] - out[-1]["r"] < MERGE_PITCH * pitch:
+            a = out[-1]
+            w = np.array([a["score"], b["score"]])
+            merged = {k: float(np.average([a[k], b[k]], weights=w)) for k in ("x", "r", "c")}
+            merged["score"] = max(a["score"], b["score"])
+            merged["region"] = np.average([a["region"], b["region"]], axis=0, weights=w)
+            out[-1] = merged
+            continue
+        out.append(b)
+    return out
+
+
+def _discs_between(discs: list[dict], bodies: list[dict]) -> list[dict]:
+    """A disc between every two consecutive bodies: the disc channel's where it found one between them, else
+    midway between the two bodies with a low score (0.3), since the disc channel is weak on many real images."""
+    out = []
+    bodies = sorted(bodies, key=lambda d: d["r"])
+    for a, b in itertools.pairwise(bodies):
+        have = [d for d in discs if a["r"] < d["r"] < b["r"]]
+        if have:
+            out.append(max(have, key=lambda d: d["score"]))
+        else:
+            out.append({k: 0.5 * (a[k] + b[k]) for k in ("x", "r", "c")} | {"score": 0.3})
+    return out
 
 
 def mirror_midline(data: np.ndarray, x: float, c: float, k: float, step: float = STEP_MM
