@@ -103,6 +103,23 @@ def test_sva_with_a_user_calibration_the_schwab_bands_and_a_true_vertical():
     assert r.foot_px[1] == pytest.approx(891.05, abs=0.01)
 
 
+def test_true_vertical_is_a_set_up_measurement():
+    from core.spine.measure.measurement import context_measurements
+    from core.xray.sagittal import vertical_from_measurements, vertical_measurement
+
+    v = vertical_measurement((100.0, 900.0), (160.0, 100.0))      # clicked bottom first: oriented downwards
+    assert v.kind == "true_vertical" and v.unit == "deg"
+    assert v.value == pytest.approx(-math.degrees(math.atan2(60, 800)), abs=0.01)   # lower end to the left
+    assert not v.is_finding and context_measurements([v]) == []
+    later = vertical_measurement((0.0, 0.0), (10.0, 500.0))
+    assert vertical_from_measurements([v, later]) == [[0.0, 0.0], [10.0, 500.0]]
+    assert vertical_from_measurements([]) is None
+    with pytest.raises(ValueError, match="more than 45"):
+        vertical_measurement((0.0, 0.0), (500.0, 100.0))
+    with pytest.raises(ValueError, match="same point"):
+        vertical_measurement((5.0, 5.0), (5.5, 5.0))
+
+
 def test_anterior_side_from_patient_orientation(tmp_path):
     assert facing_from_orientation(["A", "F"]).sign == 1
     assert facing_from_orientation(["P", "F"]).sign == -1
@@ -263,6 +280,22 @@ def test_sva_on_a_headerless_lateral_png_asks_which_side_is_anterior(qtbot, tmp_
         m = spine.measurements.measurements[-1]
         assert (m.kind, m.unit) == ("sva", "px") and m.value == pytest.approx(80.0, abs=0.2)
         assert "no calibration" in panel.note.text() and "anterior = image left by user" in panel.note.text()
+        assert m.details["horizontal"] == "image rows"
+        # a true vertical, tilted: the next SVA is taken perpendicular to it, and says so
+        panel.tool_buttons["vertical"].click()
+        top, bottom = (300.0, 150.0), (400.0, 2150.0)
+        click_pixel(view, *top)
+        click_pixel(view, *bottom)
+        v = spine.measurements.measurements[-1]
+        assert v.kind == "true_vertical" and v.value == pytest.approx(math.degrees(math.atan2(100, 2000)), abs=0.05)
+        panel.tool_buttons["sva"].click()
+        click_pixel(view, *sketch.c7_centre)
+        click_pixel(view, *sketch.s1_posterior)
+        tilted = spine.measurements.measurements[-1]
+        expected = sagittal_vertical_axis(sketch.c7_centre, sketch.s1_posterior, LEFT, vertical=[top, bottom])
+        assert tilted.value == pytest.approx(expected.value, abs=0.3) and abs(tilted.value - 80.0) > 3
+        assert tilted.details["horizontal"] == "perpendicular to the user's true vertical"
+        assert "true vertical set" in panel.note.text()
         spine.undo_stack.clear()
 
 

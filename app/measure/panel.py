@@ -1,7 +1,7 @@
-"""The Measurements panel: tool buttons (distance, angle, Cobb; lordosis, kyphosis, slip; pelvic incidence, SVA), the
-SVA's option of which image side the patient faces (from the DICOM header, or image left/right), automatic
-measurements from the labelling, the list of this series' measurements (what, level, value, unit) with delete and
-JSON export. The note under the list says which point the tool on wants next."""
+"""The Measurements panel: tool buttons (distance, angle, Cobb; lordosis, kyphosis, slip; pelvic incidence, SVA,
+true vertical), the SVA's option of which image side the patient faces (from the DICOM header, or image left/right),
+automatic measurements from the labelling, the list of this series' measurements (what, level, value, unit) with
+delete and JSON export. The note under the list says which point the tool on wants next."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -29,7 +29,7 @@ from app.measure.values import list_value
 from app.workers import TaskWorker
 from core.spine.measure.measurement import SpineMeasurement
 
-TOOL_ROWS = (("distance", "angle", "cobb"), ("lordosis", "kyphosis", "slip"), ("pelvis", "sva"))  # general;
+TOOL_ROWS = (("distance", "angle", "cobb"), ("lordosis", "kyphosis", "slip"), ("pelvis", "sva", "vertical"))  # general;
 # alignment; lateral radiograph
 FACING_CHOICES = (("header", "as the DICOM header says"), ("right", "image right"), ("left", "image left"))
 

@@ -13,7 +13,9 @@ from the points with the :mod:`core.spine.measure.geometry` builders.
   two femoral head centres: pelvic incidence with sacral slope and pelvic tilt (:mod:`core.xray.pelvis`).
 - sva: 2 points on a standing lateral radiograph, the centre of the C7 body then the posterior-superior corner of
   S1: the sagittal vertical axis (:mod:`core.xray.sagittal`); which side is anterior comes from the DICOM header or
-  from the tool's option (``options['anterior']``: "header", "right" or "left").
+  from the tool's option (``options['anterior']``: "header", "right" or "left"); its horizontal runs along the
+  image rows, or perpendicular to the latest true vertical (tool ``vertical``: 2 points on a plumb line, a set-up
+  measurement like the scale calibration, not a finding).
 
 Lordosis and kyphosis are taken on the sagittal view only (their conventions are sagittal); slip on the sagittal view
 or on a lateral radiograph. On a plain radiograph, distance, angle, Cobb, slip and SVA are measured in the image
@@ -79,8 +81,12 @@ TOOLS = {t.key: t for t in (
          "Standing full-length lateral radiograph: the C7 body's centre, then S1's posterior-superior corner "
          "(sagittal vertical axis, + = anterior; set which side the patient faces unless the header says it)",
          plane="radiograph"),
+    Tool("vertical", "True vertical", ("one point on a plumb line or the film's vertical marker",
+                                       "another point on it, lower down"),
+         "Lateral radiograph: two points on a true vertical (plumb line, vertical marker); SVAs measured afterwards "
+         "take their horizontal perpendicular to it instead of along the image rows", plane="radiograph"),
 )}
-LATERAL_ONLY = ("pelvis", "slip", "sva")   # refused on a radiograph whose header says AP or PA
+LATERAL_ONLY = ("pelvis", "slip", "sva", "vertical")   # refused on a radiograph whose header says AP or PA
 
 
 def wrong_view(tool: Tool, view) -> str:
@@ -101,7 +107,8 @@ def build(tool: Tool, points: list, view, model, method: str, options: dict | No
     """The measurement of ``tool`` from its points (patient mm) placed on ``view``; ValueError if degenerate.
     ``options``: the tools' options (``anterior`` for the SVA)."""
     p = points
-    if getattr(view, "radiograph", False) and tool.key in ("distance", "angle", "cobb", "pelvis", "slip", "sva"):
+    if getattr(view, "radiograph", False) and tool.key in ("distance", "angle", "cobb", "pelvis", "slip", "sva",
+                                                           "vertical"):
         return _on_radiograph(tool, p, view, method, getattr(model, "measurements", ()), options or {})
     if tool.key == "distance":
         m = measure.distance_measurement(p[0], p[1], method=method)
@@ -157,6 +164,8 @@ def _on_radiograph(tool: Tool, p: list, view, method: str, measurements=(), opti
         frontal = sagittal.frontal_view(vol)
         if frontal:
             raise ValueError(f"{tool.label} is measured on a lateral radiograph; {frontal}")
+    if tool.key == "vertical":
+        return sagittal.vertical_measurement(px[0], px[1], display_points=p, method=method)
     if tool.key == "pelvis":
         from core.xray.pelvis import pelvic_measurement
 
@@ -166,9 +175,11 @@ def _on_radiograph(tool: Tool, p: list, view, method: str, measurements=(), opti
         return sagittal.slip_measurement(px[0], px[1], px[2], cal, display_points=p, method=method)
     if tool.key == "sva":
         facing = _facing(vol, (options or {}).get("anterior", "header"))
-        sva = sagittal.sagittal_vertical_axis(px[0], px[1], facing, cal)
+        vertical = sagittal.vertical_from_measurements(measurements)
+        sva = sagittal.sagittal_vertical_axis(px[0], px[1], facing, cal, vertical)
         foot = vol.voxel_to_patient((sva.foot_px[0] - 0.5, sva.foot_px[1] - 0.5, 0.0))
-        return sagittal.sva_measurement(px[0], px[1], facing, cal, display_points=[*p, foot], method=method)
+        return sagittal.sva_measurement(px[0], px[1], facing, cal, vertical, display_points=[*p, foot],
+                                        method=method)
     if tool.key == "distance":
         pm = xm.distance(px[0], px[1], cal)
     elif tool.key == "angle":

@@ -12,6 +12,8 @@ def qualifier(m: SpineMeasurement) -> str:
     scale = m.details.get("scale_source")
     if m.kind == "calibration":
         return "(known length: the scale)"
+    if m.kind == "true_vertical":
+        return "(true vertical: the SVA's reference, tilt from the image columns)"
     if m.kind == "pelvic_incidence":
         ss, pt = m.details.get("sacral_slope_deg"), m.details.get("pelvic_tilt_deg")
         return f"PI (SS {ss:.1f}°, PT {pt:.1f}°)" if ss is not None and pt is not None else "PI"

@@ -9,7 +9,8 @@
 - **Sagittal vertical axis (SVA)**: the horizontal offset of the C7 plumb line (dropped from the centre of the C7
   body) from the posterior-superior corner of S1; positive when the plumb line falls anterior to S1. It is defined on
   a standing full-length lateral radiograph; "horizontal" is along the image rows (the film assumed upright) unless
-  a true vertical is given (two image points on a plumb line or vertical marker). Which side of the image is
+  a true vertical is given (two image points on a plumb line or vertical marker, stored as a set-up measurement by
+  :func:`vertical_measurement`). Which side of the image is
   anterior comes from the DICOM header (``PatientOrientation``: its first value is the patient direction of the
   image's rows, towards the right) or from the user. Graded by the SRS-Schwab adult spinal deformity classification
   (Schwab F et al., Spine 2012;37:1077-82) global alignment modifier: 0 below 40 mm, + 40 to 95 mm, ++ above 95 mm.
@@ -210,6 +211,42 @@ def sva_measurement(c7_centre, s1_posterior_superior, facing: Facing, calibratio
                **_scale_details(calibration)}
     return SpineMeasurement("sva", "sagittal vertical axis", "C7-S1", round(sva.value, 2), sva.unit,
                             list(display_points), method, details=details)
+
+
+# --- true vertical --------------------------------------------------------------------------------------------
+VERTICAL_SOURCE = "xray-true-vertical"     # details['source'] of the stored true vertical
+
+
+def vertical_measurement(p0, p1, display_points=(), method: str = "user:user"):
+    """The stored form of a true vertical (two image points on a plumb line or the film's vertical marker): a set-up
+    measurement (kind ``true_vertical``, never a patient finding), value its tilt from the image columns in degrees
+    (+ when its lower end lies to the image's right). SVAs measured afterwards take their horizontal from it."""
+    from core.spine.measure.measurement import SpineMeasurement
+
+    a, b = _pts((p0, p1), ("a true vertical point", "a true vertical point"))
+    d = b - a
+    if float(np.hypot(*d)) < MIN_PX:
+        raise ValueError("the true vertical's two points are the same point")
+    if d[1] < 0:
+        d = -d
+    tilt = math.degrees(math.atan2(d[0], d[1]))
+    if abs(tilt) > 45.0:
+        raise ValueError(f"the true vertical is tilted {abs(tilt):.0f}° from the image columns (more than 45°): "
+                         "click two points on a plumb line or the film's vertical marker")
+    return SpineMeasurement("true_vertical", "true vertical (SVA reference)", None, round(tilt, 2), "deg",
+                            list(display_points), method,
+                            details={"source": VERTICAL_SOURCE, "plane": PLANE, "view": "radiograph",
+                                     "vertical_px": [list(map(float, a)), list(map(float, b))]})
+
+
+def vertical_from_measurements(measurements):
+    """The image points of the latest stored true vertical, or None (the image columns are vertical)."""
+    found = None
+    for m in measurements:
+        pts = m.details.get("vertical_px") if m.kind == "true_vertical" else None
+        if pts is not None and len(pts) == 2:
+            found = pts
+    return found
 
 
 def remeasured(m, calibration: Calibration):

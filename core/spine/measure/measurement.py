@@ -46,7 +46,7 @@ class Measurement:
         return f"{where}{self.name}: {self.value:.4g}{unit}"
 
 
-SET_UP_KINDS = ("calibration",)
+SET_UP_KINDS = ("calibration", "true_vertical")  # radiograph set-up: scale, and the SVA's vertical
 
 
 def context_measurements(measurements) -> list[Measurement]:
@@ -93,8 +93,8 @@ class SpineMeasurement:
 
     @property
     def is_finding(self) -> bool:
-        """False for what only sets up other measurements (a radiograph's scale calibration): never given to the
-        consultation, the findings or a report as a measurement of the patient."""
+        """False for what only sets up other measurements (a radiograph's scale calibration or true vertical): never
+        given to the consultation, the findings or a report as a measurement of the patient."""
         return self.kind not in SET_UP_KINDS
 
     def to_context(self) -> Measurement:
