@@ -70,9 +70,11 @@ def _env(learned_dir: Path | None) -> dict:
 
 
 def learned_version(learned_dir: Path | None) -> str:
+    from core.spine.autolabel.learned import PIPELINE
+
     folder = learned_dir or REPO / "resources/models/spinemed-levels-synth"
     try:
-        return str(json.loads((folder / "labeller.json").read_text())["version"])
+        return str(json.loads((folder / "labeller.json").read_text())["version"]) + PIPELINE
     except (OSError, ValueError, KeyError):
         return "?"
 
