@@ -226,7 +226,9 @@ def test_sagittal_tools_on_a_lateral_dx_in_the_main_window(qtbot, tmp_path):
         n = len(spine.measurements.measurements)
         click_pixel(view, *sketch.c7_centre)
         click_pixel(view, sketch.width + 40.0, 1500.0)
-        assert "outside the image (1000 x 2400 px)" in panel.note.text()
+        assert "Not placed: the click is outside the image (1000 x 2400 px)" in panel.note.text()
+        assert len(spine.measure_layer.points) == 1 and len(spine.measurements.measurements) == n
+        spine.measure_layer.cancel()
         panel.tool_buttons["slip"].click()
         for q in (sketch.l5_posterior_inferior, sketch.s1_posterior, sketch.s1_posterior):
             click_pixel(view, *q)

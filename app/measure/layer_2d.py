@@ -106,6 +106,10 @@ class MeasureLayer(QObject):
         point = view.widget_to_patient(event.position())
         if point is None:
             return False
+        outside = _outside_radiograph(view, point)
+        if outside:
+            self._say(outside)
+            return True  # not placed: the points placed so far stay
         self.view = view
         self.points.append(point)
         if len(self.points) == TOOLS[self.tool].points:
@@ -185,6 +189,19 @@ class MeasureLayer(QObject):
             painter.drawRoundedRect(rect, 3, 3)
             painter.setPen(QColor(*rgb))
             painter.drawText(rect, LABEL_FLAGS, label)
+
+
+def _outside_radiograph(view, point) -> str:
+    """Why a click on a plain radiograph cannot be a point ('' inside the image): measurements there are in the
+    image's pixels, and a point beyond its edge measures nothing."""
+    vol = view.state.volume
+    if not getattr(view, "radiograph", False) or vol is None:
+        return ""
+    x, y = vol.patient_to_voxel(point)[:2] + 0.5
+    width, height = vol.shape[0], vol.shape[1]
+    if 0.0 <= x <= width and 0.0 <= y <= height:
+        return ""
+    return f"Not placed: the click is outside the image ({width} x {height} px); click on the radiograph"
 
 
 def _segments(kind: str, n: int) -> list[tuple[int, int]]:

@@ -178,6 +178,7 @@ class MeasurementsPanel(QWidget):
         busy = self.worker is not None and self.worker.is_running
         for button in self.tool_buttons.values():
             button.setEnabled(has_volume)
+        self.facing.setEnabled(has_volume and self.state.volume.is_2d)  # an option of radiograph tools
         self.auto_button.setEnabled(has_volume and self.state.labelling is not None and not busy)
         self.delete_button.setEnabled(self.tree.currentItem() is not None)
         self.export_button.setEnabled(bool(self.model.measurements))
