@@ -165,7 +165,10 @@ def test_values_say_their_scale():
                              "lateral film)"
     slip = slip_measurement((150.0, 60.0), (100.0, 100.0), (300.0, 100.0))
     assert format_value(slip) == "25.0 % (Meyerding I, image plane, ratio: no scale needed)"
-    assert m.to_context().name.startswith("sagittal vertical axis (SRS-Schwab SVA modifier +; + = C7 plumb line")
+    assert m.to_context().name == ("sagittal vertical axis (SRS-Schwab SVA modifier +; + = C7 plumb line anterior "
+                                   "to S1; mm from ImagerPixelSpacing, at the detector (magnified); standing "
+                                   "full-length lateral radiograph)")
+    assert "pixels, no scale" in px.to_context().name
 
 
 # -- in the main window --------------------------------------------------------------------------------------------
@@ -312,3 +315,26 @@ def test_lateral_tools_refused_on_an_ap_dx(qtbot, tmp_path):
         click_pixel(window.viewer.axial, *sketch.s1_posterior)
         assert "SVA is measured on a lateral radiograph; the header says this is an AP view" in panel.note.text()
     assert pydicom.dcmread(tmp_path / "ap.dcm").ViewPosition == "AP"
+
+
+def test_sva_and_slip_reach_the_xray_report():
+    from core.consult.context import StudyContext
+    from core.report.draft import draft_report
+    from core.report.templates import template_for
+
+    class NoModel:           # the report keeps measured values even when no model can be loaded
+        name, is_loaded, last_stats = "none", False, None
+
+        def load(self):
+            raise RuntimeError("no model in this test")
+
+    cal = calibration_from_dicom(_ds(ImagerPixelSpacing=[0.2, 0.2]))
+    sva = sva_measurement((760.0, 200.0), (500.0, 1500.0), Facing(1, "PatientOrientation A\\F"), cal)
+    slip = slip_measurement((150.0, 60.0), (100.0, 100.0), (300.0, 100.0), cal)
+    context = StudyContext(modality="DX", measurements=[sva.to_context(), slip.to_context()])
+    rep = draft_report(NoModel(), context, None, retriever=None, is_2d=True, template=template_for("DX", True))
+    general = [s.text for s in rep.sections["general"]]
+    assert any(t.startswith("Sagittal vertical axis (SRS-Schwab SVA modifier +") and "magnified" in t
+               and "(C7-S1): 52 mm (measured)" in t for t in general), general
+    assert "Anterolisthesis slip (Meyerding grade I): 25 % (measured)." in general
+    assert any("Schwab F" in r for r in template_for("DX", True).references)
