@@ -103,6 +103,37 @@ def test_sva_with_a_user_calibration_the_schwab_bands_and_a_true_vertical():
     assert r.foot_px[1] == pytest.approx(891.05, abs=0.01)
 
 
+def _line(tilt_deg, centre, facing, half=60.0):
+    """Two image points of an endplate whose anterior end lies ``tilt_deg`` lower than its posterior end."""
+    t = math.radians(tilt_deg)
+    d = np.array([facing * math.cos(t), math.sin(t)]) * half        # towards anterior, y down
+    return tuple(np.asarray(centre) - d), tuple(np.asarray(centre) + d)
+
+
+@pytest.mark.parametrize("facing", [RIGHT, LEFT])
+def test_lordosis_and_kyphosis_on_a_lateral_radiograph_either_facing(facing):
+    from core.xray.sagittal import sagittal_cobb_measurement
+
+    cx = 500.0
+    # L1 superior endplate level, S1 superior endplate sloping 40 degrees down anteriorly: lordosis 40
+    l1, s1 = _line(0.0, (cx, 900.0), facing.sign), _line(40.0, (cx, 1600.0), facing.sign)
+    m = sagittal_cobb_measurement("lordosis", [*l1, *s1], facing)
+    assert (m.kind, m.level, m.unit) == ("lordosis", "L1-S1", "deg") and m.value == pytest.approx(40.0)
+    assert m.details["plane"] == "radiograph image plane" and m.details["anterior_sign"] == facing.sign
+    flat = sagittal_cobb_measurement("lordosis", [*_line(10.0, (cx, 900.0), facing.sign),
+                                                  *_line(-5.0, (cx, 1600.0), facing.sign)], facing)
+    assert flat.value == pytest.approx(-15.0)                          # kyphotic alignment
+    # T4 superior endplate 20 degrees down anteriorly, T12 inferior endplate 25 degrees up anteriorly: kyphosis 45
+    t4, t12 = _line(20.0, (cx, 300.0), facing.sign), _line(-25.0, (cx, 800.0), facing.sign)
+    k = sagittal_cobb_measurement("kyphosis", [*t4, *t12], facing)
+    assert (k.kind, k.level) == ("kyphosis", "T4-T12") and k.value == pytest.approx(45.0)
+    # the anterior side matters: the wrong one reverses the curve
+    wrong = Facing(-facing.sign, "test")
+    assert sagittal_cobb_measurement("lordosis", [*l1, *s1], wrong).value == pytest.approx(-40.0)
+    with pytest.raises(ValueError, match="zero length"):
+        sagittal_cobb_measurement("lordosis", [l1[0], l1[0], *s1], facing)
+
+
 def test_true_vertical_is_a_set_up_measurement():
     from core.spine.measure.measurement import context_measurements
     from core.xray.sagittal import vertical_from_measurements, vertical_measurement
@@ -197,7 +228,7 @@ def test_sagittal_tools_on_a_lateral_dx_in_the_main_window(qtbot, tmp_path):
         wait_until(lambda: not worker.is_running, 120, "the landmark model")
         assert window.xray.panel.status.text().startswith("Not read: lateral.dcm: a left lateral view")
         panel = spine.measure_panel
-        for key in ("slip", "sva", "pelvis"):
+        for key in ("slip", "sva", "pelvis", "lordosis", "kyphosis", "vertical"):
             assert panel.tool_buttons[key].isEnabled()
 
         panel.tool_buttons["slip"].click()
@@ -224,6 +255,14 @@ def test_sagittal_tools_on_a_lateral_dx_in_the_main_window(qtbot, tmp_path):
         assert flipped.details["anterior_source"] == "set by the user; the header says image right"
         spine.undo_stack.undo()
         panel.facing.setCurrentIndex(panel.facing.findData("header"))
+
+        # lumbar lordosis on the lateral film (anterior from the header): S1 slopes 40 degrees, L1 drawn level
+        panel.tool_buttons["lordosis"].click()
+        for q in (*_line(0.0, (560.0, 1500.0), 1), sketch.s1_posterior, sketch.s1_anterior):
+            click_pixel(view, *q)
+        ll = spine.measurements.measurements[-1]
+        assert (ll.kind, ll.level) == ("lordosis", "L1-S1") and ll.value == pytest.approx(40.0, abs=0.3)
+        assert "image plane; anterior = image right by PatientOrientation" in panel.note.text()
 
         # bad clicks: outside the image, a zero-length endplate
         n = len(spine.measurements.measurements)
@@ -253,7 +292,7 @@ def test_sagittal_tools_on_a_lateral_dx_in_the_main_window(qtbot, tmp_path):
         # stored with provenance and given to the consultation's context
         uid = spine.measurements.series_uid
         stored = spine.measurements.store.list(uid)
-        assert {m.kind for m in stored} >= {"slip", "sva", "pelvic_incidence"}
+        assert {m.kind for m in stored} >= {"slip", "sva", "pelvic_incidence", "lordosis"}
         assert all(m.method == f"user:{spine.measurements.user}" for m in stored)
         context = stored_measurements(uid, window.library.db)
         by_name = {c.name.split(" (")[0]: c for c in context}

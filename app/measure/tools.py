@@ -17,10 +17,11 @@ from the points with the :mod:`core.spine.measure.geometry` builders.
   image rows, or perpendicular to the latest true vertical (tool ``vertical``: 2 points on a plumb line, a set-up
   measurement like the scale calibration, not a finding).
 
-Lordosis and kyphosis are taken on the sagittal view only (their conventions are sagittal); slip on the sagittal view
-or on a lateral radiograph. On a plain radiograph, distance, angle, Cobb, slip and SVA are measured in the image
-plane with the image's own scale, in pixels when it has none (:mod:`core.xray.measure`), and only on points inside
-the image; pelvis, slip and SVA are refused on a radiograph whose header says it is AP or PA. The slip's level is
+Lordosis, kyphosis and slip are taken on the sagittal view of a CT or MR, or on a lateral radiograph (their
+conventions are sagittal: on a radiograph, lordosis and kyphosis need the anterior side, as the SVA does). On a plain
+radiograph, distance, angle, Cobb, slip, lordosis, kyphosis and SVA are measured in the image plane with the image's
+own scale, in pixels when it has none (:mod:`core.xray.measure`), and only on points inside the image; the lateral
+tools are refused on a radiograph whose header says it is AP or PA. The slip's level is
 the nearest labelled disc; the kyphosis's upper vertebra is the labelled vertebra nearest its first line, else T4.
 """
 from __future__ import annotations
@@ -60,11 +61,11 @@ TOOLS = {t.key: t for t in (
     Tool("cobb", "Cobb", (*_line("the first endplate line"), *_line("the second endplate line")),
          "Four clicks: two points on each endplate line (angle in the plane of the view)"),
     Tool("lordosis", "Lordosis", (*_line("the L1 superior endplate"), *_line("the S1 superior endplate")),
-         "Lumbar lordosis (sagittal view): two points on the L1 superior endplate, two on the S1 superior endplate",
-         plane="sagittal"),
+         "Lumbar lordosis (sagittal view or lateral radiograph): two points on the L1 superior endplate, two on the "
+         "S1 superior endplate", plane="sagittal", radiograph=True),
     Tool("kyphosis", "Kyphosis", (*_line("the T4 (or T5) superior endplate"), *_line("the T12 inferior endplate")),
-         "Thoracic kyphosis (sagittal view): two points on the T4 (or T5) superior endplate, two on the T12 "
-         "inferior endplate", plane="sagittal"),
+         "Thoracic kyphosis (sagittal view or lateral radiograph): two points on the T4 (or T5) superior endplate, "
+         "two on the T12 inferior endplate", plane="sagittal", radiograph=True),
     Tool("slip", "Slip", ("the posterior-inferior corner of the upper vertebra",
                           "the posterior-superior corner of the lower vertebra",
                           "the anterior-superior corner of the lower vertebra"),
@@ -86,7 +87,7 @@ TOOLS = {t.key: t for t in (
          "Lateral radiograph: two points on a true vertical (plumb line, vertical marker); SVAs measured afterwards "
          "take their horizontal perpendicular to it instead of along the image rows", plane="radiograph"),
 )}
-LATERAL_ONLY = ("pelvis", "slip", "sva", "vertical")   # refused on a radiograph whose header says AP or PA
+LATERAL_ONLY = ("pelvis", "slip", "sva", "vertical", "lordosis", "kyphosis")   # refused on a radiograph whose header says AP or PA
 
 
 def wrong_view(tool: Tool, view) -> str:
@@ -108,7 +109,7 @@ def build(tool: Tool, points: list, view, model, method: str, options: dict | No
     ``options``: the tools' options (``anterior`` for the SVA)."""
     p = points
     if getattr(view, "radiograph", False) and tool.key in ("distance", "angle", "cobb", "pelvis", "slip", "sva",
-                                                           "vertical"):
+                                                           "vertical", "lordosis", "kyphosis"):
         return _on_radiograph(tool, p, view, method, getattr(model, "measurements", ()), options or {})
     if tool.key == "distance":
         m = measure.distance_measurement(p[0], p[1], method=method)
@@ -173,6 +174,9 @@ def _on_radiograph(tool: Tool, p: list, view, method: str, measurements=(), opti
     cal = xm.effective_calibration(vol, measurements)
     if tool.key == "slip":
         return sagittal.slip_measurement(px[0], px[1], px[2], cal, display_points=p, method=method)
+    if tool.key in ("lordosis", "kyphosis"):
+        facing = _facing(vol, (options or {}).get("anterior", "header"))
+        return sagittal.sagittal_cobb_measurement(tool.key, px, facing, cal, display_points=p, method=method)
     if tool.key == "sva":
         facing = _facing(vol, (options or {}).get("anterior", "header"))
         vertical = sagittal.vertical_from_measurements(measurements)

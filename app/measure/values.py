@@ -25,10 +25,14 @@ def qualifier(m: SpineMeasurement) -> str:
         return "(calibrated by user)"
     if scale == "ImagerPixelSpacing" and m.unit == "mm":
         return "(at the detector: magnified)"
-    if m.kind == "lordosis":
-        return "lordosis" if m.value >= 0 else "lordosis (kyphotic)"
-    if m.kind == "kyphosis":
-        return "kyphosis" if m.value >= 0 else "kyphosis (lordotic)"
+    if m.kind in ("lordosis", "kyphosis"):
+        words = m.kind if m.value >= 0 else f"{m.kind} ({'kyphotic' if m.kind == 'lordosis' else 'lordotic'})"
+        if m.details.get("plane") == "radiograph image plane":
+            side = "right" if m.details.get("anterior_sign", 1) > 0 else "left"
+            by = "PatientOrientation" if str(m.details.get("anterior_source", "")).startswith("PatientOrientation") \
+                else "user"
+            words += f" (image plane; anterior = image {side} by {by})"
+        return words
     if m.kind == "slip":
         reading = slip_class(m.value, m.automatic)
         words = {"within precision": f"(within ±{AUTO_SLIP_PRECISION:g} %: no slip stated)",

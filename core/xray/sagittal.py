@@ -16,6 +16,10 @@
   (Schwab F et al., Spine 2012;37:1077-82) global alignment modifier: 0 below 40 mm, + 40 to 95 mm, ++ above 95 mm.
   Millimetres need a scale (:mod:`core.xray.measure`); with ImagerPixelSpacing the offset reads magnified.
 
+- **Lumbar lordosis and thoracic kyphosis** (Cobb method, as on the sagittal view of a CT or MR): the image points
+  are turned into sagittal-plane points by the anterior side (:func:`sagittal_points`), so the signs hold whichever
+  way the patient faces.
+
 Decision support, to be checked by a clinician.
 """
 from __future__ import annotations
@@ -220,6 +224,47 @@ def sva_measurement(c7_centre, s1_posterior_superior, facing: Facing, calibratio
                **_scale_details(calibration)}
     return SpineMeasurement("sva", "sagittal vertical axis", "C7-S1", round(sva.value, 2), sva.unit,
                             list(display_points), method, details=details)
+
+
+# --- lordosis and kyphosis --------------------------------------------------------------------------------------
+def sagittal_points(points_px, facing: Facing, calibration: Calibration = NO_CALIBRATION) -> list[np.ndarray]:
+    """Image points as points of the patient's sagittal plane (LPS mm, or pixels without a scale): the image's
+    anterior side becomes A (-y), its rows' downward direction inferior (-z); so the sagittal conventions of
+    :mod:`core.spine.measure.geometry` (lordosis, kyphosis) apply to a lateral radiograph whichever way it faces."""
+    if facing is None or facing.sign not in (1, -1):
+        raise ValueError("which side of the image is anterior is not known: choose it in the tool's options")
+    out = []
+    for q in _pts(points_px, [f"point {k + 1}" for k in range(len(points_px))]):
+        x, y = _mm(q, calibration)
+        out.append(np.array([0.0, -facing.sign * x, -y]))
+    return out
+
+
+def sagittal_cobb_measurement(kind: str, points_px, facing: Facing, calibration: Calibration = NO_CALIBRATION,
+                              display_points=(), method: str = "user:user"):
+    """Lumbar lordosis (kind ``lordosis``: two points on the L1 superior endplate, two on the S1 superior endplate)
+    or thoracic kyphosis (``kyphosis``: T4 superior, T12 inferior) on a lateral radiograph, with the signs of the
+    sagittal view (+ = lordosis / kyphosis); the Cobb method of :mod:`core.spine.measure.geometry`."""
+    from core.spine.measure import geometry
+
+    if len(points_px) != 4:
+        raise ValueError("a sagittal Cobb angle takes two points on each of two endplates")
+    for a, b in ((0, 1), (2, 3)):
+        if float(np.hypot(*(np.asarray(points_px[b], float) - np.asarray(points_px[a], float)))) < MIN_PX:
+            raise ValueError("an endplate line has zero length (its two points are the same point)")
+    p = sagittal_points(points_px, facing, calibration)
+    if kind == "lordosis":
+        m = geometry.lordosis_measurement((p[0], p[1]), (p[2], p[3]), method=method)
+    elif kind == "kyphosis":
+        m = geometry.kyphosis_measurement((p[0], p[1]), (p[2], p[3]), method=method)
+    else:
+        raise ValueError(f"not a sagittal Cobb angle: {kind!r}")
+    m.value = round(m.value, 2)
+    m.points = [tuple(float(v) for v in np.asarray(q, float).reshape(3)) for q in display_points]
+    m.details.update({"image_points_px": [list(map(float, q)) for q in points_px], "anterior_sign": facing.sign,
+                      "anterior_source": facing.source, "anterior": facing.describe(), "view": "radiograph",
+                      **_scale_details(calibration)})
+    return m
 
 
 # --- true vertical --------------------------------------------------------------------------------------------
