@@ -1,8 +1,9 @@
-"""Slip (Meyerding) and sagittal vertical axis on lateral radiographs: known answers in pixels and in millimetres with
-each scale source, the sign convention and which side is anterior (header or user), the stored form and
-recalibration; then the tools clicked in the real main window on a lateral DX written by pydicom (ViewPosition LL),
-bad clicks refused with a message, the values in the study context, and the pelvic incidence drawing's line from the
-S1 endplate's midpoint to the hip axis."""
+"""Slip (Meyerding), sagittal vertical axis, lordosis and kyphosis on lateral radiographs: known answers in pixels and
+in millimetres with each scale source, the sign convention and which side is anterior (header or user), the true
+vertical, the stored form and recalibration; then the tools clicked in the real main window on a lateral DX written by
+pydicom (ViewPosition LL) and on a headerless PNG, bad clicks refused with a message, the values in the study context
+and a drafted X-ray report, and the pelvic incidence drawing's line from the S1 endplate's midpoint to the hip
+axis."""
 from __future__ import annotations
 
 import math
@@ -16,8 +17,8 @@ from core.xray.measure import NO_CALIBRATION, Calibration, calibration_from_dico
 from core.xray.sagittal import (
     Facing,
     facing_from_orientation,
+    radiograph_slip,
     sagittal_vertical_axis,
-    slip_measurement,
     sva_measurement,
 )
 from tests.lateral_support import write_lateral_dx
@@ -39,7 +40,7 @@ def test_slip_known_percent_and_grade_on_a_tilted_endplate(pct, grade, label, fa
     e = (as_ - ps) / np.linalg.norm(as_ - ps)
     normal = np.array([-e[1], e[0]])
     upper = ps + pct / 100 * 120 * e + 35 * normal      # off the endplate: only the foot counts
-    m = slip_measurement(upper, ps, as_)
+    m = radiograph_slip(upper, ps, as_)
     assert (m.kind, m.unit) == ("slip", "%")
     assert m.value == pytest.approx(pct, abs=1e-6)
     assert m.details["grade"] == grade and label in m.details["grade_label"]
@@ -50,13 +51,13 @@ def test_slip_is_a_ratio_in_mm_with_non_square_pixels_and_bad_endplates_are_refu
     cal = Calibration(0.1, 0.2, "PixelSpacing", "test")
     ps, as_ = np.array([100.0, 100.0]), np.array([300.0, 100.0])      # horizontal: 20 mm
     upper = np.array([150.0, 60.0])
-    m = slip_measurement(upper, ps, as_, cal)
+    m = radiograph_slip(upper, ps, as_, cal)
     assert m.value == pytest.approx(25.0) and m.details["slip_mm"] == pytest.approx(5.0)
     assert m.details["scale_source"] == "PixelSpacing" and m.details["plane"] == "radiograph image plane"
-    back = slip_measurement((115.0, 60.0), (110.0, 100.0), (100.0, 100.0))  # facing left
+    back = radiograph_slip((115.0, 60.0), (110.0, 100.0), (100.0, 100.0))  # facing left
     assert back.value == pytest.approx(-50.0) and back.name == "retrolisthesis slip"
     with pytest.raises(ValueError, match="zero length"):
-        slip_measurement(upper, ps, ps + [0.5, 0.5])
+        radiograph_slip(upper, ps, ps + [0.5, 0.5])
 
 
 def test_sva_sign_follows_the_anterior_side():
@@ -174,7 +175,7 @@ def test_recalibrated_sva_and_slip_keep_points_and_provenance():
 
     sva = sva_measurement((560.0, 200.0), (500.0, 1500.0), Facing(1, "set by the user"), NO_CALIBRATION,
                           method="user:ann")
-    slip = slip_measurement((150.0, 60.0), (100.0, 100.0), (300.0, 100.0), method="user:ann")
+    slip = radiograph_slip((150.0, 60.0), (100.0, 100.0), (300.0, 100.0), method="user:ann")
     cal = calibration_from_known_length((0, 0), (0, 100), 25.0)
     new_sva, new_slip = recalibrated(sva, cal), recalibrated(slip, cal)
     assert new_sva.unit == "mm" and new_sva.value == pytest.approx(15.0) and new_sva.method == "user:ann"
@@ -194,7 +195,7 @@ def test_values_say_their_scale():
     px = sva_measurement((440.0, 200.0), (500.0, 1500.0), Facing(1, "set by the user"))
     assert list_value(px) == "-60.0 px (posterior; no calibration; anterior = image right by user; standing " \
                              "lateral film)"
-    slip = slip_measurement((150.0, 60.0), (100.0, 100.0), (300.0, 100.0))
+    slip = radiograph_slip((150.0, 60.0), (100.0, 100.0), (300.0, 100.0))
     assert format_value(slip) == "25.0 % (Meyerding I, image plane, ratio: no scale needed)"
     assert m.to_context().name == ("sagittal vertical axis (SRS-Schwab SVA modifier +; + = C7 plumb line anterior "
                                    "to S1; mm from ImagerPixelSpacing, at the detector (magnified); standing "
@@ -369,7 +370,7 @@ def test_sva_and_slip_reach_the_xray_report():
 
     cal = calibration_from_dicom(_ds(ImagerPixelSpacing=[0.2, 0.2]))
     sva = sva_measurement((760.0, 200.0), (500.0, 1500.0), Facing(1, "PatientOrientation A\\F"), cal)
-    slip = slip_measurement((150.0, 60.0), (100.0, 100.0), (300.0, 100.0), cal)
+    slip = radiograph_slip((150.0, 60.0), (100.0, 100.0), (300.0, 100.0), cal)
     context = StudyContext(modality="DX", measurements=[sva.to_context(), slip.to_context()])
     rep = draft_report(NoModel(), context, None, retriever=None, is_2d=True, template=template_for("DX", True))
     general = [s.text for s in rep.sections["general"]]

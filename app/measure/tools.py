@@ -173,7 +173,7 @@ def _on_radiograph(tool: Tool, p: list, view, method: str, measurements=(), opti
         return pelvic_measurement(px, display_points=p, method=method)
     cal = xm.effective_calibration(vol, measurements)
     if tool.key == "slip":
-        return sagittal.slip_measurement(px[0], px[1], px[2], cal, display_points=p, method=method)
+        return sagittal.radiograph_slip(px[0], px[1], px[2], cal, display_points=p, method=method)
     if tool.key in ("lordosis", "kyphosis"):
         facing = _facing(vol, (options or {}).get("anterior", "header"))
         return sagittal.sagittal_cobb_measurement(tool.key, px, facing, cal, display_points=p, method=method)

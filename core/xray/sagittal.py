@@ -127,9 +127,9 @@ def _scale_details(calibration: Calibration) -> dict:
 
 
 # --- slip ------------------------------------------------------------------------------------------------------
-def slip_measurement(upper_posterior_inferior, lower_posterior_superior, lower_anterior_superior,
-                     calibration: Calibration = NO_CALIBRATION, level: str | None = None, display_points=(),
-                     method: str = "user:user"):
+def radiograph_slip(upper_posterior_inferior, lower_posterior_superior, lower_anterior_superior,
+                    calibration: Calibration = NO_CALIBRATION, level: str | None = None, display_points=(),
+                    method: str = "user:user"):
     """The Meyerding slip (kind ``slip``, value in %) from three image points (pixels, x right, y down), in the
     click order of the slip tool. ValueError for a zero-length endplate."""
     from core.spine.measure.measurement import SpineMeasurement
@@ -307,7 +307,7 @@ def remeasured(m, calibration: Calibration):
     """A stored radiograph slip or SVA measured again with ``calibration`` (same points, id and provenance)."""
     pts = m.details["image_points_px"]
     if m.kind == "slip":
-        new = slip_measurement(*pts, calibration=calibration, level=m.level, display_points=m.points,
+        new = radiograph_slip(*pts, calibration=calibration, level=m.level, display_points=m.points,
                                method=m.method)
     else:
         facing = Facing(int(m.details["anterior_sign"]), str(m.details.get("anterior_source", "")))
