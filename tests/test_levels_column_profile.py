@@ -65,7 +65,7 @@ def _maps(rows=100, cols=60, n_stacks=9, bodies=(10, 26, 42, 58, 74, 90), weak=4
     maps = np.zeros((n_stacks, 8, rows, cols), np.float32)
     rr, cc = np.mgrid[0:rows, 0:cols].astype(float)
     for r in bodies:
-        h = 0.4 if r == weak else 0.85
+        h = 0.4 if weak is not None and r == weak else 0.85
         maps[3:6, 0] = np.maximum(maps[3:6, 0], h * np.exp(-0.5 * (((rr - r) / 2.0) ** 2 + ((cc - c) / 2.0) ** 2)))
     for a, b in itertools.pairwise(bodies):
         d = 0.5 * (a + b)
@@ -134,3 +134,24 @@ def test_real_mr_crop_all_three_bodies_found(samples):
     pts = np.array([v.centroid for v in LearnedLevels().run(image).vertebrae])
     for name, p in ref.points.items():
         assert np.linalg.norm(pts - np.asarray(p), axis=1).min() <= 6.0, name
+
+
+def test_sacrum_below_the_lowest_body_gives_s1_from_the_anchor_classes():
+    """The network marks S1 in its sacrum class rather than with a body peak: S1 is placed SACRUM_CENTRE_MM below
+    where the sacrum class starts along the column, and is sacrum-type; with no sacrum there is none."""
+    from core.spine.autolabel.learned import SACRUM_CENTRE_MM, STEP_MM, sacrum_below
+
+    bodies_at = (10, 26, 42)
+    maps = _maps(bodies=bodies_at, weak=None)
+    xs = list(range(0, 36, 4))
+    seeds = [{"x": 16.0, "r": float(r), "c": 30.0, "score": 0.85, "region": np.eye(6)[4]} for r in bodies_at]
+    assert sacrum_below(maps, xs, seeds) is None  # lumbar class everywhere: no sacrum
+    maps[:, 6, 52:] = 0.05
+    maps[:, 7, 52:] = 0.95  # the sacrum from row 52 down
+    s1 = sacrum_below(maps, xs, seeds)
+    assert s1 is not None and int(np.argmax(s1["region"])) == 5
+    assert abs(s1["r"] - (52 + SACRUM_CENTRE_MM / STEP_MM)) <= 1.0
+    assert abs(s1["c"] - 30.0) <= 2.0
+    probs = np.array([b["region"] for b in seeds] + [s1["region"]])
+    names = learned.name_detections(probs)[0]
+    assert names == ["L3", "L4", "L5", "S1"]

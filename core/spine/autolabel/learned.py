@@ -54,6 +54,10 @@ PROFILE_SMOOTH_MM = 2.0
 REL_MIN = 0.5  # a body peak at least this share of the column's strong peaks
 DISC_OVER = 0.15  # a body peak where the disc channel is this much stronger is a disc
 MERGE_PITCH = 0.5  # two bodies closer than this share of the pitch are one
+PROFILE_PASSES = 4
+SACRUM_MIN = 0.5  # sacrum class averaged across the column this high starts the sacrum
+SACRUM_REACH = 1.5  # pitches below the lowest body within which the sacrum is looked for
+SACRUM_CENTRE_MM = 12.0  # S1's centre below the top of the sacrum (half an adult S1 body)
 SEED_KEEP = 0.25  # a profile peak this share of the pitch from a body found before is that body
 GAP_MIN, GAP_MAX = 1.6, 2.5  # a gap of this many pitches has a body missing in its middle
 NAME_MIN = 0.6
@@ -271,11 +275,56 @@ def detect(maps: np.ndarray, xs: list[int], data: np.ndarray) -> tuple[list[dict
     bodies = _column(_not_on_discs(_merge(body_peaks, data.shape[0]), all_discs))
     if len(bodies) >= 2:
         bodies = column_profile_bodies(maps, xs, bodies, midline)
+        s1 = sacrum_below(maps, xs, bodies, midline)
+        if s1 is not None:
+            bodies = sorted(bodies, key=lambda d: d["r"]) + [s1]
     bodies, sacral = _sacral_tail(bodies)
     bodies = _midline(bodies, data)
     discs = _near_column(all_discs, bodies)
     discs = _discs_between(discs, bodies)
     return bodies, discs, sacral
+
+
+def sacrum_below(maps: np.ndarray, xs: list[int], bodies: list[dict], midline=None) -> dict | None:
+    """S1 where the column continues into the sacrum below the lowest body found: the network is trained to mark
+    S1 in its anchor-class channels (sacrum) more than with a body-centre peak, so S1 is looked for there. Along the
+    column path below the lowest body (within SACRUM_REACH pitches), the first row where the sacrum class averages
+    SACRUM_MIN over the path's stacks and within PROFILE_AP_MM of it starts the sacrum; S1's centre is
+    SACRUM_CENTRE_MM below that (half an S1 body). None when there is no such row or the lowest body is itself
+    sacrum-type."""
+    bodies = sorted(bodies, key=lambda d: d["r"])
+    last = bodies[-1]
+    if float(last["region"][5]) >= SACRUM_MIN:
+        return None
+    pitch = float(np.median(np.diff([b["r"] for b in bodies])))
+    path = column_path(maps, xs, bodies, midline)
+    ap = int(np.rint(PROFILE_AP_MM / STEP_MM))
+    n_cols = maps.shape[3]
+
+    def region_along(i: int) -> np.ndarray:  # anchor-class probabilities on the path at its i-th row
+        c = int(np.rint(path["c"][i]))
+        win = maps[path["stacks"][i], 2:, path["rows"][i], max(0, c - ap): min(n_cols, c + ap + 1)]
+        return win.transpose(1, 0, 2).reshape(6, -1).mean(axis=1)
+
+    for i, r in enumerate(path["rows"]):
+        if r <= last["r"] + 0.3 * pitch:
+            continue
+        if r > last["r"] + SACRUM_REACH * pitch:
+            break
+        if region_along(i)[5] >= SACRUM_MIN:
+            r1 = min(float(r) + SACRUM_CENTRE_MM / STEP_MM, float(path["rows"][-1]))
+            j = int(np.argmin(np.abs(path["rows"] - r1)))
+            # the sacrum tilts backwards: its centre in that row is where the sacrum class holds near the path
+            c0 = int(np.rint(path["c"][j]))
+            lo, hi = max(0, c0 - 2 * ap), min(n_cols, c0 + 2 * ap + 1)
+            sac = maps[path["stacks"][j], 7, path["rows"][j], lo:hi].mean(axis=0)
+            c = float(np.average(np.arange(lo, hi), weights=sac * (sac >= SACRUM_MIN))) if (sac >= SACRUM_MIN).any() \
+                else float(c0)
+            path["c"][j] = c
+            region = region_along(j)
+            return {"x": float(path["x"][j]), "r": float(path["rows"][j]), "c": c,
+                    "score": float(region[5]), "region": region, "sacrum": True}
+    return None
 
 
 def column_path(maps: np.ndarray, xs: list[int], seeds: list[dict], midline=None) -> dict:
@@ -391,7 +440,20 @@ def column_profile_bodies(maps: np.ndarray, xs: list[int], seeds: list[dict], mi
     """Bodies re-found along the column the seed detections trace (:func:`column_path`): peaks of the body channel
     where the disc channel is not clearly stronger, completed and merged by the column's pitch
     (:func:`profile_peaks`); a peak near a seed keeps the seed's position; then bodies seen twice merged
-    (:func:`merge_duplicates`). Keeps the seeds when the profile finds fewer bodies."""
+    (:func:`merge_duplicates`). Keeps the seeds when the profile finds fewer bodies. Repeated from the bodies found
+    while the column grows at its ends (up to PROFILE_PASSES times: the path reaches one vertebra further each
+    time, e.g. down to the sacrum)."""
+    bodies = seeds
+    for _ in range(PROFILE_PASSES):
+        grown = _profile_pass(maps, xs, bodies, midline)
+        span = (min(b["r"] for b in bodies), max(b["r"] for b in bodies))
+        if grown is bodies or (min(b["r"] for b in grown), max(b["r"] for b in grown)) == span:
+            return grown
+        bodies = grown
+    return bodies
+
+
+def _profile_pass(maps: np.ndarray, xs: list[int], seeds: list[dict], midline=None) -> list[dict]:
     path = column_path(maps, xs, seeds, midline)
     sigma = PROFILE_SMOOTH_MM / STEP_MM
     body = ndimage.gaussian_filter1d(path["body"], sigma)
