@@ -46,3 +46,23 @@ def test_tiny_first_stage_run_resumes_and_exports(tmp_path):
                        sess.run(None, {"image": np.zeros((1, 1, 128, 64), np.float32)})))
     assert set(outputs) == {"coords", "spread", "peak"}
     assert outputs["coords"].shape[-1] == 2 and np.all(np.isfinite(outputs["coords"]))
+
+
+def test_both_stages_share_their_common_settings_and_every_field_has_help(tmp_path):
+    import dataclasses
+
+    from training.xray.config import LandmarkRunConfig, XrayRefineConfig, XrayTrainConfig
+
+    shared = {f.name for f in dataclasses.fields(LandmarkRunConfig)}
+    for cls in (XrayTrainConfig, XrayRefineConfig):
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        assert shared <= set(fields) and all(f.metadata.get("help") for f in fields.values())
+    refine = XrayRefineConfig()
+    assert (refine.batch_size, refine.output_dir) == (32, "runs/xray-refine")   # its own defaults, shared help
+    assert XrayTrainConfig().batch_size == 8
+    refine.init_from = "runs/x"
+    refine.save(tmp_path / "c.json")
+    assert XrayRefineConfig.load(tmp_path / "c.json") == refine
+    (tmp_path / "bad.json").write_text(json.dumps({"jitter": 0.3}))
+    with pytest.raises(ValueError, match="unknown fields"):
+        XrayTrainConfig.load(tmp_path / "bad.json")

@@ -63,18 +63,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from training.xray.train import run_training
 
     cfg = XrayTrainConfig()
-    fields = {f.name: f for f in dataclasses.fields(XrayTrainConfig)}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        if key not in fields:
-            print(f"spinemed-train xray: unknown field {key!r} (see `spinemed-train xray fields`)", file=sys.stderr)
-            return 2
-        typ = type(getattr(cfg, key))
-        try:
-            setattr(cfg, key, value.lower() in ("1", "true", "yes") if typ is bool else typ(value))
-        except ValueError:
-            print(f"spinemed-train xray: {key}={value!r} is not a {typ.__name__}", file=sys.stderr)
-            return 2
+    if not _apply_sets(cfg, args.set):
+        return 2
     for key in ("data_dir", "output_dir", "epochs", "max_minutes"):
         value = getattr(args, key)
         if value is not None:
@@ -99,9 +89,9 @@ def _cmd_ship(args: argparse.Namespace) -> int:
 
 
 def _cmd_fields(args: argparse.Namespace) -> int:
-    from training.xray.config import describe
+    from training.xray.config import XrayRefineConfig, XrayTrainConfig, describe
 
-    print(describe())
+    print("train:\n" + describe(XrayTrainConfig) + "\n\nrefine-train:\n" + describe(XrayRefineConfig))
     return 0
 
 
@@ -131,5 +121,5 @@ def add_parser(sub) -> None:
     rs.add_argument("run_dir")
     rs.add_argument("--model-dir", default="resources/models/spinemed-xray-landmarks")
     rs.set_defaults(func=_cmd_refine_ship)
-    f = xs.add_parser("fields", help="list the training settings with their help")
+    f = xs.add_parser("fields", help="list the settings of both training commands with their help")
     f.set_defaults(func=_cmd_fields)

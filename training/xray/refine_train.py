@@ -23,7 +23,7 @@ from core.xray.aasce import broken_vertebrae, read_dataset
 from core.xray.cobb import aasce_angles
 from core.xray.metrics import angle_mae, landmark_errors, smape
 from training.xray.config import XrayRefineConfig
-from training.xray.train import _lr, plot_curves, save_checkpoint
+from training.xray.train import _lr, load_trained, record_epoch, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,9 @@ def run_refine_training(cfg: XrayRefineConfig, progress_bar: bool = True) -> dic
     samples = [(i, v) for i in train for v in range(17)]
     torch.manual_seed(cfg.seed)
     net = RefineNet(crop=R.CROP)
+    if cfg.init_from:
+        load_trained(net, Path(cfg.init_from))
+        net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     state = {"epoch": 0, "step": 0, "history": [], "wall_seconds": 0.0}
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -272,15 +275,7 @@ def run_refine_training(cfg: XrayRefineConfig, progress_bar: bool = True) -> dic
         if done:
             state["finished"] = True
         save_checkpoint(ckpt, net, opt, gen, state, numpy_rng=rng.bit_generator.state)
-        (out / "history.json").write_text(json.dumps(state["history"], indent=1), encoding="utf-8")
-        plot_curves(state["history"], out / "training_curves.png")
-        msg = f"epoch {epoch}: loss {entry['train_loss']:.3f}, corner L1 {entry['train_coord_px']:.2f} crop px"
-        if "val" in entry:
-            v = entry["val"]
-            msg += (f"; validation SMAPE {v['smape']:.1f}% (first stage {v['first_stage_smape']:.1f}%), landmark "
-                    f"{v['landmark_px']:.1f} px, MAE {v['mae_pt']:.1f}/{v['mae_mt']:.1f}/{v['mae_tl']:.1f} deg")
-        log.info(msg)
-        print(msg, flush=True)
+        print(record_epoch(out, state["history"], "crop px"), flush=True)
         if done:
             break
     if state.get("finished"):

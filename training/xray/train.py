@@ -141,7 +141,23 @@ def load_trained(net, run_dir: Path):
     return net.eval()
 
 
-def plot_curves(history: list[dict], path: Path) -> None:
+def record_epoch(out: Path, history: list[dict], unit: str) -> str:
+    """After an epoch: the run's history.json and curves rewritten, and the epoch's log line (logged and returned).
+    ``unit`` names the pixels of the training corner error ("input px" for the whole image, "crop px")."""
+    (out / "history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
+    plot_curves(history, out / "training_curves.png", unit)
+    entry = history[-1]
+    msg = f"epoch {entry['epoch']}: loss {entry['train_loss']:.3f}, corner L1 {entry['train_coord_px']:.2f} {unit}"
+    if "val" in entry:
+        v = entry["val"]
+        first = f" (first stage {v['first_stage_smape']:.1f}%)" if "first_stage_smape" in v else ""
+        msg += (f"; validation SMAPE {v['smape']:.1f}%{first}, landmark {v['landmark_px']:.1f} px, MAE "
+                f"{v['mae_pt']:.1f}/{v['mae_mt']:.1f}/{v['mae_tl']:.1f} deg")
+    log.info(msg)
+    return msg
+
+
+def plot_curves(history: list[dict], path: Path, unit: str = "input px") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,7 +166,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
     ep = [h["epoch"] for h in history]
     ax[0].plot(ep, [h["train_loss"] for h in history], label="train loss")
-    ax[0].plot(ep, [h["train_coord_px"] for h in history], label="train corner L1 (input px)")
+    ax[0].plot(ep, [h["train_coord_px"] for h in history], label=f"train corner L1 ({unit})")
     ax[0].set_xlabel("epoch")
     ax[0].legend()
     ax[0].set_yscale("log")
@@ -251,14 +267,7 @@ def run_training(cfg: XrayTrainConfig, progress_bar: bool = True) -> XrayRunResu
         state["history"].append(entry)
         state["wall_seconds"] = wall_before + time.monotonic() - started
         save_checkpoint(ckpt, net, opt, gen, state)
-        (out / "history.json").write_text(json.dumps(state["history"], indent=1), encoding="utf-8")
-        plot_curves(state["history"], out / "training_curves.png")
-        msg = f"epoch {epoch}: loss {entry['train_loss']:.3f}, corner L1 {entry['train_coord_px']:.2f} input px"
-        if "val" in entry:
-            v = entry["val"]
-            msg += (f"; validation SMAPE {v['smape']:.1f}%, landmark {v['landmark_px']:.1f} px, MAE "
-                    f"{v['mae_pt']:.1f}/{v['mae_mt']:.1f}/{v['mae_tl']:.1f} deg")
-        log.info(msg)
+        record_epoch(out, state["history"], "input px")
         if done:
             state["finished"] = True
             save_checkpoint(ckpt, net, opt, gen, state)
