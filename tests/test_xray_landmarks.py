@@ -137,3 +137,17 @@ def test_16_bit_monochrome1_dicom_gives_the_landmarks_of_the_jpeg(model, tmp_pat
     from_jpeg = model.predict(gray)
     assert from_dicom.confident
     assert np.median(landmark_errors(from_dicom.landmarks, from_jpeg.landmarks)) < 3.0
+
+
+def test_validation_halves_keep_each_patient_on_one_side():
+    """Variants of the pipeline are chosen on half A of the validation split and reported on half B: no patient may
+    have images in both, and the same seed must give the same halves."""
+    from core.xray.aasce import patient_id
+    from core.xray.evaluate import patient_halves
+
+    names = json.loads((default_model_dir() / "validation_files.json").read_text())["validation_files"]
+    a, b = patient_halves(names)
+    assert a.isdisjoint(b) and a | b == set(names)
+    pa, pb = {patient_id(n) for n in a}, {patient_id(n) for n in b}
+    assert pa.isdisjoint(pb) and abs(len(pa) - len(pb)) <= 1
+    assert patient_halves(names) == (a, b) and patient_halves(names, seed=1) != (a, b)

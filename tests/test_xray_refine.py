@@ -4,6 +4,7 @@ a tiny training run that resumes and whose export runs in onnxruntime."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -67,6 +68,70 @@ def test_refinement_maps_an_oracle_back_to_the_truth():
     assert refined == pytest.approx(truth, abs=0.05)
 
 
+BIAS = 3.0      # crop pixels to the right: a network with a left-right bias
+
+
+def _box_network(x: np.ndarray) -> np.ndarray:
+    """A stand-in network that reads the crops: the corners of the bright box nearest each crop's centre (edges in
+    crop pixels, pixel i covering [i, i + 1)), all moved BIAS pixels to the right."""
+    from scipy import ndimage
+
+    out = []
+    for crop in x[:, 0]:
+        labels, n = ndimage.label(crop > 0)
+        centres = np.array(ndimage.center_of_mass(crop > 0, labels, range(1, n + 1)))
+        k = 1 + int(np.argmin(np.linalg.norm(centres - (R.CROP / 2 - 0.5), axis=1)))
+        ys, xs = np.nonzero(labels == k)
+        x0, x1, y0, y1 = xs.min() + BIAS, xs.max() + 1 + BIAS, ys.min(), ys.max() + 1
+        out.append([[x0, y0], [x1, y0], [x0, y1], [x1, y1]])
+    return np.array(out, float)
+
+
+def test_flip_averaging_makes_a_symmetric_crop_give_symmetric_corners():
+    """Test-time flip: the crop is also run mirrored, its corners mirrored back with left and right swapped, and the
+    two averaged. A left-right symmetric box then gets corners symmetric about the crop's centre line (the network's
+    bias cancels); without the flip they are BIAS off. An off-centre box gets its true edges."""
+    crops = np.zeros((2, R.CROP, R.CROP), np.uint8)
+    crops[0, 50:78, 44:84] = 200                        # columns 44..83: symmetric about x = 64
+    crops[1, 40:70, 30:60] = 200                        # off-centre: edges at x = 30 and 60
+    plain = R.run_crops(_box_network, crops)
+    flipped = R.run_crops(_box_network, crops, flip=True)
+    assert plain[0, :, 0] == pytest.approx([44 + BIAS, 84 + BIAS] * 2)
+    assert flipped[0, :, 0] == pytest.approx([44, 84, 44, 84])
+    assert flipped[0, 0, 0] + flipped[0, 1, 0] == pytest.approx(R.CROP)          # symmetric about the centre
+    assert flipped[0, :, 1] == pytest.approx([50, 50, 78, 78])
+    assert flipped[1].ravel() == pytest.approx([30, 40, 60, 40, 30, 70, 60, 70])
+
+
+def test_flip_through_the_whole_second_stage_finds_drawn_vertebrae():
+    """A radiograph with one bright block per vertebra at known corners and first-stage guesses a third of a
+    vertebra off: with the flip the biased stand-in network's corners come back to the blocks' corners in
+    original pixels (through the working copy and each crop's geometry); without it they stay off to the right."""
+    truth = column(np.zeros(34), pitch=120, half_width=55, height=80, top=(500, 200)).reshape(17, 4, 2)
+    image = np.full((2600, 1100), 20, np.uint8)
+    for v in truth:
+        image[int(v[0, 1]):int(v[2, 1]), int(v[0, 0]):int(v[1, 0])] = 220
+    first = truth.reshape(68, 2) + np.array([35.0, -40.0])
+    with_flip = R.refine_landmarks(_box_network, image, first, passes=2, flip=True).reshape(17, 4, 2)
+    without = R.refine_landmarks(_box_network, image, first, passes=2).reshape(17, 4, 2)
+    px = R.SIDE_PITCHES * 120 / R.CROP                 # original pixels per crop pixel (spacing 120 px)
+    # thresholding the resampled blocks places an edge within a crop pixel; the bias moves every corner
+    assert np.abs(with_flip - truth).max() < 1.2 * px
+    assert np.abs(with_flip.mean(axis=1) - truth.mean(axis=1)).max() < 0.5 * px
+    shift = without.mean(axis=1)[:, 0] - truth.mean(axis=1)[:, 0]
+    assert shift == pytest.approx(np.full(17, BIAS * px), abs=0.5 * px)
+
+
+def test_passes_are_averaged_and_the_average_is_checked():
+    first = _truth()
+    shift = np.array([4.0, -2.0])
+    outputs = [first.reshape(17, 4, 2) + shift, first.reshape(17, 4, 2) - shift, first.reshape(17, 4, 2) + 3 * shift]
+    assert R.combine_passes(outputs, first, (1.0, 1.0), 2) == pytest.approx(first + shift)
+    assert R.combine_passes(outputs, first, (1.0, 1.0), 1) == pytest.approx(first + 3 * shift)
+    with pytest.raises(ValueError, match="last 3 of 2 passes"):
+        R.refine_on_work(_box_network, Image.new("L", (10, 10)), (1.0, 1.0), first, passes=2, average=3)
+
+
 def test_two_crops_on_one_vertebra_keep_the_column_in_order():
     first = _truth().reshape(17, 4, 2)
     refined = first.copy()
@@ -89,13 +154,17 @@ def test_model_settings_must_match_the_crops(tmp_path):
     (d / "model.json").write_text(json.dumps(settings))
     with pytest.raises(LandmarkModelError, match="model.json: the refinement stage was trained on crops"):
         LandmarkModel(d)
-    settings["refine"]["crop"] = R.CROP
+    settings["refine"].update(crop=R.CROP, passes=2, average_passes=3)
+    (d / "model.json").write_text(json.dumps(settings))
+    with pytest.raises(LandmarkModelError, match=r"model.json: refine passes 2 and average_passes 3"):
+        LandmarkModel(d)
+    settings["refine"]["average_passes"] = 2
     (d / "model.json").write_text(json.dumps(settings))
     with pytest.raises(LandmarkModelError, match=r"refine.onnx: missing"):
         LandmarkModel(d)
 
 
-def test_tiny_training_run_resumes_and_exports(tmp_path):
+def test_tiny_training_run_resumes_and_exports(tmp_path, capsys):
     """Two synthetic radiographs in the AASCE layout, one epoch, then a second epoch resumed from the checkpoint;
     the exported refine.onnx runs in onnxruntime on the crops core.xray.refine cuts."""
     pytest.importorskip("torch")
@@ -133,6 +202,18 @@ def test_tiny_training_run_resumes_and_exports(tmp_path):
     r2 = run_refine_training(cfg, progress_bar=False)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert r2["epochs_done"] == 2 and [h["epoch"] for h in history] == [1, 2]
+    # the epoch line names the second stage's error unit: pixels of the crop
+    assert re.search(r"epoch 2: loss [\d.]+, corner L1 [\d.]+ crop px; validation SMAPE", capsys.readouterr().out)
+    # more training from the finished run: with a zero learning rate its weights come through unchanged
+    from training.xray.refine_model import RefineNet
+    from training.xray.train import load_trained
+
+    more = XrayRefineConfig(data_dir=str(data), output_dir=str(tmp_path / "more"), first_stage=str(first), epochs=1,
+                            batch_size=8, eval_every=1, learning_rate=0.0, init_from=str(tmp_path / "run"))
+    run_refine_training(more, progress_bar=False)
+    before = dict(load_trained(RefineNet(crop=R.CROP), tmp_path / "run").named_parameters())
+    after = dict(load_trained(RefineNet(crop=R.CROP), tmp_path / "more").named_parameters())
+    assert before and all(torch.equal(before[k], after[k]) for k in before)   # (normalisation statistics move)
     onnx_path = tmp_path / "refine.onnx"
     export_refine_onnx(tmp_path / "run", onnx_path)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

@@ -51,6 +51,21 @@ class EvalReport:
         return out
 
 
+def patient_halves(names, seed: int = 16) -> tuple[set[str], set[str]]:
+    """Two halves (A, B) of ``names`` with every patient's images in one half: the patients, sorted, are shuffled
+    with ``seed`` and the first half of them is A. Choosing among pipeline variants on A and reporting on B keeps
+    the reported figure free of that choice."""
+    import random
+
+    from core.xray.aasce import patient_id
+
+    patients = sorted({patient_id(n) for n in names})
+    random.Random(seed).shuffle(patients)
+    a_patients = set(patients[: len(patients) // 2])
+    a = {n for n in names if patient_id(n) in a_patients}
+    return a, set(names) - a
+
+
 def load_gray(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 

@@ -141,6 +141,10 @@ class LandmarkModel:
         if got != expected:
             raise LandmarkModelError(f"{d / 'model.json'}: the refinement stage was trained on crops {got}, this "
                                      f"version of the workstation cuts {expected}")
+        passes, average = refine.get("passes", 2), refine.get("average_passes", 1)
+        if not (isinstance(passes, int) and isinstance(average, int) and 1 <= average <= passes):
+            raise LandmarkModelError(f"{d / 'model.json'}: refine passes {passes!r} and average_passes {average!r} "
+                                     "must be whole numbers with 1 <= average_passes <= passes")
         if not path.is_file():
             raise LandmarkModelError(f"{path}: missing (named by model.json's refine settings)")
         try:
@@ -154,7 +158,9 @@ class LandmarkModel:
 
         name = self.refine_session.get_inputs()[0].name
         run = lambda x: self.refine_session.run(None, {name: x.astype(np.float32)})[0]
-        return refine_landmarks(run, image, landmarks, int(self.settings["refine"].get("passes", 2)))
+        settings = self.settings["refine"]
+        return refine_landmarks(run, image, landmarks, int(settings.get("passes", 2)),
+                                bool(settings.get("flip", False)), int(settings.get("average_passes", 1)))
 
     @property
     def name(self) -> str:

@@ -86,28 +86,60 @@ def crops_for(work: Image.Image, centres_work: np.ndarray, pitch_work: np.ndarra
     return crops, mats
 
 
-def refine_landmarks(run, image: np.ndarray, landmarks: np.ndarray, passes: int = 2) -> np.ndarray:
+def run_crops(run, crops_u8: np.ndarray, flip: bool = False) -> np.ndarray:
+    """(N, 4, 2) corners in crop pixels of (N, CROP, CROP) uint8 crops. With ``flip`` each crop is also run mirrored
+    left-right, its corners mirrored back (left and right corners swapped) and the two answers averaged (test-time
+    flip: the network was trained on flipped crops too)."""
+    n = len(crops_u8)
+    corners = np.asarray(run(standardise_crops(crops_u8)), float).reshape(n, 4, 2)
+    if not flip:
+        return corners
+    mirrored = np.asarray(run(standardise_crops(crops_u8[:, :, ::-1])), float).reshape(n, 4, 2)[:, FLIP_CORNERS]
+    mirrored[..., 0] = CROP - mirrored[..., 0]      # pixel i covers [i, i + 1): column i <-> CROP - 1 - i
+    return (corners + mirrored) / 2
+
+
+def refine_landmarks(run, image: np.ndarray, landmarks: np.ndarray, passes: int = 2, flip: bool = False,
+                     average: int = 1) -> np.ndarray:
     """Refined (68, 2) original-image landmarks. ``run(x)`` maps standardised (N, 1, CROP, CROP) crops to
-    (N, 4, 2) corners in crop pixels. Each pass re-centres the crops on the previous pass's vertebrae.
+    (N, 4, 2) corners in crop pixels. Each pass re-centres the crops on the previous pass's vertebrae; ``flip`` adds
+    the mirrored crops (:func:`run_crops`); the answer is the mean of the last ``average`` passes.
 
     The second stage snaps each crop to its nearest vertebra, so two neighbouring first-stage guesses can land on
     the same vertebra; such a vertebra keeps its first-stage corners (the column stays in order and every level
     keeps a place)."""
     work, sx, sy = working_image(image)
-    return refine_on_work(run, work, (sx, sy), landmarks, passes)
+    return refine_on_work(run, work, (sx, sy), landmarks, passes, flip, average)
 
 
-def refine_on_work(run, work: Image.Image, scale, landmarks: np.ndarray, passes: int = 2) -> np.ndarray:
+def refine_on_work(run, work: Image.Image, scale, landmarks: np.ndarray, passes: int = 2, flip: bool = False,
+                   average: int = 1) -> np.ndarray:
     """:func:`refine_landmarks` on an already made working image and its (x, y) scale."""
-    scale = np.asarray(scale, float)
-    first = np.asarray(landmarks, float).reshape(N_VERTEBRAE, 4, 2) * scale
-    current = first.copy()
+    if not 1 <= average <= passes:
+        raise ValueError(f"cannot average the last {average} of {passes} passes")
+    outputs = refine_passes(run, work, scale, landmarks, passes, flip)
+    return combine_passes(outputs, landmarks, scale, average)
+
+
+def refine_passes(run, work: Image.Image, scale, landmarks: np.ndarray, passes: int, flip: bool = False) -> list:
+    """Each pass's vertebrae (17, 4, 2) in working-image pixels, before :func:`combine_passes`."""
+    first = np.asarray(landmarks, float).reshape(N_VERTEBRAE, 4, 2) * np.asarray(scale, float)
+    current = first
     pitch = local_pitch(first.mean(axis=1))
+    outputs = []
     for _ in range(passes):
         crops, mats = crops_for(work, current.mean(axis=1), pitch)
-        corners = np.asarray(run(standardise_crops(crops)), float).reshape(N_VERTEBRAE, 4, 2)
+        corners = run_crops(run, crops, flip)
         current = np.stack([from_crop(m, c) for m, c in zip(mats, corners)])
-    current = _keep_order(first, current)
+        outputs.append(current)
+    return outputs
+
+
+def combine_passes(outputs: list, landmarks: np.ndarray, scale, average: int = 1) -> np.ndarray:
+    """(68, 2) original-image landmarks: the mean of the last ``average`` passes, the column kept in order."""
+    scale = np.asarray(scale, float)
+    first = np.asarray(landmarks, float).reshape(N_VERTEBRAE, 4, 2) * scale
+    current = _keep_order(first, np.mean(outputs[-average:], axis=0))
     return (current / scale).reshape(-1, 2)
 
 
