@@ -53,7 +53,10 @@ def ship_refine(run_dir: str | Path, model_dir: str | Path) -> str:
     history = json.loads((run_dir / "history.json").read_text(encoding="utf-8"))
     only = set(json.loads((model_dir / "validation_files.json").read_text(encoding="utf-8"))["validation_files"])
     settings = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
-    settings.pop("refine", None)
+    old_refine = settings.pop("refine", None) or {}
+    # how the stage is run (passes, test-time flip, averaging) is chosen separately on half A of the split
+    # (benchmarks/eval_xray_refine_variants.py) and kept when new weights are shipped
+    pipeline = {k: old_refine[k] for k in ("passes", "flip", "average_passes") if k in old_refine}
     data_dir = Path(cfg.data_dir)
     with tempfile.TemporaryDirectory() as tmp:
         first_dir, both_dir = Path(tmp) / "first", Path(tmp) / "both"
@@ -63,7 +66,7 @@ def ship_refine(run_dir: str | Path, model_dir: str | Path) -> str:
         (first_dir / "model.json").write_text(json.dumps(settings), encoding="utf-8")
         export_refine_onnx(run_dir, both_dir / "refine.onnx")
         refine = {"file": "refine.onnx", "crop": R.CROP, "side_pitches": R.SIDE_PITCHES,
-                  "work_height": R.WORK_HEIGHT, "passes": 2,
+                  "work_height": R.WORK_HEIGHT, "passes": 2, **pipeline,
                   "outputs": "corners (N,4,2) x,y in crop pixels of the vertebra nearest each crop's centre"}
         (both_dir / "model.json").write_text(json.dumps({**settings, "refine": refine}), encoding="utf-8")
         first = _figures(_evaluate(first_dir, data_dir, only))
@@ -93,6 +96,16 @@ def _wall_minutes(run_dir: Path) -> float:
     return torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"]["wall_seconds"] / 60
 
 
+def _pipeline_text(refine: dict) -> str:
+    passes, average = int(refine.get("passes", 2)), int(refine.get("average_passes", 1))
+    text = f"Run {passes} time(s), each pass centred on the previous one's vertebrae (the first on the first stage's)"
+    if average > 1:
+        text += f"; the corners are the mean of the last {average} passes"
+    if refine.get("flip"):
+        text += "; each crop is also run mirrored left-right (corners mirrored back and averaged)"
+    return text + "."
+
+
 def _card(settings, cfg: XrayRefineConfig, history, wall, first, both, size1, size2) -> str:
     v = settings["validation"]
     conf = settings["confidence"]
@@ -113,7 +126,7 @@ radiograph of the thoracic and lumbar spine, in two stages, both run with onnxru
 2. **One close-up per vertebra** (`refine.onnx`, {size2 / 1e6:.1f} MB, new in 1.1): a {R.CROP} x {R.CROP} crop cut
    from a {R.WORK_HEIGHT}-pixel-high copy of the radiograph, centred on the first stage's vertebra and
    {R.SIDE_PITCHES} vertebra spacings wide, gives the four corners of the vertebra nearest its centre (four heatmaps,
-   soft-argmax). Run twice, the second time re-centred. Where two neighbouring crops settle on the same vertebra, the
+   soft-argmax). {_pipeline_text(settings['refine'])} Where two neighbouring crops settle on the same vertebra, the
    one that moved further keeps its first-stage corners, so the column stays in order.
 
 The workstation reports "not confident" instead of landmarks when the first stage's heatmaps are flatter than on any
