@@ -232,10 +232,12 @@ def test_sagittal_tools_on_a_lateral_dx_in_the_main_window(qtbot, tmp_path):
         for key in ("slip", "sva", "pelvis", "lordosis", "kyphosis", "vertical"):
             assert panel.tool_buttons[key].isEnabled()
 
+        panel.slip_level.setCurrentIndex(panel.slip_level.findData("L5-S1"))
         panel.tool_buttons["slip"].click()
         for q in (sketch.l5_posterior_inferior, sketch.s1_posterior, sketch.s1_anterior):
             click_pixel(view, *q)
         slip = spine.measurements.measurements[-1]
+        assert slip.level == "L5-S1"
         assert (slip.kind, slip.unit) == ("slip", "%") and slip.value == pytest.approx(25.0, abs=0.5)
         assert slip.details["grade"] == 1 and slip.details["slip_mm"] == pytest.approx(10.0, abs=0.3)
 
@@ -370,11 +372,13 @@ def test_sva_and_slip_reach_the_xray_report():
 
     cal = calibration_from_dicom(_ds(ImagerPixelSpacing=[0.2, 0.2]))
     sva = sva_measurement((760.0, 200.0), (500.0, 1500.0), Facing(1, "PatientOrientation A\\F"), cal)
-    slip = radiograph_slip((150.0, 60.0), (100.0, 100.0), (300.0, 100.0), cal)
+    slip = radiograph_slip((150.0, 60.0), (100.0, 100.0), (300.0, 100.0), cal, level="L5-S1")
     context = StudyContext(modality="DX", measurements=[sva.to_context(), slip.to_context()])
     rep = draft_report(NoModel(), context, None, retriever=None, is_2d=True, template=template_for("DX", True))
     general = [s.text for s in rep.sections["general"]]
     assert any(t.startswith("Sagittal vertical axis (SRS-Schwab SVA modifier +") and "magnified" in t
                and "(C7-S1): 52 mm (measured)" in t for t in general), general
-    assert "Anterolisthesis slip (Meyerding grade I): 25 % (measured)." in general
+    # no labelled levels on this lateral film: the slip's level is kept with it under general findings
+    assert "Anterolisthesis slip (Meyerding grade I) (L5-S1): 25 % (measured)." in general
+    assert not any("not reported" in n for n in rep.notes), rep.notes
     assert any("Schwab F" in r for r in template_for("DX", True).references)

@@ -6,7 +6,7 @@ in the plane of the view); lordosis and kyphosis = 4 (two endplate lines) and sl
 the sagittal view (slip also on a lateral radiograph); on a radiograph, pelvic incidence = 4 (drawn with the line
 from the S1 endplate's midpoint to the hip axis and the endplate's perpendicular) and SVA = 2 (drawn as the C7 plumb
 line and its offset from S1). :attr:`MeasureLayer.prompt` says which point to click next; ``options`` holds the
-tools' options (the SVA's anterior side). The measurement is made when the last point is placed; a right click or
+tools' options (the anterior side of a lateral radiograph, the slip's level). The measurement is made when the last point is placed; a right click or
 Escape drops the points placed so far. A measurement is drawn on the slices it was placed on (all its points within
 a few mm of the slice).
 """
@@ -44,7 +44,7 @@ class MeasureLayer(QObject):
         self.hover: np.ndarray | None = None
         self._views: list = []
         self.last_error = ""
-        self.options: dict[str, str] = {"anterior": "header"}  # tool options (the panel sets them)
+        self.options: dict[str, str] = {"anterior": "header", "slip_level": "auto"}  # tool options (the panel's)
 
     def attach(self, views) -> None:
         for view in views:

@@ -1,6 +1,6 @@
 """The Measurements panel: tool buttons (distance, angle, Cobb; lordosis, kyphosis, slip; pelvic incidence, SVA,
-true vertical), the SVA's option of which image side the patient faces (from the DICOM header, or image left/right),
-automatic measurements from the labelling, the list of this series' measurements (what, level, value, unit) with
+true vertical), the options of which image side the patient faces on a lateral radiograph (from the DICOM header,
+or image left/right) and of the slip's level (the nearest labelled disc, or one chosen), automatic measurements from the labelling, the list of this series' measurements (what, level, value, unit) with
 delete and JSON export. The note under the list says which point the tool on wants next."""
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from app.measure.model import MeasurementsModel
 from app.measure.tools import TOOLS
 from app.measure.values import list_value
 from app.workers import TaskWorker
+from core.spine.anatomy import STANDARD
 from core.spine.measure.measurement import SpineMeasurement
 
 TOOL_ROWS = (("distance", "angle", "cobb"), ("lordosis", "kyphosis", "slip"), ("pelvis", "sva", "vertical"))  # general;
@@ -69,13 +70,26 @@ class MeasurementsPanel(QWidget):
         self.facing = QComboBox()
         for key, text in FACING_CHOICES:
             self.facing.addItem(text, key)
-        self.facing.setToolTip("Which side of a lateral radiograph is anterior, for the SVA's sign: the DICOM "
+        self.facing.setToolTip("Which side of a lateral radiograph is anterior, for the SVA's sign and the signs "
+                               "of lordosis and kyphosis: the DICOM "
                                "header's PatientOrientation when it says it, or the side you choose")
         self.facing.currentIndexChanged.connect(
             lambda _i: self.layer.options.__setitem__("anterior", self.facing.currentData()))
-        facing_row = QHBoxLayout()
-        facing_row.addWidget(QLabel("Patient faces (lateral):"))
-        facing_row.addWidget(self.facing, 1)
+        self.slip_level = QComboBox()
+        self.slip_level.addItem("nearest labelled disc", "auto")
+        for disc in reversed(STANDARD.discs):
+            self.slip_level.addItem(disc, disc)
+        self.slip_level.setToolTip("The segment a slip is measured at (the upper vertebra slipping on the lower): "
+                                   "the labelled disc nearest the clicks, or the one you choose (a lateral "
+                                   "radiograph usually has no labelled levels)")
+        self.slip_level.currentIndexChanged.connect(
+            lambda _i: self.layer.options.__setitem__("slip_level", self.slip_level.currentData()))
+        facing_row = QGridLayout()
+        facing_row.addWidget(QLabel("Patient faces (lateral):"), 0, 0)
+        facing_row.addWidget(self.facing, 0, 1)
+        facing_row.addWidget(QLabel("Slip level:"), 1, 0)
+        facing_row.addWidget(self.slip_level, 1, 1)
+        facing_row.setColumnStretch(1, 1)
 
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Measurement", "Level", "Value", "Unit"])

@@ -7,7 +7,8 @@ from the points with the :mod:`core.spine.measure.geometry` builders.
   sagittal Cobb angles (:func:`core.spine.measure.lumbar_lordosis`, :func:`~core.spine.measure.thoracic_kyphosis`):
   positive = lordosis / kyphosis; either end of a line may be clicked first.
 - slip: 3 points, the posterior-inferior corner of the upper vertebra, then the posterior-superior and the
-  anterior-superior corners of the lower one (:func:`core.spine.measure.slip_percent`, Meyerding grade).
+  anterior-superior corners of the lower one (:func:`core.spine.measure.slip_percent`, Meyerding grade); its level is
+  the one chosen in ``options['slip_level']``, else the nearest labelled disc.
 
 - pelvis: 4 points on a lateral radiograph, the posterior then anterior corner of the S1 superior endplate, then the
   two femoral head centres: pelvic incidence with sacral slope and pelvic tilt (:mod:`core.xray.pelvis`).
@@ -21,8 +22,8 @@ Lordosis, kyphosis and slip are taken on the sagittal view of a CT or MR, or on 
 conventions are sagittal: on a radiograph, lordosis and kyphosis need the anterior side, as the SVA does). On a plain
 radiograph, distance, angle, Cobb, slip, lordosis, kyphosis and SVA are measured in the image plane with the image's
 own scale, in pixels when it has none (:mod:`core.xray.measure`), and only on points inside the image; the lateral
-tools are refused on a radiograph whose header says it is AP or PA. The slip's level is
-the nearest labelled disc; the kyphosis's upper vertebra is the labelled vertebra nearest its first line, else T4.
+tools are refused on a radiograph whose header says it is AP or PA. The slip's level is the one chosen, else the
+nearest labelled disc; the kyphosis's upper vertebra is the labelled vertebra nearest its first line, else T4.
 """
 from __future__ import annotations
 
@@ -122,7 +123,8 @@ def build(tool: Tool, points: list, view, model, method: str, options: dict | No
     elif tool.key == "kyphosis":
         m = _kyphosis(p, model, method)
     elif tool.key == "slip":
-        m = measure.slip_measurement(p[0], p[1], p[2], level=model.disc_near(p), method=method)
+        m = measure.slip_measurement(p[0], p[1], p[2], level=_slip_level(options) or model.disc_near(p),
+                                     method=method)
     else:
         raise ValueError(f"unknown measurement tool {tool.key!r}")
     m.details.setdefault("view", view.orientation)
@@ -173,7 +175,8 @@ def _on_radiograph(tool: Tool, p: list, view, method: str, measurements=(), opti
         return pelvic_measurement(px, display_points=p, method=method)
     cal = xm.effective_calibration(vol, measurements)
     if tool.key == "slip":
-        return sagittal.radiograph_slip(px[0], px[1], px[2], cal, display_points=p, method=method)
+        return sagittal.radiograph_slip(px[0], px[1], px[2], cal, level=_slip_level(options), display_points=p,
+                                        method=method)
     if tool.key in ("lordosis", "kyphosis"):
         facing = _facing(vol, (options or {}).get("anterior", "header"))
         return sagittal.sagittal_cobb_measurement(tool.key, px, facing, cal, display_points=p, method=method)
@@ -193,6 +196,12 @@ def _on_radiograph(tool: Tool, p: list, view, method: str, measurements=(), opti
     m = pm.to_spine_measurement(method=method, display_points=p)
     m.details["view"] = "radiograph"
     return m
+
+
+def _slip_level(options) -> str | None:
+    """The slip's segment the user chose in the tool's options, or None (the nearest labelled disc)."""
+    level = (options or {}).get("slip_level", "auto")
+    return None if level in (None, "", "auto") else str(level)
 
 
 def _facing(vol, choice: str):

@@ -198,13 +198,15 @@ def meyerding_grade(percent: float) -> str | None:
 
 def _add_measurements(rep: SpineReport, measurements: list[Measurement], template: ReportTemplate) -> None:
     """Measured values as ``measurement`` statements at their level (or under general findings for ranges such as
-    L1-S1 lordosis); a measurement at a single level that is not in view is left out with a note. A measured slip
-    (%) sets the segment's Meyerding grade, so the model is not asked for it."""
+    L1-S1 lordosis); a measurement at a single level that is not in view is left out with a note. Without any level
+    rows (no labelling, e.g. a lateral radiograph measured by hand) nothing says what is in view: measurements at a
+    level go under general findings with their level. A measured slip (%) sets the segment's Meyerding grade, so
+    the model is not asked for it."""
     for n, m in enumerate(measurements, 1):
         ref = Measurement(m.name, m.level, float(m.value), m.unit, id=f"m{n}")
         row = rep.level(m.level) if m.level else None
-        single = bool(m.level) and (not is_disc(m.level) or m.level in STANDARD.disc_set
-                                     or m.level in rep.study.levels_in_view)
+        single = bool(m.level) and bool(rep.levels) and (not is_disc(m.level) or m.level in STANDARD.disc_set
+                                                          or m.level in rep.study.levels_in_view)
         if row is None and single:
             rep.notes.append(f"measurement '{ref.to_text()}' not reported: {m.level} is not a level in view")
             continue
