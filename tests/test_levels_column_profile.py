@@ -137,21 +137,28 @@ def test_real_mr_crop_all_three_bodies_found(samples):
 
 
 def test_sacrum_below_the_lowest_body_gives_s1_from_the_anchor_classes():
-    """The network marks S1 in its sacrum class rather than with a body peak: S1 is placed SACRUM_CENTRE_MM below
-    where the sacrum class starts along the column, and is sacrum-type; with no sacrum there is none."""
-    from core.spine.autolabel.learned import SACRUM_CENTRE_MM, STEP_MM, sacrum_below
+    """The network marks S1 in its sacrum class rather than with a body peak: where the sacrum class starts below
+    the lowest body, S1 is one pitch below that body and sacrum-type, and the names follow from it; where the sacrum
+    class starts above the lowest body's centre, that body is S1; with no sacrum there is none."""
+    from core.spine.autolabel.learned import sacrum_below
 
     bodies_at = (10, 26, 42)
     maps = _maps(bodies=bodies_at, weak=None)
     xs = list(range(0, 36, 4))
     seeds = [{"x": 16.0, "r": float(r), "c": 30.0, "score": 0.85, "region": np.eye(6)[4]} for r in bodies_at]
     assert sacrum_below(maps, xs, seeds) is None  # lumbar class everywhere: no sacrum
-    maps[:, 6, 52:] = 0.05
-    maps[:, 7, 52:] = 0.95  # the sacrum from row 52 down
-    s1 = sacrum_below(maps, xs, seeds)
-    assert s1 is not None and int(np.argmax(s1["region"])) == 5
-    assert abs(s1["r"] - (52 + SACRUM_CENTRE_MM / STEP_MM)) <= 1.0
-    assert abs(s1["c"] - 30.0) <= 2.0
+    sacral = maps.copy()
+    sacral[:, 6, 52:] = 0.05
+    sacral[:, 7, 52:, 30:40] = 0.95  # the sacrum from row 52 down, a little behind the column's line
+    s1 = sacrum_below(sacral, xs, seeds)
+    assert s1 is not None and s1 is not seeds[-1] and int(np.argmax(s1["region"])) == 5
+    assert s1["r"] == 58.0 and 30.0 <= s1["c"] <= 40.0  # one pitch (16 rows) below the lowest body
     probs = np.array([b["region"] for b in seeds] + [s1["region"]])
-    names = learned.name_detections(probs)[0]
-    assert names == ["L3", "L4", "L5", "S1"]
+    assert learned.name_detections(probs)[0] == ["L3", "L4", "L5", "S1"]
+    inside = maps.copy()
+    inside[:, 6, 38:] = 0.05
+    inside[:, 7, 38:, 26:40] = 0.95  # the sacrum starts above the lowest body's centre: that body is S1
+    s1 = sacrum_below(inside, xs, seeds)
+    assert s1 is not None and s1["r"] == 42.0 and int(np.argmax(s1["region"])) == 5
+    short = sacral[:, :, :52]  # the image ends where the sacrum would start: no anchor
+    assert sacrum_below(short, xs, seeds) is None

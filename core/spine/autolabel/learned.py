@@ -57,7 +57,6 @@ MERGE_PITCH = 0.5  # two bodies closer than this share of the pitch are one
 PROFILE_PASSES = 4
 SACRUM_MIN = 0.5  # sacrum class averaged across the column this high starts the sacrum
 SACRUM_REACH = 1.5  # pitches below the lowest body within which the sacrum is looked for
-SACRUM_CENTRE_MM = 12.0  # S1's centre below the top of the sacrum (half an adult S1 body)
 SEED_KEEP = 0.25  # a profile peak this share of the pitch from a body found before is that body
 GAP_MIN, GAP_MAX = 1.6, 2.5  # a gap of this many pitches has a body missing in its middle
 NAME_MIN = 0.6
@@ -276,8 +275,9 @@ def detect(maps: np.ndarray, xs: list[int], data: np.ndarray) -> tuple[list[dict
     if len(bodies) >= 2:
         bodies = column_profile_bodies(maps, xs, bodies, midline)
         s1 = sacrum_below(maps, xs, bodies, midline)
-        if s1 is not None:
-            bodies = sorted(bodies, key=lambda d: d["r"]) + [s1]
+        if s1 is not None:  # the lowest body found is S1, or S1 is below it
+            bodies = sorted(bodies, key=lambda d: d["r"])
+            bodies = bodies[:-1] + [s1] if s1["r"] == bodies[-1]["r"] else bodies + [s1]
     bodies, sacral = _sacral_tail(bodies)
     bodies = _midline(bodies, data)
     discs = _near_column(all_discs, bodies)
@@ -286,44 +286,49 @@ def detect(maps: np.ndarray, xs: list[int], data: np.ndarray) -> tuple[list[dict
 
 
 def sacrum_below(maps: np.ndarray, xs: list[int], bodies: list[dict], midline=None) -> dict | None:
-    """S1 where the column continues into the sacrum below the lowest body found: the network is trained to mark
-    S1 in its anchor-class channels (sacrum) more than with a body-centre peak, so S1 is looked for there. Along the
-    column path below the lowest body (within SACRUM_REACH pitches), the first row where the sacrum class averages
-    SACRUM_MIN over the path's stacks and within PROFILE_AP_MM of it starts the sacrum; S1's centre is
-    SACRUM_CENTRE_MM below that (half an S1 body). None when there is no such row or the lowest body is itself
-    sacrum-type."""
+    """S1 from where the column runs into the sacrum: the network marks S1 in its anchor-class channels (sacrum)
+    rather than with a body-centre peak, so S1 is looked for there. Along the column path from half a pitch above
+    the lowest body to SACRUM_REACH pitches below it, the first row where the sacrum class reaches SACRUM_MIN (its
+    mean over the path's stacks, anywhere from PROFILE_AP_MM in front of the path to 3 times that behind it: the
+    sacrum tilts backwards below L5) starts the sacrum. If it starts above the lowest body's centre, that body is in
+    the sacrum: it is S1 and is returned with the sacrum's classes (the caller replaces it). Otherwise S1 is one
+    pitch below the lowest body (bodies follow each other at the column's pitch), where the sacrum class must hold
+    too. None when there is no sacrum (no anchor)."""
     bodies = sorted(bodies, key=lambda d: d["r"])
     last = bodies[-1]
-    if float(last["region"][5]) >= SACRUM_MIN:
-        return None
     pitch = float(np.median(np.diff([b["r"] for b in bodies])))
     path = column_path(maps, xs, bodies, midline)
     ap = int(np.rint(PROFILE_AP_MM / STEP_MM))
     n_cols = maps.shape[3]
 
-    def region_along(i: int) -> np.ndarray:  # anchor-class probabilities on the path at its i-th row
+    def sacrum_at(i: int) -> tuple[float, int]:  # (best sacrum probability, its column) in the i-th row's window
         c = int(np.rint(path["c"][i]))
-        win = maps[path["stacks"][i], 2:, path["rows"][i], max(0, c - ap): min(n_cols, c + ap + 1)]
-        return win.transpose(1, 0, 2).reshape(6, -1).mean(axis=1)
+        lo, hi = max(0, c - ap), min(n_cols, c + 3 * ap + 1)
+        sac = maps[path["stacks"][i], 7, path["rows"][i], lo:hi].mean(axis=0)
+        return float(sac.max()), lo + int(np.argmax(sac))
+
+    def region(i: int, c: int) -> np.ndarray:
+        return maps[path["stacks"][i], 2:, path["rows"][i], c].mean(axis=0)
 
     for i, r in enumerate(path["rows"]):
-        if r <= last["r"] + 0.3 * pitch:
+        if r < last["r"] - 0.5 * pitch:
             continue
         if r > last["r"] + SACRUM_REACH * pitch:
             break
-        if region_along(i)[5] >= SACRUM_MIN:
-            r1 = min(float(r) + SACRUM_CENTRE_MM / STEP_MM, float(path["rows"][-1]))
-            j = int(np.argmin(np.abs(path["rows"] - r1)))
-            # the sacrum tilts backwards: its centre in that row is where the sacrum class holds near the path
-            c0 = int(np.rint(path["c"][j]))
-            lo, hi = max(0, c0 - 2 * ap), min(n_cols, c0 + 2 * ap + 1)
-            sac = maps[path["stacks"][j], 7, path["rows"][j], lo:hi].mean(axis=0)
-            c = float(np.average(np.arange(lo, hi), weights=sac * (sac >= SACRUM_MIN))) if (sac >= SACRUM_MIN).any() \
-                else float(c0)
-            path["c"][j] = c
-            region = region_along(j)
-            return {"x": float(path["x"][j]), "r": float(path["rows"][j]), "c": c,
-                    "score": float(region[5]), "region": region, "sacrum": True}
+        if sacrum_at(i)[0] < SACRUM_MIN:
+            continue
+        if r <= last["r"]:  # the sacrum starts above the lowest body's centre: that body is S1
+            j = int(np.argmin(np.abs(path["rows"] - last["r"])))
+            prob, c = sacrum_at(j)
+            return {**last, "region": region(j, c), "sacrum": True} if prob >= SACRUM_MIN else None
+        j = int(np.argmin(np.abs(path["rows"] - (last["r"] + pitch))))
+        if path["rows"][j] < last["r"] + 0.75 * pitch:  # the image ends before S1's centre
+            return None
+        prob, c = sacrum_at(j)
+        if prob < SACRUM_MIN:
+            return None
+        return {"x": float(path["x"][j]), "r": float(path["rows"][j]), "c": float(c), "score": prob,
+                "region": region(j, c), "sacrum": True}
     return None
 
 
