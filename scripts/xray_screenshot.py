@@ -173,6 +173,7 @@ def _sagittal(output: Path) -> int:
             tabs = window.spine.tabs
             tabs.setCurrentIndex([tabs.tabText(i) for i in range(tabs.count())].index("Measurements"))
             panel, view = window.spine.measure_panel, window.viewer.axial
+            panel.slip_level.setCurrentIndex(panel.slip_level.findData("L5-S1"))
             for tool, points in (("slip", (sk.l5_posterior_inferior, sk.s1_posterior, sk.s1_anterior)),
                                  ("sva", (sk.c7_centre, sk.s1_posterior)),
                                  ("pelvis", (sk.s1_posterior, sk.s1_anterior, *sk.hips))):

@@ -193,10 +193,12 @@ def test_values_say_their_scale():
     assert text.startswith("SVA 52.0 mm (anterior; Schwab +; ImagerPixelSpacing: at the detector, magnified")
     assert "anterior = image right by PatientOrientation" in text and "standing lateral film" in text
     px = sva_measurement((440.0, 200.0), (500.0, 1500.0), Facing(1, "set by the user"))
-    assert list_value(px) == "-60.0 px (posterior; no calibration; anterior = image right by user; standing " \
-                             "lateral film)"
+    assert format_value(px) == "SVA -60.0 px (posterior; no calibration; anterior = image right by user; " \
+                               "standing lateral film)"
+    assert list_value(m) == "52.0 mm (anterior; Schwab +; at the detector: magnified)"   # the rest in the tooltip
+    assert "standing full-length lateral radiograph" in m.summary()
     slip = radiograph_slip((150.0, 60.0), (100.0, 100.0), (300.0, 100.0))
-    assert format_value(slip) == "25.0 % (Meyerding I, image plane, ratio: no scale needed)"
+    assert format_value(slip) == "25.0 % (Meyerding I, image-plane ratio)"
     assert m.to_context().name == ("sagittal vertical axis (SRS-Schwab SVA modifier +; + = C7 plumb line anterior "
                                    "to S1; mm from ImagerPixelSpacing, at the detector (magnified); standing "
                                    "full-length lateral radiograph)")

@@ -38,7 +38,7 @@ def qualifier(m: SpineMeasurement) -> str:
         words = {"within precision": f"(within ±{AUTO_SLIP_PRECISION:g} %: no slip stated)",
                  "retrolisthesis": "(retrolisthesis)", "none": "(no slip)"}.get(reading, f"(Meyerding {reading})")
         if m.details.get("plane") == "radiograph image plane":    # a ratio: no scale needed, but say the plane
-            words = words[:-1] + ", image plane, ratio: no scale needed)"
+            words = words[:-1] + ", image-plane ratio)"
         return words
     return ""
 
@@ -49,16 +49,25 @@ SCALE_WORDS = {"none": "no calibration", "user calibration": "calibrated by user
                "PixelSpacing": "PixelSpacing"}
 
 
-def _sva_words(m: SpineMeasurement) -> str:
+SHORT_SCALE_WORDS = {"none": "no calibration", "user calibration": "calibrated by user",
+                     "ImagerPixelSpacing": "at the detector: magnified",
+                     "ImagerPixelSpacing/magnification": "magnification estimated", "PixelSpacing": "PixelSpacing"}
+
+
+def _sva_words(m: SpineMeasurement, short: bool = False) -> str:
     """'(anterior; Schwab +; ImagerPixelSpacing: at the detector, magnified; anterior = image right by
-    PatientOrientation; standing lateral film)'."""
+    PatientOrientation; standing lateral film)'; ``short`` (the list's column): '(anterior; Schwab +; at the
+    detector: magnified)', the rest in the row's tooltip."""
     d = m.details
     where = "anterior" if m.value > 0 else "posterior" if m.value < 0 else "on S1"
     mod = d.get("schwab_modifier")
+    scale = (SHORT_SCALE_WORDS if short else SCALE_WORDS).get(d.get("scale_source"), str(d.get("scale_source")))
+    if short:
+        return "(" + "; ".join(p for p in (where, f"Schwab {mod}" if mod else "", scale) if p) + ")"
     side = "right" if d.get("anterior_sign", 1) > 0 else "left"
     by = "PatientOrientation" if str(d.get("anterior_source", "")).startswith("PatientOrientation") else "user"
-    parts = [where, f"Schwab {mod}" if mod else "", SCALE_WORDS.get(d.get("scale_source"), str(d.get("scale_source"))),
-             f"anterior = image {side} by {by}", "standing lateral film"]
+    parts = [where, f"Schwab {mod}" if mod else "", scale, f"anterior = image {side} by {by}",
+             "standing lateral film"]
     if d.get("horizontal", "image rows") != "image rows":
         parts.append("true vertical set")
     return "(" + "; ".join(p for p in parts if p) + ")"
@@ -79,5 +88,5 @@ def format_value(m: SpineMeasurement) -> str:
 def list_value(m: SpineMeasurement) -> str:
     """The Value column of the Measurements list: the number ('56.6'), or for kinds with a qualifier the readable
     value ('42.1° lordosis', '23.5 % (Meyerding I)')."""
-    words = qualifier(m)
+    words = _sva_words(m, short=True) if m.kind == "sva" else qualifier(m)
     return f"{with_unit(m)} {words}" if words else f"{m.value:.1f}"
