@@ -211,13 +211,9 @@ def _facing(vol, choice: str):
     header = facing_for_volume(vol)
     if choice in ("right", "left"):
         sign = 1 if choice == "right" else -1
-        said = "" if header is None or header.sign == sign else f"; the header says image {choice_of(header)}"
+        said = "" if header is None or header.sign == sign else f"; the header says image {header.side}"
         return Facing(sign, f"set by the user{said}")
     if header is None:
         raise ValueError("the image does not say which side is anterior (no PatientOrientation): choose "
                          "'Patient faces' image left or right in the Measurements tab")
     return header
-
-
-def choice_of(facing) -> str:
-    return "right" if facing.sign > 0 else "left"

@@ -46,8 +46,12 @@ class Facing:
     sign: int
     source: str
 
+    @property
+    def side(self) -> str:
+        return "right" if self.sign > 0 else "left"
+
     def describe(self) -> str:
-        return f"anterior = image {'right' if self.sign > 0 else 'left'} ({self.source})"
+        return f"anterior = image {self.side} ({self.source})"
 
 
 def facing_from_orientation(orientation) -> Facing | None:
