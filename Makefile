@@ -38,4 +38,5 @@ screenshots: setup-dev
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/xray_screenshot.py --pelvis
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/xray_screenshot.py --viewer
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/xray_screenshot.py --calibration
+	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/xray_screenshot.py --sagittal
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/levels_screenshot.py
