@@ -8,21 +8,17 @@ import json
 import numpy as np
 import pytest
 from PySide6.QtCore import QEvent, QPointF, Qt
-from PySide6.QtGui import QMouseEvent, QUndoStack
+from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
-from app import imaging
 from app.measure.model import MeasurementsModel
-from app.state import ViewerState
-from app.views.slice_view import SliceView
 from app.xray.layer import XrayLandmarks, XrayLayer
 from app.xray.panel import XrayPanel
-from core.spine.measure.store import MeasurementStore
 from core.studies.volume import Volume
 from core.xray.cobb import regional_cobb
 from core.xray.measurements import SOURCE, cobb_measurements, landmarks_from_measurements
 from tests.app_support import wait_until
-from tests.xray_support import aasce_dir, column
+from tests.xray_support import aasce_dir, column, radiograph_in_view
 
 SERIES = "1.2.826.0.1.3680043.8.498.16"
 
@@ -38,18 +34,7 @@ def _landmarks():
 
 @pytest.fixture
 def rig(qtbot, tmp_path):
-    state = ViewerState()
-    view = SliceView(state, imaging.AXIAL)
-    view.radiograph = True
-    view.resize(600, 900)
-    view.show()
-    qtbot.addWidget(view)
-    qtbot.waitExposed(view)
-    state.set_volume(_radiograph(np.full((1100, 600), 100)))
-    undo = QUndoStack()
-    store = MeasurementStore.open(tmp_path / "library.db")
-    measurements = MeasurementsModel(state, store, undo, user="tester")
-    measurements.open_series(SERIES)
+    state, view, measurements, store, undo = radiograph_in_view(qtbot, tmp_path, np.full((1100, 600), 100), SERIES)
     model = XrayLandmarks(undo, user="tester")
     layer = XrayLayer(model, state)
     layer.attach(view)

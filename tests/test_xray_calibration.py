@@ -8,16 +8,14 @@ import math
 import numpy as np
 import pytest
 from PySide6.QtCore import QEvent, Qt
-from PySide6.QtGui import QMouseEvent, QUndoStack
+from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
-from app import imaging
 from app.measure.model import MeasurementsModel
-from app.state import ViewerState
-from app.views.slice_view import SliceView
 from core.spine.measure.store import MeasurementStore
 from core.studies.volume import Volume
 from core.xray import measure as xm
+from tests.xray_support import radiograph_in_view
 
 SERIES = "1.2.826.0.1.3680043.8.498.1616"
 
@@ -98,21 +96,9 @@ def test_the_users_scale_comes_before_the_dicom_header(tmp_path):
 def rig(qtbot, tmp_path):
     from app.xray.calibrate import CalibrationTool
 
-    state = ViewerState()
-    view = SliceView(state, imaging.AXIAL)
-    view.radiograph = True
-    view.resize(600, 900)
-    view.show()
-    qtbot.addWidget(view)
-    qtbot.waitExposed(view)
     data = np.full((1100, 600), 90, np.int16)
     data[400:404, 100:500] = 2000                                        # a "ruler" 400 px long on row 400
-    state.set_volume(Volume(np.ascontiguousarray(data.T)[:, :, None], np.diag([0.15, 0.15, 1.0, 1.0]),
-                            modality="DX", series_uid=SERIES))
-    undo = QUndoStack()
-    store = MeasurementStore.open(tmp_path / "library.db")
-    measurements = MeasurementsModel(state, store, undo, user="tester")
-    measurements.open_series(SERIES)
+    state, view, measurements, store, undo = radiograph_in_view(qtbot, tmp_path, data, SERIES)
     tool = CalibrationTool(measurements, state)
     yield state, view, measurements, store, undo, tool
     view.close()

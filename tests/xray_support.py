@@ -1,4 +1,5 @@
-"""Synthetic AP spine landmark sets with known tilts, and the path of the shared AASCE data (tests skip without it)."""
+"""Synthetic AP spine landmark sets with known tilts, the path of the shared AASCE data (tests skip without it), and a
+radiograph open in a real slice view with its measurements (Qt imported only there)."""
 from __future__ import annotations
 
 import math
@@ -65,3 +66,31 @@ def write_aasce_folder(data: Path, n: int = 2) -> list[str]:
         with (data / "labels" / fname).open("w", newline="") as f:
             csv.writer(f).writerows(rws)
     return names
+
+
+def radiograph_in_view(qtbot, tmp_path: Path, rows_cols: np.ndarray, series_uid: str, spacing: float = 0.15):
+    """A DX radiograph (``rows_cols``: the image as shown, rows first) open in a shown SliceView, with a
+    MeasurementsModel on a real SQLite store: (state, view, measurements, store, undo). Close ``view`` after."""
+    from PySide6.QtGui import QUndoStack
+
+    from app import imaging
+    from app.measure.model import MeasurementsModel
+    from app.state import ViewerState
+    from app.views.slice_view import SliceView
+    from core.spine.measure.store import MeasurementStore
+    from core.studies.volume import Volume
+
+    state = ViewerState()
+    view = SliceView(state, imaging.AXIAL)
+    view.radiograph = True
+    view.resize(600, 900)
+    view.show()
+    qtbot.addWidget(view)
+    qtbot.waitExposed(view)
+    data = np.ascontiguousarray(np.asarray(rows_cols).T)[:, :, None].astype(np.int16)  # i = column, j = row
+    state.set_volume(Volume(data, np.diag([spacing, spacing, 1.0, 1.0]), modality="DX", series_uid=series_uid))
+    undo = QUndoStack()
+    store = MeasurementStore.open(tmp_path / "library.db")
+    measurements = MeasurementsModel(state, store, undo, user="tester")
+    measurements.open_series(series_uid)
+    return state, view, measurements, store, undo
