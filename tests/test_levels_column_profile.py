@@ -86,6 +86,16 @@ def test_column_profile_adds_the_weak_body_the_seeds_missed():
     assert out[0] is seeds[0]  # a body found before keeps its own position
 
 
+def test_column_profile_from_one_body_grows_along_the_column():
+    """One body found (a short or faint image): the column is followed from it a vertebra at a time, with an
+    adult pitch assumed, and the other bodies of the maps are found."""
+    maps = _maps(weak=None)
+    xs = list(range(0, 36, 4))
+    seed = [{"x": 16.0, "r": 42.0, "c": 30.0, "score": 0.85, "region": np.eye(6)[4]}]
+    out = column_profile_bodies(maps, xs, seed)
+    assert [round(b["r"]) for b in out] == [10, 26, 42, 58, 74, 90]
+
+
 def test_column_profile_keeps_the_seeds_when_it_finds_fewer():
     maps = np.zeros((9, 8, 100, 60), np.float32)  # the maps show nothing along the column
     seeds = [{"x": 16.0, "r": float(r), "c": 30.0, "score": 0.85, "region": np.eye(6)[4]} for r in (10, 26, 42)]

@@ -55,6 +55,7 @@ REL_MIN = 0.5  # a body peak at least this share of the column's strong peaks
 DISC_OVER = 0.15  # a body peak where the disc channel is this much stronger is a disc
 MERGE_PITCH = 0.5  # two bodies closer than this share of the pitch are one
 PROFILE_PASSES = 4
+ONE_SEED_PITCH_MM = 25.0  # the pitch assumed when one body was found (a mid-thoracic adult one)
 SACRUM_MIN = 0.5  # sacrum class averaged across the column this high starts the sacrum
 SACRUM_REACH = 1.5  # pitches below the lowest body within which the sacrum is looked for
 SEED_KEEP = 0.25  # a profile peak this share of the pitch from a body found before is that body
@@ -272,8 +273,9 @@ def detect(maps: np.ndarray, xs: list[int], data: np.ndarray) -> tuple[list[dict
         disc_peaks = [p for p in disc_peaks if abs(p["x"] - midline(p["r"])) * STEP_MM <= MID_KEEP_MM]
     all_discs = _merge(disc_peaks, data.shape[0])
     bodies = _column(_not_on_discs(_merge(body_peaks, data.shape[0]), all_discs))
-    if len(bodies) >= 2:
+    if bodies:
         bodies = column_profile_bodies(maps, xs, bodies, midline)
+    if len(bodies) >= 2:
         s1 = sacrum_below(maps, xs, bodies, midline)
         if s1 is not None:  # the lowest body found is S1, or S1 is below it
             bodies = sorted(bodies, key=lambda d: d["r"])
@@ -447,10 +449,10 @@ def column_profile_bodies(maps: np.ndarray, xs: list[int], seeds: list[dict], mi
     (:func:`profile_peaks`); a peak near a seed keeps the seed's position; then bodies seen twice merged
     (:func:`merge_duplicates`). Keeps the seeds when the profile finds fewer bodies. Repeated from the bodies found
     while the column grows at its ends (up to PROFILE_PASSES times: the path reaches one vertebra further each
-    time, e.g. down to the sacrum)."""
-    bodies = seeds
+    time, e.g. down to the sacrum; the pitch is the first pass's: the seeds hold it against the profile)."""
+    bodies, pitch = seeds, None
     for _ in range(PROFILE_PASSES):
-        grown = _profile_pass(maps, xs, bodies, midline)
+        grown, pitch = _profile_pass(maps, xs, bodies, midline, pitch)
         span = (min(b["r"] for b in bodies), max(b["r"] for b in bodies))
         if grown is bodies or (min(b["r"] for b in grown), max(b["r"] for b in grown)) == span:
             return grown
@@ -458,17 +460,23 @@ def column_profile_bodies(maps: np.ndarray, xs: list[int], seeds: list[dict], mi
     return bodies
 
 
-def _profile_pass(maps: np.ndarray, xs: list[int], seeds: list[dict], midline=None) -> list[dict]:
+def _profile_pass(maps: np.ndarray, xs: list[int], seeds: list[dict], midline=None,
+                  pitch: float | None = None) -> tuple[list[dict], float]:
     path = column_path(maps, xs, seeds, midline)
     sigma = PROFILE_SMOOTH_MM / STEP_MM
     body = ndimage.gaussian_filter1d(path["body"], sigma)
     disc = ndimage.gaussian_filter1d(path["disc"], sigma)
     contrast = body - disc
     steps = np.diff(sorted(b["r"] for b in seeds))
-    pitch = column_pitch(contrast, float(np.median(steps)))
+    if pitch is not None:
+        pass
+    elif len(steps):
+        pitch = column_pitch(contrast, float(np.median(steps)))
+    else:  # one body: no spacing to hold the profile's period against (it may be the network's half period)
+        pitch = ONE_SEED_PITCH_MM / STEP_MM
     idx = profile_peaks(contrast, body, disc, pitch)
     if len(idx) < len(seeds):
-        return seeds
+        return seeds, pitch
     out = [b for b in seeds]
     for i in idx:
         r = int(path["rows"][i])
@@ -486,7 +494,7 @@ def _profile_pass(maps: np.ndarray, xs: list[int], seeds: list[dict], midline=No
         region = win.transpose(1, 0, 2, 3).reshape(6, -1).mean(axis=1)
         out.append({"x": float(path["x"][i]), "r": float(r), "c": c, "score": float(body[i]),
                     "region": region, "profile": float(contrast[i])})
-    return merge_duplicates(out, pitch)
+    return merge_duplicates(out, pitch), pitch
 
 
 def merge_duplicates(bodies: list[dict], pitch: float) -> list[dict]:
