@@ -303,3 +303,33 @@ def test_draft_kwargs_describe_the_series(study):
     kwargs = study.draft_kwargs()
     assert kwargs["n_images"] == 20 and not kwargs["is_2d"] and kwargs["series_uid"].startswith("dicom-derived:")
     assert dataclasses.is_dataclass(study.context)
+
+
+def test_a_model_that_sees_images_gets_each_rows_key_images(study, tmp_path, monkeypatch):
+    """A vision-capable server gets the level's sagittal and axial key images with the row's call, and the report
+    records them in the row's basis; a text-only server gets none and the report says it saw no images. (The stand-in
+    answers plain text, so the draft stops at the first row, marked incomplete: what was sent is what is checked.)"""
+    from core.inference.server_backend import ServerBackend, ServerSettings
+    from tests.test_deidentify import RecordingServer
+
+    monkeypatch.setenv("SPINEMED_HOME", str(tmp_path / "home"))
+    server = RecordingServer()
+    try:
+        for vision in (True, False):
+            server.bodies.clear()
+            backend = ServerBackend(ServerSettings(enabled=True, url=server.url, timeout_s=30, vision=vision))
+            rep = draft_report(backend, study.context, study.labelling, retriever=None, **study.draft_kwargs())
+            sent = json.loads(server.bodies[0])
+            parts = [p for m in sent["messages"] if isinstance(m["content"], list) for p in m["content"]]
+            urls = [p["image_url"]["url"] for p in parts if p.get("type") == "image_url"]
+            first = rep.levels[0]
+            if vision:
+                assert len(urls) == 2 and all(u.startswith("data:image/png;base64,") for u in urls)
+                assert rep.image(f"img.level.{first.level}").kind == "key image"
+                assert not any("saw no images" in n for n in rep.notes)
+            else:
+                assert urls == []
+                assert not [i for i in rep.images if i.id.startswith("img.level.")]
+                assert any("saw no images" in n for n in rep.notes)
+    finally:
+        server.close()

@@ -309,7 +309,8 @@ class ReportEditor(QWidget):
                 return None
         kwargs = {"series_uid": self.series_uid, "study_uid": getattr(self.volume, "study_uid", "") or "",
                   "n_images": int(self.volume.shape[2]) if self.volume is not None else 0,
-                  "is_2d": bool(self.volume is not None and self.volume.is_2d), "has_volume": self.volume is not None}
+                  "is_2d": bool(self.volume is not None and self.volume.is_2d), "has_volume": self.volume is not None,
+                  "volume": self.volume}
         worker = TaskWorker(run_draft, self._job, self.context, self.labelling if names else None, kwargs,
                             description="Drafting the report")
         worker.progress.connect(self._on_progress)

@@ -13,6 +13,9 @@
   graded scale comes from a measurement or says "not assessed" (the model is never asked for a grade), and after
   drafting every model statement that asserts or denies an image finding no fact supports is struck (kept rejected,
   with the reason) and replaced by what was not assessed.
+- A model that sees images (a projector, or a server declared vision-capable) gets each row's key images with its
+  call: the level's sagittal and axial slices with the level drawn (:mod:`core.inference.key_images`), recorded in
+  the report as key-image references in the row's basis. A text-only model gets none, and the report says so.
 - No level labels: :class:`NeedsLabellingError` when ``require_levels``, else a draft without level rows and a
   clearly marked note. A model failure keeps the partial draft, marked ``incomplete: <reason>``. Cancel raises
   :class:`core.tasks.Cancelled`.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from core.consult.context import Measurement, StudyContext
@@ -78,9 +82,11 @@ def _clean(text: Any, levels: list[str]) -> str:
 
 class _Drafter:
     def __init__(self, backend: ChatBackend, context: StudyContext, template: ReportTemplate, rep: SpineReport,
-                 retriever: Retriever | None, params: GenerationParams, cancel: CancelToken | None) -> None:
+                 retriever: Retriever | None, params: GenerationParams, cancel: CancelToken | None,
+                 level_images: Callable[[str], list[bytes]] | None = None) -> None:
         self.backend, self.context, self.template, self.report = backend, context, template, rep
         self.retriever, self.params, self.cancel = retriever, params, cancel
+        self.level_images = level_images  # level -> key images (PNG) for a model that sees them
         self.level_names = [row.level for row in rep.levels]
 
     def _passages(self, query: str, level: str | None, limit: int) -> list:
@@ -117,6 +123,13 @@ class _Drafter:
         fixed = {s.aspect for s in row.statements}
         messages = prompts.row_prompt(tpl, self.context.to_text(), row.level, kind, row.note, measured, passages,
                                       fixed)
+        images = self.level_images(row.level) if self.level_images else []
+        if images:
+            messages[-1]["images"] = images
+            ref = ImageRef(f"img.level.{row.level}", f"Key images of {row.level} sent to the model: sagittal and "
+                           "axial slices with the level drawn", self.report.study.series_uid, "key image")
+            self.report.images.append(ref)
+            basis.images.append(ref.id)
         answer = self._call(messages, prompts.row_schema(tpl, kind, fixed))
         drafted = []
         for aspect in tpl.aspects[kind]:
@@ -230,17 +243,30 @@ def draft_report(backend: ChatBackend, context: StudyContext, labelling: SpineLa
                  series_uid: str = "", study_uid: str = "", n_images: int = 0, template: ReportTemplate | None = None,
                  retriever: Retriever | None | str = "default", require_levels: bool = False, is_2d: bool = False,
                  has_volume: bool = True, params: GenerationParams | None = None, progress: ProgressFn | None = None,
-                 cancel: CancelToken | None = None, facts=None) -> SpineReport:
+                 cancel: CancelToken | None = None, facts=None, volume: Any = None) -> SpineReport:
     """A drafted report for review; see the module docstring for the rules it follows. ``facts``: the study's
-    core.findings.FactSheet (default: built from ``context.measurements`` and the levels in view)."""
+    core.findings.FactSheet (default: built from ``context.measurements`` and the levels in view). ``volume``: the
+    image the labelling is on; with it a model that sees images gets each level's key images."""
     rep = _draft(backend, context, labelling, series_uid=series_uid, study_uid=study_uid, n_images=n_images,
                  template=template, retriever=retriever, require_levels=require_levels, is_2d=is_2d,
-                 has_volume=has_volume, params=params, progress=progress, cancel=cancel, facts=facts)
+                 has_volume=has_volume, params=params, progress=progress, cancel=cancel, facts=facts, volume=volume)
     return rep
 
 
+def _key_images_of(volume: Any, labelling: SpineLabelling) -> Callable[[str], list[bytes]]:
+    from core.inference.key_images import level_key_images
+
+    def images(level: str) -> list[bytes]:
+        try:
+            return [image.png for image in level_key_images(volume, labelling, level)]
+        except Exception as exc:  # noqa: BLE001 - the row is drafted without images
+            log.warning("key images of %s could not be drawn: %s", level, exc)
+            return []
+    return images
+
+
 def _draft(backend, context, labelling, *, series_uid, study_uid, n_images, template, retriever, require_levels, is_2d,
-           has_volume, params, progress, cancel, facts) -> SpineReport:
+           has_volume, params, progress, cancel, facts, volume) -> SpineReport:
     from core.findings import build_facts
     from core.report.grounding import fixed_grades, ground_report
 
@@ -272,8 +298,12 @@ def _draft(backend, context, labelling, *, series_uid, study_uid, n_images, temp
     try:
         info = backend.info() if backend.is_loaded else backend.load()
         rep.model = info.model_name or getattr(backend, "name", "")
-        if not getattr(info, "multimodal", False):
+        sees_images = bool(getattr(info, "multimodal", False))
+        if not sees_images:
             rep.notes.append(TEXT_ONLY_NOTE)
+        elif volume is None or labelling is None or not levels:
+            rep.notes.append("The drafting model can see images but was given none (no image or no level labels): "
+                             "its findings are suggestions from the study context only.")
     except Exception as exc:  # noqa: BLE001 - the template part of the draft is still useful
         rep.model = getattr(backend, "name", "")
         rep.incomplete = f"incomplete: the model could not be loaded ({exc})"
@@ -281,7 +311,9 @@ def _draft(backend, context, labelling, *, series_uid, study_uid, n_images, temp
     if retriever == "default":
         retriever = default_retriever()
     drafter = _Drafter(backend, context, template, rep, retriever,
-                       params or GenerationParams(temperature=0.2, repeat_penalty=1.1, seed=7), cancel)
+                       params or GenerationParams(temperature=0.2, repeat_penalty=1.1, seed=7), cancel,
+                       _key_images_of(volume, labelling) if sees_images and volume is not None and labelling is not None
+                       else None)
     steps = len(rep.levels) + 1
     for n, row in enumerate(rep.levels):
         report(progress, n / steps, f"Drafting {row.level} ({n + 1}/{len(rep.levels)})")

@@ -41,7 +41,7 @@ class ReportStudy:
     def draft_kwargs(self) -> dict[str, Any]:
         return {"series_uid": self.source.series_uid, "study_uid": self.source.study_uid,
                 "n_images": self.source.n_images or len(self.source.files), "is_2d": self.volume.is_2d,
-                "has_volume": True}
+                "has_volume": True, "volume": self.volume}
 
     @classmethod
     def open(cls, study: str | Path, library: Any = None, progress: ProgressFn | None = None,
