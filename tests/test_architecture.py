@@ -52,6 +52,7 @@ ONE_HOME = {
     "normalise_level": "core/spine/anatomy.py",
     "Measurement": "core/spine/measure/measurement.py",
     "ImportReport": "core/library/library.py",
+    "radiograph_header": "core/xray/header.py",
 }
 
 
@@ -77,3 +78,9 @@ def test_no_level_regex_outside_anatomy():
     offenders = [py.relative_to(REPO).as_posix() for pkg in ("app", "core", "spinebench", "curation", "training")
                  for py in (REPO / pkg).rglob("*.py") if pattern in py.read_text()]
     assert offenders == ["core/spine/anatomy.py"]
+
+
+def test_radiograph_tools_read_the_header_only_through_radiograph_header():
+    offenders = [py.relative_to(REPO).as_posix() for py in (REPO / "core" / "xray").rglob("*.py")
+                 if "dcmread(paths[0]" in py.read_text()]
+    assert offenders == ["core/xray/header.py"]

@@ -98,17 +98,10 @@ def calibration_from_dicom(ds) -> Calibration:
 def calibration_for_volume(volume) -> Calibration:
     """The scale of a radiograph as loaded (core.studies Volume): from the DICOM header of its first file, or none
     for PNG/JPEG (no spacing) and anything unreadable."""
-    paths = list(getattr(volume, "source_paths", []) or [])
-    if not paths:
-        return NO_CALIBRATION
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    from core.xray.header import radiograph_header
 
-    try:
-        ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, EOFError):
-        return NO_CALIBRATION
-    return calibration_from_dicom(ds)
+    ds = radiograph_header(volume)
+    return NO_CALIBRATION if ds is None else calibration_from_dicom(ds)
 
 
 def calibration_from_known_length(p0, p1, length_mm: float, pixel_aspect: float = 1.0) -> Calibration:

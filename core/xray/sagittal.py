@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.spine.measure.geometry import MEYERDING, meyerding_grade, slip_percent
+from core.xray.header import radiograph_header
 from core.xray.measure import NO_CALIBRATION, Calibration
 
 PLANE = "radiograph image plane"
@@ -68,15 +69,8 @@ def facing_from_orientation(orientation) -> Facing | None:
 
 def facing_for_volume(volume) -> Facing | None:
     """Which side is anterior by the DICOM header of a loaded radiograph; None for PNG/JPEG or a header without it."""
-    paths = list(getattr(volume, "source_paths", []) or [])
-    if not paths:
-        return None
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, EOFError):
+    ds = radiograph_header(volume)
+    if ds is None:
         return None
     value = ds.get("PatientOrientation")
     return facing_from_orientation(value) if value else None
@@ -85,15 +79,8 @@ def facing_for_volume(volume) -> Facing | None:
 def frontal_view(volume) -> str:
     """'' unless the DICOM header of a loaded radiograph says it is a frontal (AP or PA) view, where slip, SVA and
     pelvic parameters are not defined: then why (ViewPosition, or PatientOrientation rows running left-right)."""
-    paths = list(getattr(volume, "source_paths", []) or [])
-    if not paths:
-        return ""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, EOFError):
+    ds = radiograph_header(volume)
+    if ds is None:
         return ""
     view = str(ds.get("ViewPosition", "") or "").strip().upper()
     if view in ("AP", "PA"):

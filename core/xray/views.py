@@ -67,15 +67,8 @@ def refusal(path, problems: list[str]) -> str:
 def volume_refusal(volume) -> str:
     """'' when a loaded radiograph may be given to the AP landmark model, else the message why not (from the DICOM
     header of its first file; PNG/JPEG give '')."""
-    paths = list(getattr(volume, "source_paths", []) or [])
-    if not paths:
-        return ""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    from core.xray.header import radiograph_header
 
-    try:
-        ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, EOFError):
-        return ""
-    problems = header_problems(ds)
-    return refusal(paths[0], problems) if problems else ""
+    ds = radiograph_header(volume)
+    problems = header_problems(ds) if ds is not None else []
+    return refusal(volume.source_paths[0], problems) if problems else ""
