@@ -483,12 +483,15 @@ def _profile_pass(maps: np.ndarray, xs: list[int], seeds: list[dict], midline=No
         if min(abs(b["r"] - r) for b in seeds) <= SEED_KEEP * pitch:  # a body found before: its 2D peak is better
             continue
         st = path["stacks"][i]
-        # a new body's centre: the body channel's strongest point of its row near the path (the path lags where
+        # a new body's centre: the body channel's strongest point near the path, within a fifth of a pitch above
+        # or below the profile's peak and PROFILE_AP_MM + PATH_FOLLOW_MM in front or behind (the path lags where
         # the column curves)
         reach = int(np.rint((PROFILE_AP_MM + PATH_FOLLOW_MM) / STEP_MM))
-        c0 = max(0, int(np.rint(path["c"][i])) - reach)
-        row = maps[st, 0, r, c0: int(np.rint(path["c"][i])) + reach + 1].max(axis=0)
-        ci = c0 + int(np.argmax(row))
+        dr = max(1, int(0.2 * pitch))
+        r0, c0 = max(0, r - dr), max(0, int(np.rint(path["c"][i])) - reach)
+        win = maps[st, 0, r0: r + dr + 1, c0: int(np.rint(path["c"][i])) + reach + 1].max(axis=0)
+        ri, ci = np.unravel_index(int(np.argmax(win)), win.shape)
+        r, ci = r0 + int(ri), c0 + int(ci)
         c = float(ci)
         win = maps[st, 2:, max(0, r - 1): r + 2, max(0, ci - 1): ci + 2]
         region = win.transpose(1, 0, 2, 3).reshape(6, -1).mean(axis=1)
