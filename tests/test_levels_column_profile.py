@@ -172,3 +172,14 @@ def test_sacrum_below_the_lowest_body_gives_s1_from_the_anchor_classes():
     assert s1 is not None and s1["r"] == 42.0 and int(np.argmax(s1["region"])) == 5
     short = sacral[:, :, :52]  # the image ends where the sacrum would start: no anchor
     assert sacrum_below(short, xs, seeds) is None
+
+
+def test_a_disc_between_every_two_bodies_midway_where_the_disc_channel_found_none():
+    from core.spine.autolabel.learned import _discs_between
+
+    bodies = [{"x": 10.0, "r": float(r), "c": 30.0 + r / 10, "score": 0.8} for r in (10, 26, 42)]
+    found = [{"x": 10.0, "r": 19.0, "c": 31.0, "score": 0.7}, {"x": 10.0, "r": 50.0, "c": 31.0, "score": 0.9}]
+    discs = _discs_between(found, bodies)
+    assert len(discs) == 2
+    assert discs[0] is found[0]  # the disc channel's, between the first two bodies
+    assert discs[1]["r"] == 34.0 and abs(discs[1]["c"] - 33.4) < 1e-9 and discs[1]["score"] == 0.3  # midway, weak

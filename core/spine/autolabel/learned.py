@@ -5,8 +5,8 @@ Pipeline: 2 mm isotropic grid -> slab stacks every 4 mm across the middle of the
 vertebral-body and disc centres and the anchor class of body pixels (C2, C3-C7, thoracic, lumbar, sacrum) -> the
 midline (the plane of mirror symmetry of body, canal and arch, found in the image whatever the contrast): only peaks
 of stacks near it count -> peaks merged across stacks into 3D detections -> bodies re-found along the column they
-trace (body and disc profiles along it, the column's own pitch: missed bodies added, duplicates merged), each set
-on the midline -> names: every way of laying the level names (standard spine, or 11/13 thoracic, 4/6 lumbar) over the detections in order is scored
+trace (body and disc profiles along it, the column's own pitch: missed bodies added, duplicates merged), S1 where
+the network's sacrum class starts below them, each set on the midline -> names: every way of laying the level names (standard spine, or 11/13 thoracic, 4/6 lumbar) over the detections in order is scored
 by the anchor classes the network sees; the best one is used when its posterior probability is high enough (an
 anchor is in view: C2, the sacrum, the thoracolumbar junction), otherwise the vertebrae are left unnamed and the
 user names one. Weights, their version and sha256 are in ``resources/models/<name>/`` (labeller.json + model.onnx;
