@@ -17,6 +17,7 @@ from core.xray.measure import (
     calibration_from_known_length,
     cobb,
     distance,
+    recalibrated,
 )
 
 
@@ -122,6 +123,21 @@ def test_stored_form_keeps_image_points_and_scale():
     assert stored.points == []
     assert stored.details["image_points_px"] == [[0.0, 0.0], [0.0, 50.0]]
     assert stored.details["scale"].startswith("calibrated by user") and stored.details["scale_source"] == "user calibration"
+
+
+def test_the_chat_and_report_see_a_distances_scale_with_its_value(tmp_path):
+    """The short form (consultation context, report) names the scale: a detector-spacing length is not read as the
+    patient's, a pixel length not as millimetres; recalibrating changes the words with the value."""
+    imager = calibration_from_dicom(_write_dx(tmp_path / "a.dcm", ImagerPixelSpacing=[0.15, 0.15]))
+    stored = distance((0, 0), (100, 0), imager).to_spine_measurement(level="L3")
+    short = stored.to_context()
+    assert short.unit == "mm" and "at the detector (magnified)" in short.name
+    pixels = distance((0, 0), (100, 0)).to_spine_measurement().to_context()
+    assert pixels.unit == "px" and "pixels, no scale" in pixels.name
+    user = calibration_from_known_length((0, 0), (0, 100), 10.0)
+    again = recalibrated(distance((0, 0), (100, 0)).to_spine_measurement(), user).to_context()
+    assert again.value == pytest.approx(10.0) and "calibrated by user" in again.name
+    assert "scale" not in angle((0, 0), (1, 0), (1, 1), imager).to_spine_measurement().to_context().name
 
 
 def test_calibration_of_a_loaded_volume(tmp_path):

@@ -53,6 +53,13 @@ class Calibration:
             return f"calibrated by user: {self.mm_per_px_x:.4g} x {self.mm_per_px_y:.4g} mm/px, {self.note}"
         return f"{self.source}: {self.mm_per_px_x:.4g} x {self.mm_per_px_y:.4g} mm/px, {self.note}"
 
+    def words(self) -> str:
+        """The scale in a few words, for a value's short form (chat context, report)."""
+        return {"PixelSpacing": "mm from PixelSpacing",
+                "ImagerPixelSpacing": "mm from ImagerPixelSpacing, at the detector (magnified)",
+                "ImagerPixelSpacing/magnification": "mm from ImagerPixelSpacing / estimated magnification",
+                USER_SOURCE: "mm calibrated by user"}.get(self.source or "", "pixels, no scale")
+
 
 NO_CALIBRATION = Calibration()
 
@@ -213,6 +220,8 @@ class ProjectionMeasurement:
         names = {"distance": "distance", "angle": "angle", "cobb": "Cobb angle"}
         details = {"image_points_px": [list(p) for p in self.points], "plane": "radiograph image plane",
                    "scale": self.calibration.describe(), "scale_source": self.calibration.source, **self.details}
+        if self.unit != "deg":  # the chat and the report see the scale with the value (to_context)
+            details.setdefault("grade_label", self.calibration.words())
         return SpineMeasurement(kind=self.kind, name=self.label or names.get(self.kind, self.kind), level=level,
                                 value=self.value, unit=self.unit, points=list(display_points), method=method,
                                 details=details)

@@ -105,14 +105,6 @@ def _mm(v: np.ndarray, calibration: Calibration) -> np.ndarray:
     return v
 
 
-def _scale_words(calibration: Calibration) -> str:
-    """The scale in a few words, for the value's short form (chat context, report)."""
-    return {"PixelSpacing": "mm from PixelSpacing",
-            "ImagerPixelSpacing": "mm from ImagerPixelSpacing, at the detector (magnified)",
-            "ImagerPixelSpacing/magnification": "mm from ImagerPixelSpacing / estimated magnification",
-            "user calibration": "mm calibrated by user"}.get(calibration.source, "pixels, no scale")
-
-
 def _scale_details(calibration: Calibration) -> dict:
     return {"plane": PLANE, "scale": calibration.describe(), "scale_source": calibration.source}
 
@@ -209,7 +201,7 @@ def sva_measurement(c7_centre, s1_posterior_superior, facing: Facing, calibratio
                "foot_px": list(sva.foot_px), "anterior_sign": facing.sign, "anterior_source": facing.source,
                "anterior": facing.describe(),
                "horizontal": sva.horizontal, "film": FILM, "reference": SCHWAB_SVA, "schwab_modifier": mod,
-               "grade_label": f"{label}; + = C7 plumb line anterior to S1; {_scale_words(calibration)}; {FILM}",
+               "grade_label": f"{label}; + = C7 plumb line anterior to S1; {calibration.words()}; {FILM}",
                "view": "radiograph",
                "vertical_px": None if vertical is None else [list(map(float, q)) for q in vertical],
                **_scale_details(calibration)}
