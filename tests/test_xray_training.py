@@ -66,3 +66,12 @@ def test_both_stages_share_their_common_settings_and_every_field_has_help(tmp_pa
     (tmp_path / "bad.json").write_text(json.dumps({"jitter": 0.3}))
     with pytest.raises(ValueError, match="unknown fields"):
         XrayTrainConfig.load(tmp_path / "bad.json")
+
+
+def test_shipping_new_second_stage_weights_raises_the_minor_version():
+    from training.xray.refine_ship import _pipeline_text, next_version
+
+    assert (next_version("1.2"), next_version("1.9"), next_version("2")) == ("1.3", "1.10", "2.1")
+    text = _pipeline_text({"passes": 3, "flip": True, "average_passes": 3})
+    assert "Run 3 time(s)" in text and "mean of the last 3 passes" in text and "mirrored" in text
+    assert "mirrored" not in _pipeline_text({"passes": 2})

@@ -20,8 +20,6 @@ from core.xray.landmarks import LandmarkModel
 from training.xray.config import XrayRefineConfig
 from training.xray.train import load_trained
 
-VERSION = "1.1"
-
 
 def export_refine_onnx(run_dir: Path, onnx_path: Path) -> None:
     import torch
@@ -78,7 +76,8 @@ def ship_refine(run_dir: str | Path, model_dir: str | Path) -> str:
         shutil.copy(both_dir / "refine.onnx", model_dir / "refine.onnx")
     today = dt.date.today().isoformat()
     old_validation = settings.get("validation", {})
-    settings.update(version=VERSION, refine=refine)
+    version = next_version(settings.get("version", "1.0"))
+    settings.update(version=version, refine=refine)
     settings["validation"] = {**old_validation, **both, "date": today,
                               "first_stage": {**first, "date": today}}
     (model_dir / "model.json").write_text(json.dumps(settings, indent=1), encoding="utf-8")
@@ -87,7 +86,13 @@ def ship_refine(run_dir: str | Path, model_dir: str | Path) -> str:
     card = model_dir / "spinemed-xray-landmarks.md"
     card.write_text(_card(settings, cfg, history, wall, first, both, (model_dir / "model.onnx").stat().st_size,
                           (model_dir / "refine.onnx").stat().st_size), encoding="utf-8")
-    return f"shipped {settings['name']} {VERSION} to {model_dir}: {verdict}"
+    return f"shipped {settings['name']} {version} to {model_dir}: {verdict}"
+
+
+def next_version(version: str) -> str:
+    """The model folder's version with its minor number raised: "1.2" -> "1.3" (new second-stage weights)."""
+    major, _, minor = str(version).partition(".")
+    return f"{major}.{int(minor.split('.')[0] or 0) + 1}"
 
 
 def _wall_minutes(run_dir: Path) -> float:
@@ -171,7 +176,7 @@ On the {both['images']} validation radiographs with an intact manual annotation 
 for a broken reference), from the original JPEGs, against the challenge's reference angles and the manual
 landmarks; both rows measured the same way on the same images:
 
-| figure | first stage alone (1.0) | both stages (1.1) |
+| figure | first stage alone (1.0) | both stages ({settings['version']}) |
 |---|---|---|
 | SMAPE (AASCE definition, 3 angles) | {first['smape']:.1f} % | **{both['smape']:.1f} %** |
 | MAE proximal thoracic (challenge's 1st angle, the largest curve) | {first['mae_pt']:.1f} deg | {both['mae_pt']:.1f} deg |
