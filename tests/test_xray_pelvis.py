@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 from PySide6.QtCore import QEvent, Qt
-from PySide6.QtGui import QMouseEvent, QUndoStack
+from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 from core.xray.pelvis import pelvic_parameters
@@ -53,25 +53,12 @@ def _click(view, state, xy):
 def test_tool_on_a_radiograph_view(qtbot, tmp_path):
     from app import imaging
     from app.measure.layer_2d import MeasureLayer
-    from app.measure.model import MeasurementsModel
     from app.measure.values import format_value
-    from app.state import ViewerState
     from app.views.slice_view import SliceView
-    from core.spine.measure.store import MeasurementStore
-    from core.studies.volume import Volume
+    from tests.xray_support import radiograph_in_view
 
-    state = ViewerState()
-    view = SliceView(state, imaging.AXIAL)
-    view.radiograph = True
-    view.resize(700, 900)
-    view.show()
-    qtbot.addWidget(view)
-    qtbot.waitExposed(view)
-    state.set_volume(Volume(np.full((900, 1100, 1), 80, np.int16), np.diag([0.2, 0.2, 1.0, 1.0]), modality="DX",
-                            series_uid="lat"))
-    store = MeasurementStore.open(tmp_path / "library.db")
-    model = MeasurementsModel(state, store, QUndoStack(), user="tester")
-    model.open_series("lat")
+    state, view, model, store, _undo = radiograph_in_view(qtbot, tmp_path, np.full((1100, 900), 80), "lat",
+                                                          spacing=0.2, size=(700, 900))
     layer = MeasureLayer(model, user="tester")
     layer.attach([view])
     layer.set_tool("pelvis")

@@ -68,7 +68,8 @@ def write_aasce_folder(data: Path, n: int = 2) -> list[str]:
     return names
 
 
-def radiograph_in_view(qtbot, tmp_path: Path, rows_cols: np.ndarray, series_uid: str, spacing: float = 0.15):
+def radiograph_in_view(qtbot, tmp_path: Path, rows_cols: np.ndarray, series_uid: str, spacing: float = 0.15,
+                       size: tuple[int, int] = (600, 900)):
     """A DX radiograph (``rows_cols``: the image as shown, rows first) open in a shown SliceView, with a
     MeasurementsModel on a real SQLite store: (state, view, measurements, store, undo). Close ``view`` after."""
     from PySide6.QtGui import QUndoStack
@@ -83,7 +84,7 @@ def radiograph_in_view(qtbot, tmp_path: Path, rows_cols: np.ndarray, series_uid:
     state = ViewerState()
     view = SliceView(state, imaging.AXIAL)
     view.radiograph = True
-    view.resize(600, 900)
+    view.resize(*size)
     view.show()
     qtbot.addWidget(view)
     qtbot.waitExposed(view)
