@@ -49,6 +49,7 @@ def test_radiograph_opens_in_a_single_large_view(window, qtbot, tmp_path):
     assert viewer.axial.width() > 0.9 * viewer.width() and viewer.axial.height() > 0.9 * viewer.height()
     assert window.info_panel.text("Shape") == "300 × 600 (single image)"
     assert window.info_panel.text("Spacing").startswith("unknown")  # not the 1 × 1 × 1 mm stand-in
+    assert window.info_panel.text("Orientation") == "—"  # a PNG/JPEG says none
     settle(0.1)
     # Tall image (portrait) shown upright: the bright column is in the middle third, vertically long.
     gray = widget_gray(viewer.axial)

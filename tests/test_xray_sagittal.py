@@ -226,6 +226,7 @@ def test_sagittal_tools_on_a_lateral_dx_in_the_main_window(qtbot, tmp_path):
     with opened_window(tmp_path, tmp_path / "lateral.dcm", wait_3d=False) as window:
         view, spine = window.viewer.axial, window.spine
         assert view.radiograph
+        assert window.info_panel.text("Orientation") == "rows towards A, columns towards F (PatientOrientation)"
         # the AP landmark model still refuses it, by its header
         worker = window.xray.panel.find()
         wait_until(lambda: not worker.is_running, 120, "the landmark model")

@@ -7,6 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from core.studies.volume import Volume
+from core.xray.header import radiograph_header
 
 FIELDS = ("Modality", "Description", "Shape", "Spacing", "Orientation", "Patient", "Files", "Series UID")
 
@@ -21,7 +22,7 @@ def volume_summary(volume: Volume | None) -> dict[str, str]:
     spacing = " × ".join(f"{s:.3g}" for s in volume.spacing) + " mm"
     if not volume.spacing_known:
         spacing = "unknown (no spacing in a PNG/JPEG): measurements in pixels"
-    orientation = "—" if volume.is_2d else volume.orientation()
+    orientation = _projection_orientation(volume) if volume.is_2d else volume.orientation()
     patient = " ".join(p for p in (volume.patient_age, volume.patient_sex) if p) or "unknown"
     files = volume.source_paths
     if not files:
@@ -44,6 +45,16 @@ def volume_summary(volume: Volume | None) -> dict[str, str]:
         "Files": files_text,
         "Series UID": volume.series_uid or "—",
     }
+
+
+def _projection_orientation(volume: Volume) -> str:
+    """A single image's orientation as its DICOM header gives it (PatientOrientation: the patient direction of the
+    rows, then of the columns), or '—': a projection has no 3D orientation, and a PNG/JPEG says none."""
+    ds = radiograph_header(volume)
+    codes = [str(v).strip().upper() for v in (ds.get("PatientOrientation") or [])] if ds is not None else []
+    if len(codes) != 2 or not all(codes):
+        return "—"
+    return f"rows towards {codes[0]}, columns towards {codes[1]} (PatientOrientation)"
 
 
 class InfoPanel(QWidget):
