@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from core.xray import refine as R
-from tests.xray_support import column, write_aasce_folder
+from tests.xray_support import column, reopen_finished_run, write_aasce_folder
 
 
 def test_crop_geometry_round_trip_and_where_a_dot_lands():
@@ -191,20 +191,15 @@ def test_tiny_training_run_resumes_and_exports(tmp_path, capsys):
     assert r1["validation"]["images"] == 1 and np.isfinite(r1["validation"]["smape"])
     assert (tmp_path / "run" / "training_curves.png").stat().st_size > 0
     # a longer run in the same folder resumes at epoch 1 (the saved settings are kept, only the epochs grow)
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    saved["epochs"] = 2
-    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
-    import torch
-
-    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
-    ck["state"]["finished"] = False
-    torch.save(ck, tmp_path / "run" / "checkpoint.pt")
+    reopen_finished_run(tmp_path / "run", epochs=2)
     r2 = run_refine_training(cfg, progress_bar=False)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert r2["epochs_done"] == 2 and [h["epoch"] for h in history] == [1, 2]
     # the epoch line names the second stage's error unit: pixels of the crop
     assert re.search(r"epoch 2: loss [\d.]+, corner L1 [\d.]+ crop px; validation SMAPE", capsys.readouterr().out)
     # more training from the finished run: with a zero learning rate its weights come through unchanged
+    import torch
+
     from training.xray.refine_model import RefineNet
     from training.xray.train import load_trained
 

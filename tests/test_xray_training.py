@@ -8,13 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from tests.xray_support import write_aasce_folder
+from tests.xray_support import reopen_finished_run, write_aasce_folder
 
 
 def test_tiny_first_stage_run_resumes_and_exports(tmp_path):
     pytest.importorskip("torch")
     import onnxruntime as ort
-    import torch
 
     from training.xray.config import XrayTrainConfig
     from training.xray.ship import export_onnx
@@ -30,12 +29,7 @@ def test_tiny_first_stage_run_resumes_and_exports(tmp_path):
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     assert (split["validation_patients"], split["train_patients"]) == (1, 3)  # one of four patients held out
     # a longer run in the same folder resumes from the checkpoint
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    saved["epochs"] = 2
-    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
-    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
-    ck["state"]["finished"] = False
-    torch.save(ck, tmp_path / "run" / "checkpoint.pt")
+    reopen_finished_run(tmp_path / "run", epochs=2)
     run_training(cfg, progress_bar=False)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2] and "val" in history[-1]

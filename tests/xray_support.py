@@ -95,3 +95,18 @@ def radiograph_in_view(qtbot, tmp_path: Path, rows_cols: np.ndarray, series_uid:
     measurements = MeasurementsModel(state, store, undo, user="tester")
     measurements.open_series(series_uid)
     return state, view, measurements, store, undo
+
+
+def reopen_finished_run(run: Path, epochs: int) -> None:
+    """Let a finished training run in ``run`` go on to ``epochs``: the saved settings get the new epoch count and
+    the checkpoint is marked unfinished, as a user extending a run would (resume tests of both landmark stages)."""
+    import json
+
+    import torch
+
+    saved = json.loads((run / "config.json").read_text())
+    saved["epochs"] = epochs
+    (run / "config.json").write_text(json.dumps(saved))
+    ck = torch.load(run / "checkpoint.pt", weights_only=False)
+    ck["state"]["finished"] = False
+    torch.save(ck, run / "checkpoint.pt")
