@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-DX_SOP = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
+from tests.xray_support import write_dx
 
 
 @dataclass(frozen=True)
@@ -73,26 +73,8 @@ def write_lateral_dx(path: Path, facing: int = 1, slip: float = 25.0, sva_px: fl
                      orientation: bool = True, **tags) -> LateralSketch:
     """The sketch as a DX file (ViewPosition LL, MONOCHROME2, 12 bits); ``orientation`` False leaves
     PatientOrientation out; ``tags`` set more attributes (e.g. ImagerPixelSpacing=[0.2, 0.2])."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
     img, sketch = lateral_sketch(facing, slip, sva_px)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DX_SOP
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = DX_SOP, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.PatientID, ds.PatientName = "DX", "lateral-test", "Test^Lateral"
-    ds.ViewPosition, ds.SeriesDescription = "LL", "WHOLE SPINE LAT STANDING"
-    if orientation:
-        ds.PatientOrientation = ["A" if facing > 0 else "P", "F"]
-    ds.Rows, ds.Columns = img.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    for k, v in tags.items():
-        setattr(ds, k, v)
-    ds.PixelData = img.tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    orient = {"PatientOrientation": ["A" if facing > 0 else "P", "F"]} if orientation else {}
+    write_dx(path, img, **{"PatientID": "lateral-test", "PatientName": "Test^Lateral", "ViewPosition": "LL",
+                           "SeriesDescription": "WHOLE SPINE LAT STANDING", **orient, **tags})
     return sketch

@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from core.xray.measure import (
     NO_CALIBRATION,
@@ -19,25 +18,11 @@ from core.xray.measure import (
     distance,
     recalibrated,
 )
+from tests.xray_support import write_dx
 
 
 def _write_dx(path, **attrs):
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = 64, 32
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME1"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = np.zeros((64, 32), np.uint16).tobytes()
-    for k, v in attrs.items():
-        setattr(ds, k, v)
-    ds.save_as(path, enforce_file_format=True)
+    write_dx(path, np.zeros((64, 32), np.uint16), PhotometricInterpretation="MONOCHROME1", **attrs)
     return pydicom.dcmread(path, stop_before_pixels=True)
 
 

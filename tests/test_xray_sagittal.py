@@ -11,7 +11,6 @@ import math
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset
 
 from core.xray.measure import NO_CALIBRATION, Calibration, calibration_from_dicom, calibration_from_known_length
 from core.xray.sagittal import (
@@ -22,6 +21,7 @@ from core.xray.sagittal import (
     sva_measurement,
 )
 from tests.lateral_support import write_lateral_dx
+from tests.xray_support import header
 
 RIGHT, LEFT = Facing(1, "test"), Facing(-1, "test")
 
@@ -72,13 +72,6 @@ def test_sva_sign_follows_the_anterior_side():
         sagittal_vertical_axis(c7, s1, None)
 
 
-def _ds(**tags):
-    ds = Dataset()
-    for k, v in tags.items():
-        setattr(ds, k, v)
-    return ds
-
-
 @pytest.mark.parametrize("tags, source, mm", [
     ({"PixelSpacing": [0.25, 0.2]}, "PixelSpacing", 12.0),              # rows 0.25, columns 0.2 mm
     ({"ImagerPixelSpacing": [0.2, 0.2]}, "ImagerPixelSpacing", 12.0),
@@ -86,7 +79,7 @@ def _ds(**tags):
      "ImagerPixelSpacing/magnification", 12.0),
 ])
 def test_sva_in_mm_with_each_header_scale(tags, source, mm):
-    cal = calibration_from_dicom(_ds(**tags))
+    cal = calibration_from_dicom(header(**tags))
     m = sva_measurement((560.0, 200.0), (500.0, 1500.0), RIGHT, cal)
     assert m.unit == "mm" and m.value == pytest.approx(mm) and m.details["scale_source"] == source
     assert m.details["schwab_modifier"] == "0" and "standing full-length lateral" in m.details["film"]
@@ -187,7 +180,7 @@ def test_recalibrated_sva_and_slip_keep_points_and_provenance():
 def test_values_say_their_scale():
     from app.measure.values import format_value, list_value
 
-    cal = calibration_from_dicom(_ds(ImagerPixelSpacing=[0.2, 0.2]))
+    cal = calibration_from_dicom(header(ImagerPixelSpacing=[0.2, 0.2]))
     m = sva_measurement((760.0, 200.0), (500.0, 1500.0), Facing(1, "PatientOrientation A\\F"), cal)
     text = format_value(m)
     assert text.startswith("SVA 52.0 mm (anterior; Schwab +; ImagerPixelSpacing: at the detector, magnified")
@@ -373,7 +366,7 @@ def test_sva_and_slip_reach_the_xray_report():
         def load(self):
             raise RuntimeError("no model in this test")
 
-    cal = calibration_from_dicom(_ds(ImagerPixelSpacing=[0.2, 0.2]))
+    cal = calibration_from_dicom(header(ImagerPixelSpacing=[0.2, 0.2]))
     sva = sva_measurement((760.0, 200.0), (500.0, 1500.0), Facing(1, "PatientOrientation A\\F"), cal)
     slip = radiograph_slip((150.0, 60.0), (100.0, 100.0), (300.0, 100.0), cal, level="L5-S1")
     context = StudyContext(modality="DX", measurements=[sva.to_context(), slip.to_context()])

@@ -5,44 +5,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from app.cli import main
 from core.xray.views import header_problems
+from tests.xray_support import header, write_dx
 
 DX = "1.2.840.10008.5.1.4.1.1.1.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"
 
 
 def _dicom(path, modality="DX", sop=DX, **tags):
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = sop, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality, ds.PatientID = generate_uid(), generate_uid(), modality, "x"
-    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 1200, 500, 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
     if modality == "CT":
-        ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, 0], [1, 0, 0, 0, 0, -1]
-        ds.PixelSpacing, ds.SliceThickness = [0.8, 0.8], 1.0
-        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
-    for k, v in tags.items():
-        setattr(ds, k, v)
-    rng = np.random.default_rng(0)
-    ds.PixelData = rng.integers(0, 4000, (1200, 500), dtype=np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
-def _ds(**tags):
-    ds = Dataset()
-    for k, v in tags.items():
-        setattr(ds, k, v)
-    return ds
+        tags = {"ImagePositionPatient": [0, 0, 0], "ImageOrientationPatient": [1, 0, 0, 0, 0, -1],
+                "PixelSpacing": [0.8, 0.8], "SliceThickness": 1.0, "RescaleIntercept": -1024, "RescaleSlope": 1,
+                **tags}
+    pixels = np.random.default_rng(0).integers(0, 4000, (1200, 500), dtype=np.uint16)
+    return write_dx(path, pixels, sop=sop, Modality=modality, **tags)
 
 
 @pytest.mark.parametrize("tags, words", [
@@ -54,7 +34,7 @@ def _ds(**tags):
     ({"SeriesDescription": "L-SPINE LAT"}, "lateral or oblique view (SeriesDescription 'L-SPINE LAT')"),
 ])
 def test_headers_that_are_not_an_ap_radiograph(tags, words):
-    problems = header_problems(_ds(**tags))
+    problems = header_problems(header(**tags))
     assert problems and words in problems[0], problems
 
 
@@ -62,13 +42,13 @@ def test_headers_that_are_not_an_ap_radiograph(tags, words):
                                   {"SeriesDescription": "SCOLIOSIS AP/LAT", "ViewPosition": "AP"},
                                   {"SeriesDescription": "Whole spine PA standing"}])
 def test_headers_of_an_ap_radiograph_pass(tags):
-    assert header_problems(_ds(**tags)) == []
+    assert header_problems(header(**tags)) == []
 
 
 def test_view_code_sequence_lateral():
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "R-10232", "SRT", "Lateral"
-    assert "lateral" in header_problems(_ds(ViewCodeSequence=Sequence([code])))[0]
+    assert "lateral" in header_problems(header(ViewCodeSequence=Sequence([code])))[0]
 
 
 def test_command_refuses_a_lateral_dx_naming_the_file(tmp_path, capsys):

@@ -1,5 +1,6 @@
-"""Synthetic AP spine landmark sets with known tilts, the path of the shared AASCE data (tests skip without it), and a
-radiograph open in a real slice view with its measurements (Qt imported only there)."""
+"""Synthetic AP spine landmark sets with known tilts, the path of the shared AASCE data (tests skip without it), DICOM
+radiographs written by pydicom, and a radiograph open in a real slice view with its measurements (Qt imported only
+there)."""
 from __future__ import annotations
 
 import math
@@ -110,3 +111,39 @@ def reopen_finished_run(run: Path, epochs: int) -> None:
     ck = torch.load(run / "checkpoint.pt", weights_only=False)
     ck["state"]["finished"] = False
     torch.save(ck, run / "checkpoint.pt")
+
+
+DX_SOP = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
+
+
+def write_dx(path: Path, pixels: np.ndarray, sop: str = DX_SOP, **tags) -> Path:
+    """A single-frame DICOM file written by pydicom: DX, MONOCHROME2, 16 bits allocated, 12 stored, new UIDs;
+    ``tags`` are set last, so they may change any of these (Modality, PhotometricInterpretation, ...)."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = sop, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality, ds.PatientID = generate_uid(), generate_uid(), "DX", "x"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = np.asarray(pixels, np.uint16).tobytes()
+    for k, v in tags.items():
+        setattr(ds, k, v)
+    ds.save_as(path, enforce_file_format=True)
+    return Path(path)
+
+
+def header(**tags):
+    """A DICOM header (pydicom Dataset, no file) with ``tags``."""
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    for k, v in tags.items():
+        setattr(ds, k, v)
+    return ds
