@@ -142,3 +142,22 @@ def test_nifti_truncated_after_scan_raises_study_load_error(tmp_path):
     with pytest.raises(StudyLoadError) as err:
         load_series(source)
     assert "cut.nii" in str(err.value)
+
+
+def test_unnamed_ct_is_recognised_by_its_hounsfield_units_and_says_so(tmp_path):
+    ct = np.full((20, 20, 20), -1000, np.int16)  # air around a body of soft tissue with a bone core
+    ct[4:16, 4:16, :] = 40
+    ct[8:12, 8:12, :] = 700
+    _, volume = _load_one(_write(tmp_path / "volume.nii.gz", ct))
+    assert volume.modality == "CT"
+    assert any("volume.nii.gz" in w and "Hounsfield" in w for w in volume.warnings)
+
+
+def test_unnamed_image_without_hounsfield_units_stays_unknown(tmp_path):
+    mr = np.random.default_rng(0).integers(0, 1200, (20, 20, 20)).astype(np.int16)  # magnitudes: never negative
+    _, volume = _load_one(_write(tmp_path / "volume.nii.gz", mr))
+    assert volume.modality == "OT" and not volume.warnings
+    soft = np.full((20, 20, 20), -1000, np.int16)  # air and water only, no bone: not enough to call it CT
+    soft[5:15, 5:15, :] = 0
+    _, volume = _load_one(_write(tmp_path / "phantom.nii.gz", soft))
+    assert volume.modality == "OT"

@@ -30,7 +30,7 @@ from core.studies.sources import SeriesSource
 from core.studies.volume import Volume
 from core.tasks import CancelToken, ProgressFn, check, report
 
-__all__ = ["NiftiProblem", "content_id", "guess_modality", "load", "probe", "ras_to_lps"]
+__all__ = ["NiftiProblem", "content_id", "guess_modality", "load", "looks_like_ct", "probe", "ras_to_lps"]
 
 _SEG_TOKENS = {"msk", "mask", "seg", "dseg", "labels", "segmentation", "labelmap"}
 _MR_TOKENS = {"mr", "mri", "t1", "t2", "t1w", "t2w", "t2star", "flair", "stir", "dwi", "pd", "pdw", "bold",
@@ -211,11 +211,27 @@ def load(source: SeriesSource, progress: ProgressFn | None = None, cancel: Cance
     if data.dtype.byteorder not in ("=", "|"):
         data = data.astype(data.dtype.newbyteorder("="))
     description = _description(img)
+    warnings = [warning] if warning and warning not in source.warnings else []
+    modality = source.modality or guess_modality(path, description)
+    if modality == "OT" and looks_like_ct(data):
+        modality = "CT"
+        warnings.append(f"{path.name}: the file does not say its modality; its values look like CT Hounsfield units "
+                        "(air near -1000, bone above 300), so it is treated as CT")
     return Volume(
-        data=data, affine=ras_to_lps(affine), modality=source.modality or guess_modality(path, description),
+        data=data, affine=ras_to_lps(affine), modality=modality,
         series_description=source.series_description or _stem(path), series_uid=source.series_uid,
-        source_paths=[path], warnings=[warning] if warning and warning not in source.warnings else [],
+        source_paths=[path], warnings=warnings,
     )
+
+
+def looks_like_ct(data: np.ndarray) -> bool:
+    """Whether stored values look like CT Hounsfield units: some air (-1100..-900, or the -1024/-2048/-3024 padding
+    some scanners use outside the reconstruction circle) and bone (above 300). MR magnitudes are never below zero."""
+    sample = np.asarray(data[::4, ::4, ::4] if data.ndim == 3 else data, dtype=np.float32)
+    if sample.size == 0 or not np.isfinite(sample).any():
+        return False
+    air = np.count_nonzero((sample >= -3100) & (sample <= -900)) / sample.size
+    return air >= 0.01 and float(np.nanmax(sample)) >= 300.0
 
 
 def _read_first_volume(img) -> np.ndarray:
