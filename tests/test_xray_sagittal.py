@@ -163,6 +163,27 @@ def test_anterior_side_from_patient_orientation(tmp_path):
     assert "ViewPosition AP" in frontal_view(load_volume(tmp_path / "ap.dcm")[0])
 
 
+def test_radiograph_header_is_read_by_the_loader_not_again_by_the_tools(tmp_path, monkeypatch):
+    from core.library.opener import load_volume
+    from core.xray.header import radiograph_header
+    from core.xray.sagittal import facing_for_volume
+
+    write_lateral_dx(tmp_path / "lat.dcm", facing=-1)
+    volume, _ = load_volume(tmp_path / "lat.dcm")
+    assert volume.dicom_header is not None and volume.dicom_header.PatientOrientation == ["P", "F"]
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("the header was read again from disk")
+
+    monkeypatch.setattr(pydicom, "dcmread", no_read)  # what the GUI thread would do: it must not happen
+    assert radiograph_header(volume) is volume.dicom_header
+    assert facing_for_volume(volume).sign == -1
+    monkeypatch.undo()
+    made_elsewhere = type(volume)(data=volume.data, affine=volume.affine, source_paths=volume.source_paths)
+    assert radiograph_header(made_elsewhere).PatientOrientation == ["P", "F"]  # read once from its file, kept
+    assert made_elsewhere.dicom_header is not None
+
+
 def test_recalibrated_sva_and_slip_keep_points_and_provenance():
     from core.xray.measure import recalibrated
 

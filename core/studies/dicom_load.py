@@ -80,12 +80,27 @@ def load_series(source: SeriesSource, progress: ProgressFn | None = None,
         data, warnings = _read_stack(ordered, geom.slice_index, geom.n_slices, progress, cancel, failed)
         affine = geom.affine
     report(progress, 1.0, "Loaded")
-    return Volume(
+    volume = Volume(
         data=data, affine=affine, modality=first.modality, series_description=first.series_description,
         series_uid=source.series_uid, study_uid=first.study_uid, patient_age=first.patient_age,
         patient_sex=first.patient_sex, source_paths=[Path(p) for p in source.files], body_part=first.body_part,
         warnings=warnings,
     )
+    if volume.is_2d and len(headers) == 1:
+        volume.dicom_header = _single_image_dataset(first.path)
+    return volume
+
+
+def _single_image_dataset(path: Path):
+    """The header of a single image (no pixels), kept on the volume so that no tool reads it again on the GUI
+    thread; None if it cannot be read again (the file changed since its pixels were read)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, EOFError):
+        return None
 
 
 def _read_stack(headers: list[DicomHeader], slice_index: list[int], n_slices: int, progress: ProgressFn | None,

@@ -33,6 +33,9 @@ class Volume:
     body_part: str = ""
     warnings: list[str] = field(default_factory=list)  # found while loading, e.g. images shown blank
     spacing_known: bool = True  # False for a PNG/JPEG: its 1 mm "spacing" is a stand-in, measurements are in pixels
+    # A single DICOM image's header (pydicom Dataset, no pixels), read by its loader off the GUI thread: the
+    # radiograph tools and the Study panel read it from here (core.xray.header.radiograph_header).
+    dicom_header: object | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.data.ndim == 2:
