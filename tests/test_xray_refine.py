@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,7 +165,7 @@ def test_model_settings_must_match_the_crops(tmp_path):
         LandmarkModel(d)
 
 
-def test_tiny_training_run_resumes_and_exports(tmp_path, capsys):
+def test_tiny_training_run_resumes_and_exports(tmp_path, capsys, monkeypatch):
     """Two synthetic radiographs in the AASCE layout, one epoch, then a second epoch resumed from the checkpoint;
     the exported refine.onnx runs in onnxruntime on the crops core.xray.refine cuts."""
     pytest.importorskip("torch")
@@ -215,6 +216,57 @@ def test_tiny_training_run_resumes_and_exports(tmp_path, capsys):
     crops = R.standardise_crops(np.random.default_rng(0).integers(0, 255, (3, R.CROP, R.CROP), dtype=np.uint8))
     (out,) = sess.run(None, {"crops": crops})
     assert out.shape == (3, 4, 2) and np.all(np.isfinite(out))
+    _ship_keeps_halves_and_the_earlier_card(tmp_path / "run", first, monkeypatch)
+
+
+def _ship_keeps_halves_and_the_earlier_card(run_dir, first, monkeypatch):
+    """refine-ship on the tiny run: the onnxruntime evaluation (``evaluate_dataset``, tested with the shipped model
+    in test_xray_cli) is replaced by fixed figures, so that 'both stages better' is certain; what is checked is
+    what ship writes: the halves of the split measured on the new files, the old figures kept apart, and the old
+    card kept below the new one."""
+    from types import SimpleNamespace
+
+    import training.xray.refine_ship as ship
+
+    seen = []
+
+    def figures(model_dir, data_dir, only):
+        seen.append((Path(model_dir).name, set(only)))
+        both = (Path(model_dir) / "refine.onnx").is_file()
+        smape = (8.0 if both else 12.0) + len(only) / 10
+        return SimpleNamespace(scored=len(only), broken_reference=[], smape=smape, mae=(3.0, 4.0, 5.0),
+                               landmark_px=40.0, landmark_px_median=20.0, not_confident=[], seconds_per_image=0.4)
+
+    monkeypatch.setattr(ship, "_evaluate", figures)
+    names = [f"P-{n:03d} A AP.jpg" for n in range(6)]  # six patients (core.xray.aasce.patient_id: 'P-000', ...)
+    (first / "validation_files.json").write_text(json.dumps({"validation_files": names}))
+    settings = json.loads((first / "model.json").read_text())
+    settings.update(version="1.2", validation={"smape": 9.9, "half_b": {"smape": 9.8}, "note": "chosen on A"})
+    (first / "model.json").write_text(json.dumps(settings))
+    (first / "spinemed-xray-landmarks.md").write_text("# spinemed-xray-landmarks 1.2\n\n## How 1.2 was chosen\nby hand")
+    message = ship.ship_refine(run_dir, first)
+    assert message.startswith("shipped") and "1.3" in message
+    saved = json.loads((first / "model.json").read_text())
+    v = saved["validation"]
+    halves = [only for name, only in seen if name == "both"][1:]
+    assert len(halves) == 2 and halves[0] | halves[1] == set(names) and not halves[0] & halves[1]
+    assert v["half_a"]["images"] + v["half_b"]["images"] == 6 and v["images"] == 6
+    assert "note" not in v and v["previous"] == {"version": "1.2", "smape": 9.9, "half_b": {"smape": 9.8},
+                                                  "note": "chosen on A"}
+    card = (first / "spinemed-xray-landmarks.md").read_text()
+    assert card.startswith("# spinemed-xray-landmarks 1.3") and "half B SMAPE" in card
+    assert "## The card of version 1.2, as it was shipped" in card and "### How 1.2 was chosen\nby hand" in card
+
+
+def test_validation_during_training_runs_the_second_stage_as_shipped(tmp_path):
+    from core.xray.landmarks import default_model_dir
+    from training.xray.refine_train import shipped_pipeline
+
+    shipped = json.loads((default_model_dir() / "model.json").read_text())["refine"]
+    assert shipped_pipeline(default_model_dir()) == {"passes": shipped["passes"], "flip": shipped["flip"],
+                                                     "average": shipped["average_passes"]}
+    (tmp_path / "model.json").write_text(json.dumps({"name": "first stage only"}))
+    assert shipped_pipeline(tmp_path) == {"passes": 2, "flip": False, "average": 1}
 
 
 def test_shipped_second_stage_brings_the_endplates_closer_on_held_out_radiographs():

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from core.xray import refine as R
-from core.xray.evaluate import EvalReport, evaluate_dataset
+from core.xray.evaluate import EvalReport, evaluate_dataset, patient_halves
 from core.xray.landmarks import LandmarkModel
 from training.xray.config import XrayRefineConfig
 from training.xray.train import load_trained
@@ -69,24 +69,41 @@ def ship_refine(run_dir: str | Path, model_dir: str | Path) -> str:
         (both_dir / "model.json").write_text(json.dumps({**settings, "refine": refine}), encoding="utf-8")
         first = _figures(_evaluate(first_dir, data_dir, only))
         both = _figures(_evaluate(both_dir, data_dir, only))
+        half_a, half_b = patient_halves(sorted(only))
+        halves = {"half_a": _figures(_evaluate(both_dir, data_dir, half_a)),
+                  "half_b": _figures(_evaluate(both_dir, data_dir, half_b))}
         verdict = (f"first stage alone: SMAPE {first['smape']:.2f} %, {first['landmark_px']:.1f} px; both stages: "
                    f"SMAPE {both['smape']:.2f} %, {both['landmark_px']:.1f} px")
         if not both["smape"] < first["smape"]:
             return f"not shipped (no better on the validation split): {verdict}"
         shutil.copy(both_dir / "refine.onnx", model_dir / "refine.onnx")
     today = dt.date.today().isoformat()
+    old_version = settings.get("version", "1.0")
     old_validation = settings.get("validation", {})
-    version = next_version(settings.get("version", "1.0"))
+    version = next_version(old_version)
     settings.update(version=version, refine=refine)
-    settings["validation"] = {**old_validation, **both, "date": today,
-                              "first_stage": {**first, "date": today}}
+    # every figure is of the new files; the previous version's are kept apart, never mixed in with them
+    settings["validation"] = {**both, **halves, "date": today, "first_stage": {**first, "date": today},
+                              "previous": {"version": old_version,
+                                           **{k: v for k, v in old_validation.items() if k != "previous"}}}
     (model_dir / "model.json").write_text(json.dumps(settings, indent=1), encoding="utf-8")
     shutil.copy(run_dir / "training_curves.png", model_dir / "refine_training_curves.png")
     wall = history and _wall_minutes(run_dir)
     card = model_dir / "spinemed-xray-landmarks.md"
-    card.write_text(_card(settings, cfg, history, wall, first, both, (model_dir / "model.onnx").stat().st_size,
-                          (model_dir / "refine.onnx").stat().st_size), encoding="utf-8")
+    earlier = card.read_text(encoding="utf-8") if card.is_file() else ""
+    text = _card(settings, cfg, history, wall, first, both, (model_dir / "model.onnx").stat().st_size,
+                 (model_dir / "refine.onnx").stat().st_size)
+    card.write_text(text + _earlier_card(old_version, earlier), encoding="utf-8")
     return f"shipped {settings['name']} {version} to {model_dir}: {verdict}"
+
+
+def _earlier_card(version: str, text: str) -> str:
+    """The previous card kept whole below the new one (its hand-written parts, e.g. how its run settings were
+    chosen, would otherwise be lost), headings moved one level down."""
+    if not text.strip():
+        return ""
+    lines = [("#" + line) if line.startswith("#") else line for line in text.strip().splitlines()]
+    return f"\n\n## The card of version {version}, as it was shipped\n\n" + "\n".join(lines) + "\n"
 
 
 def next_version(version: str) -> str:
@@ -185,6 +202,12 @@ landmarks; both rows measured the same way on the same images:
 | mean corner error, original px (about 1000 x 2500) | {first['landmark_px']:.1f} (median {first['landmark_px_median']:.1f}) | {both['landmark_px']:.1f} (median {both['landmark_px_median']:.1f}) |
 | not confident (scored all the same) | {first['not_confident']} | {both['not_confident']} |
 | seconds per image, 1 thread, shared CPU | {first['seconds_per_image']:.2f} | {both['seconds_per_image']:.2f} |
+
+Both stages on the two patient-wise halves of the split (`core.xray.evaluate.patient_halves`, seed 16: run
+settings are chosen on half A with `benchmarks/eval_xray_refine_variants.py`, so half B is the figure free of that
+choice): half A SMAPE {v['half_a']['smape']:.1f} % ({v['half_a']['images']} images), **half B SMAPE
+{v['half_b']['smape']:.1f} %** ({v['half_b']['images']} images; MAE {v['half_b']['mae_pt']:.1f} /
+{v['half_b']['mae_mt']:.1f} / {v['half_b']['mae_tl']:.1f} deg).
 
 The corner error counts a corner placed on the neighbouring vertebra as wrong by a whole vertebra: the second stage
 snaps to the nearest vertebra, which makes the endplates (and the angles) exact more often than the names.

@@ -155,14 +155,26 @@ def torch_runner(net):
     return run
 
 
-def evaluate_two_stage(run, data: RefineData, passes: int = 2) -> dict:
-    """AASCE figures of the first stage alone and of both stages, on the validation images with an intact annotation."""
+def shipped_pipeline(first_stage: str | Path) -> dict:
+    """How the shipped second stage is run (passes, flip, average_passes, from the first stage folder's model.json),
+    so that validation during training measures what the app will run; the defaults when it says none."""
+    try:
+        refine = json.loads((Path(first_stage) / "model.json").read_text(encoding="utf-8")).get("refine") or {}
+    except (OSError, ValueError):
+        refine = {}
+    return {"passes": int(refine.get("passes", 2)), "flip": bool(refine.get("flip", False)),
+            "average": int(refine.get("average_passes", 1))}
+
+
+def evaluate_two_stage(run, data: RefineData, passes: int = 2, flip: bool = False, average: int = 1) -> dict:
+    """AASCE figures of the first stage alone and of both stages, on the validation images with an intact annotation,
+    the second stage run ``passes`` times (with the mirrored crops when ``flip``, the mean of the last ``average``)."""
     idx = [i for i in np.flatnonzero(data.is_val) if not data.broken[i]]
     a1, a2, ref, e1, e2 = [], [], [], [], []
     for i in idx:
         h = data.sizes[i][1]
         first = data.first[i]
-        refined = R.refine_on_work(run, data.work_image(i), data.scale[i], first, passes)
+        refined = R.refine_on_work(run, data.work_image(i), data.scale[i], first, passes, flip, average)
         true = (data.landmarks[i].reshape(68, 2) / data.scale[i])
         a1.append(aasce_angles(first, h))
         a2.append(aasce_angles(refined, h))
@@ -198,6 +210,8 @@ def run_refine_training(cfg: XrayRefineConfig, progress_bar: bool = True) -> dic
         bar.refresh()
 
     data = load_refine_data(cfg, out / f"cache_work{R.WORK_HEIGHT}.npz", _prog)
+    pipeline = shipped_pipeline(cfg.first_stage)
+    log.info("validation runs the second stage as shipped: %s", pipeline)
     bar.close()
     train = [i for i in range(len(data.names)) if not data.is_val[i] and not data.broken[i]]
     samples = [(i, v) for i in train for v in range(17)]
@@ -268,7 +282,7 @@ def run_refine_training(cfg: XrayRefineConfig, progress_bar: bool = True) -> dic
         done = epoch >= cfg.epochs or progress(state["step"]) >= 1.0
         if epoch % cfg.eval_every == 0 or done:
             net.eval()
-            entry["val"] = evaluate_two_stage(torch_runner(net), data)
+            entry["val"] = evaluate_two_stage(torch_runner(net), data, **pipeline)
         state["epoch"] = epoch
         state["history"].append(entry)
         state["wall_seconds"] = wall_before + time.monotonic() - started
