@@ -33,6 +33,36 @@ def test_known_answers_either_facing(ss, pt, facing):
     assert r.incidence == pytest.approx(ss + pt, abs=1e-6)
 
 
+@pytest.mark.parametrize("pt, modifier", [(12, "0"), (19.9, "0"), (20, "+"), (30, "+"), (31, "++")])
+def test_pelvic_tilt_is_graded_by_srs_schwab(pt, modifier):
+    from core.xray.pelvis import pelvic_measurement
+
+    m = pelvic_measurement(_pelvis(40, pt, hip_sep=10))
+    assert m.details["schwab_pt_modifier"] == modifier
+    text = m.to_context().to_text()      # what the consultation and a report get: SS, PT and the grade
+    assert f"PT {pt:.1f}°" in text and f"PT modifier {modifier} " in text and "Schwab et al., Spine 2012" in text
+
+
+def test_pi_minus_ll_is_derived_for_the_consultation_from_the_latest_of_each():
+    from core.spine.measure.alignment import pi_ll_modifier
+    from core.spine.measure.measurement import SpineMeasurement, context_measurements
+    from core.xray.pelvis import pelvic_measurement
+
+    pi = pelvic_measurement(_pelvis(40, 22))                               # PI 62
+    pi.created = "2026-12-07T10:00:00+00:00"
+
+    def lordosis(value, created):
+        return SpineMeasurement("lordosis", "lumbar lordosis", "L1-S1", value, "deg", created=created)
+
+    assert [c.name for c in context_measurements([pi])] == [pi.to_context().name]   # no LL: nothing derived
+    older, newer = lordosis(60.0, "2026-12-07T10:01:00+00:00"), lordosis(45.0, "2026-12-07T10:02:00+00:00")
+    derived = context_measurements([newer, pi, older])[-1]
+    assert derived.value == pytest.approx(62.0 - 45.0, abs=0.01) and derived.unit == "deg"
+    assert "PI-LL modifier + " in derived.name and "lordosis smaller than incidence" in derived.name
+    assert "PI-LL modifier 0 " in context_measurements([pi, older])[-1].name       # 62 - 60 = 2
+    assert [pi_ll_modifier(v) for v in (9.9, -9.9, 10, 20, 20.5, -25)] == ["0", "0", "+", "+", "++", "++"]
+
+
 def test_superimposed_heads_and_bad_clicks():
     p, a, h, _ = _pelvis(40, 12)
     assert pelvic_parameters(p, a, h).incidence == pytest.approx(pelvic_parameters(p, a, h, h).incidence)
@@ -70,7 +100,7 @@ def test_tool_on_a_radiograph_view(qtbot, tmp_path):
     assert m.value == pytest.approx(52.0, abs=0.2)
     assert m.details["sacral_slope_deg"] == pytest.approx(38.0, abs=0.2)
     assert m.details["pelvic_tilt_deg"] == pytest.approx(14.0, abs=0.2)
-    assert format_value(model.measurements[0]).startswith("52.0° PI (SS 38.0°, PT 14.0°)")
+    assert format_value(model.measurements[0]) == "52.0° PI (SS 38.0°, PT 14.0°; Schwab PT 0)"
     # not on a CT or MR view
     ct = SliceView(state, imaging.SAGITTAL)
     qtbot.addWidget(ct)

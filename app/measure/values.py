@@ -16,7 +16,10 @@ def qualifier(m: SpineMeasurement) -> str:
         return "(true vertical: the SVA's reference, tilt from the image columns)"
     if m.kind == "pelvic_incidence":
         ss, pt = m.details.get("sacral_slope_deg"), m.details.get("pelvic_tilt_deg")
-        return f"PI (SS {ss:.1f}°, PT {pt:.1f}°)" if ss is not None and pt is not None else "PI"
+        if ss is None or pt is None:
+            return "PI"
+        mod = m.details.get("schwab_pt_modifier")
+        return f"PI (SS {ss:.1f}°, PT {pt:.1f}°{f'; Schwab PT {mod}' if mod else ''})"
     if m.kind == "sva":
         return _sva_words(m)
     if m.unit == "px":

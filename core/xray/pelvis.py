@@ -10,7 +10,8 @@ they are superimposed). Definitions (Duval-Beaupere et al., Ann Biomed Eng 1992;
 
 PI = PT + SS by geometry. Horizontal and vertical are the image's rows and columns: the values hold for a true
 lateral radiograph of a standing patient on an upright (not rotated) film. PI does not depend on posture or film
-rotation; SS and PT do. Decision support, to be checked by a clinician.
+rotation; SS and PT do. PT is graded by the SRS-Schwab PT modifier (:mod:`core.spine.measure.alignment`).
+Decision support, to be checked by a clinician.
 """
 from __future__ import annotations
 
@@ -61,13 +62,17 @@ def pelvic_parameters(s1_posterior, s1_anterior, hip_a, hip_b=None) -> PelvicPar
 
 def pelvic_measurement(points_px, display_points=(), method: str = "user:user"):
     """The stored form: kind ``pelvic_incidence`` at S1, value PI in degrees, SS and PT in ``details``."""
+    from core.spine.measure.alignment import pt_modifier, pt_words
     from core.spine.measure.measurement import SpineMeasurement
 
     pp = pelvic_parameters(*points_px)
+    grade = (f"SS {pp.sacral_slope:.1f}°, PT {pp.pelvic_tilt:.1f}°; {pt_words(pp.pelvic_tilt)}; image plane, "
+             "standing lateral film")
     return SpineMeasurement(
         kind="pelvic_incidence", name="pelvic incidence", level="S1", value=round(pp.incidence, 2), unit="deg",
         points=list(display_points), method=method,
         details={"sacral_slope_deg": round(pp.sacral_slope, 2), "pelvic_tilt_deg": round(pp.pelvic_tilt, 2),
+                 "schwab_pt_modifier": pt_modifier(pp.pelvic_tilt), "grade_label": grade,
                  "image_points_px": [list(map(float, q)) for q in points_px], "plane": "radiograph image plane",
                  "definition": "PI, SS, PT as Duval-Beaupere 1992 / Legaye 1998; horizontal = the image rows",
                  "view": "radiograph"})

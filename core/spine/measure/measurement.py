@@ -50,8 +50,18 @@ SET_UP_KINDS = ("calibration", "true_vertical")  # radiograph set-up: scale, and
 
 
 def context_measurements(measurements) -> list[Measurement]:
-    """The short forms the consultation and a report get: the patient's measurements, without set-up ones."""
-    return [m.to_context() for m in measurements if m.is_finding]
+    """The short forms the consultation and a report get: the patient's measurements, without set-up ones, and
+    PI minus LL (SRS-Schwab) when a pelvic incidence and a lordosis were measured (core.spine.measure.alignment)."""
+    from core.spine.measure.alignment import pi_minus_ll
+
+    measurements = list(measurements)
+    out = [m.to_context() for m in measurements if m.is_finding]
+    derived = pi_minus_ll(measurements)
+    if derived is not None:
+        value, words = derived
+        out.append(Measurement(name=f"pelvic incidence minus lumbar lordosis ({words}; derived from the two "
+                                    "measurements)", level="L1-S1", value=round(value, 2), unit="deg"))
+    return out
 
 
 def _now() -> str:
