@@ -12,7 +12,7 @@ from scipy import ndimage
 from core.spine.anatomy import SpineConfiguration
 from core.spine.autolabel.slabs import normalise, raw_stack, slab_offsets
 from training.levels import spine_model as sm
-from training.levels.synth import SynthOptions, draw_sample, render, texture, tissue_means
+from training.levels.synth import BONE_RIMS, SynthOptions, _fov, draw_sample, render, texture, tissue_means
 
 STILL = SynthOptions(max_rotation_deg=0.0, scale_range=(1.0, 1.0), p_small_fov=0.0, p_thick=0.0, max_noise=0.0,
                      max_bias=0.0)
@@ -179,3 +179,72 @@ def test_texture_is_spatially_correlated_within_a_tissue():
     white = render(tissue, np.full(sm.N_TISSUES, 0.5), np.full(sm.N_TISSUES, 0.05), rng)[:, :, 10:]
     assert abs(np.corrcoef(white[:-1].ravel(), white[1:].ravel())[0, 1]) < 0.05
     assert np.all(texture(tissue, rng, 0.0) == 0.0)
+
+
+SOFT = (sm.MARROW, sm.ANNULUS, sm.NUCLEUS, sm.DEGENERATED, sm.MUSCLE, sm.ORGAN_A, sm.ORGAN_B, sm.VESSEL, sm.CSF,
+        sm.CORD)
+
+
+def test_flat_contrast_leaves_only_the_bone_rims():
+    """p_flat: marrow, discs and soft tissue within 0.12 of each other; every bone rim brighter than all of them
+    (CT-like, most draws) or darker than all of them (MR-like); air darkest."""
+    rng = np.random.default_rng(21)
+    brighter = 0
+    for _ in range(200):
+        means, stds = tissue_means(rng, "flat")
+        soft = means[list(SOFT)]
+        rims = means[list(BONE_RIMS)]
+        assert soft.max() - soft.min() <= 0.12 + 1e-9
+        assert rims.min() > soft.max() or rims.max() < soft.min()
+        brighter += rims.min() > soft.max()
+        assert means[sm.AIR] < means[sm.FAT] < soft.min()
+        assert stds.max() <= 0.03
+    assert 0.7 < brighter / 200 < 0.9  # CT-like in 80% of draws
+
+
+def test_flat_draws_render_bodies_like_discs(spine):
+    """A flat sample: the central slab's marrow and disc centres within a few hundredths, the endplate rims stand
+    out; p_flat=0 draws exactly as before (0.1.0's samples)."""
+    rng = np.random.default_rng(22)
+    opt = SynthOptions(max_rotation_deg=0.0, scale_range=(1.0, 1.0), p_small_fov=0.0, p_thick=0.0, max_noise=0.0,
+                       max_bias=0.0, p_flat=1.0)
+    s = draw_sample(spine, rng, opt)
+    assert s.contrast == "flat"
+    assert s.bodies
+    a = draw_sample(spine, np.random.default_rng(5), STILL)
+    b = draw_sample(spine, np.random.default_rng(5), SynthOptions(**{**STILL.__dict__, "p_flat": 0.0}))
+    assert np.array_equal(a.image, b.image) and a.contrast == b.contrast != "flat"
+
+
+def test_empty_side_slabs(spine):
+    """p_side_empty: one or both side slabs are empty (0 after normalising, as outside a tight crop at run time);
+    the central slab and the targets are kept."""
+    rng = np.random.default_rng(23)
+    opt = SynthOptions(max_rotation_deg=0.0, scale_range=(1.0, 1.0), p_small_fov=0.0, p_side_empty=1.0)
+    which = set()
+    for _ in range(12):
+        s = draw_sample(spine, rng, opt)
+        empty = tuple(int(c) for c in (1, 2) if not s.image[c].any())
+        assert empty and s.image[0].std() > 0.05
+        which.add(empty)
+        peaks = (s.heat[0] > 0.85) & (s.heat[0] == ndimage.maximum_filter(s.heat[0], 3))
+        assert peaks.sum() == len(s.bodies) > 0
+    assert which == {(1,), (2,), (1, 2)}
+    plain = draw_sample(spine, np.random.default_rng(23), SynthOptions(max_rotation_deg=0.0, p_small_fov=0.0))
+    assert plain.image[1].any() and plain.image[2].any()
+
+
+def test_small_fields_of_view_reach_the_minimum():
+    """min_fov_rows / min_fov_cols: crops as small as the minimum (of the patch) and never smaller."""
+    rng = np.random.default_rng(24)
+    opt = SynthOptions(p_small_fov=1.0, min_fov_rows=0.15, min_fov_cols=0.25)
+    hs, ws = [], []
+    for _ in range(300):
+        m = _fov(rng, opt)
+        rows, cols = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
+        hs.append(len(rows))
+        ws.append(len(cols))
+    assert min(hs) >= int(0.15 * opt.rows) and min(hs) < 0.2 * opt.rows < 0.3 * opt.rows
+    assert min(ws) >= int(0.25 * opt.cols) and min(ws) < 0.3 * opt.cols
+    old = [int(_fov(rng, SynthOptions(p_small_fov=1.0)).any(1).sum()) for _ in range(100)]
+    assert min(old) >= int(0.3 * 128)  # the 0.1.0 crops were never below 77 mm

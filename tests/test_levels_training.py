@@ -74,3 +74,49 @@ def test_tiny_run_with_the_new_synthesis_states_it_in_the_card(tmp_path):
     run_levels_training(load_levels_config(None, [*TINY, "steps=1", f"output_dir={plain}"]), progress=False)
     (tmp_path / "p").mkdir()
     assert "beside the body" not in write_card(plain, tmp_path / "p").read_text()
+
+
+def test_disc_penalty_weighs_body_answers_at_discs():
+    """disc_penalty: a body-channel answer at a disc centre costs more, one at the body centre the same; a perfect
+    prediction costs nothing either way."""
+    import torch
+
+    from training.levels.train import losses
+
+    heat = torch.zeros(1, 2, 16, 16)
+    heat[0, 0, 4, 4] = 1.0  # a body centre
+    heat[0, 1, 11, 4] = 1.0  # a disc centre
+    region = torch.zeros(1, 16, 16, dtype=torch.long)
+    logit = torch.logit(heat.clamp(1e-4, 1 - 1e-4))
+    out = torch.cat([logit, torch.zeros(1, 6, 16, 16)], dim=1)
+    out[0, 2] = 10.0  # background class everywhere: the region part is the same
+    for penalty in (0.0, 10.0):
+        assert float(losses(out, heat, region, torch, penalty)[1]) < 1e-3
+    on_disc = out.clone()
+    on_disc[0, 0, 11, 4] = 5.0  # the body channel fires on the disc
+    plain = float(losses(on_disc, heat, region, torch)[1])
+    penalised = float(losses(on_disc, heat, region, torch, 10.0)[1])
+    assert penalised > 5 * plain > 0
+    off = out.clone()
+    off[0, 0, 8, 12] = 5.0  # fires on neither: the same with or without the penalty
+    assert float(losses(off, heat, region, torch, 10.0)[1]) == pytest.approx(float(losses(off, heat, region,
+                                                                                            torch)[1]))
+
+
+def test_tiny_run_with_the_0_3_synthesis_states_it_in_the_card(tmp_path, capsys):
+    """Flat contrasts, empty side slabs, smaller crops and the disc penalty train, the card says so, and a minimum
+    crop outside its range is refused with the field named."""
+    from training.levels.card import write_card
+
+    out = tmp_path / "run"
+    cfg = load_levels_config(None, [*TINY, "steps=1", f"output_dir={out}", "p_flat=0.5", "p_side_empty=0.5",
+                                    "min_fov_rows=0.15", "min_fov_cols=0.25", "p_small_fov=0.5",
+                                    "disc_penalty=10", "version=9.9.9"])
+    result = run_levels_training(cfg, progress=False)
+    assert result.steps == 1 and np.isfinite(result.final_val_loss)
+    card = write_card(out, tmp_path).read_text()
+    assert "a flat contrast in 50%" in card and "empty side slabs in 50%" in card
+    assert "small fields of view (50%) down to 19 mm tall and 24 mm front to back" in card
+    assert "loss weight 10 on the body channel at disc centres" in card
+    with pytest.raises(Exception, match="min_fov_rows"):
+        load_levels_config(None, ["min_fov_rows=0.01"])

@@ -65,6 +65,18 @@ def write_card(run_dir: Path, dest: Path) -> Path:
                       f"{cfg['midline_sigma_mm']:g} mm)")
     if cfg.get("max_texture"):
         extras.append(f"correlated texture per tissue (amplitude up to {cfg['max_texture']:g})")
+    if cfg.get("p_flat"):
+        extras.append(f"a flat contrast in {cfg['p_flat']:.0%} (marrow, discs and soft tissue within a narrow band, "
+                      "bone rims brighter or darker)")
+    if cfg.get("p_side_empty"):
+        extras.append(f"empty side slabs in {cfg['p_side_empty']:.0%} (tight left-right crops)")
+    if cfg.get("min_fov_rows", 0.3) < 0.3 or cfg.get("min_fov_cols", 0.45) < 0.45:
+        extras.append(f"small fields of view ({cfg.get('p_small_fov', 0.35):.0%}) down to "
+                      f"{cfg['min_fov_rows'] * cfg['rows'] * 2:.0f} mm tall and "
+                      f"{cfg['min_fov_cols'] * cfg['cols'] * 2:.0f} mm front to back")
+    if cfg.get("disc_penalty"):
+        extras.append(f"loss weight {cfg['disc_penalty']:g} on the body channel at disc centres and on the disc "
+                      "channel at body centres")
     text = CARD.format(extras="".join(f"; {e}" for e in extras),
         name=meta["name"], version=meta["version"], file=meta["file"],
         size_kb=(run_dir / meta["file"]).stat().st_size / 1024, sha256=meta["sha256"], step_mm=meta["step_mm"],

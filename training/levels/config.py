@@ -47,6 +47,21 @@ class LevelsTrainConfig:
     max_texture: float = field(default=0.0, metadata={"help": (
         "Largest amplitude (0..1 intensity scale) of spatially correlated texture added per tissue before blur "
         "(trabecular bone, muscle; 0 in 0.1.0).")})
+    p_flat: float = field(default=0.0, metadata={"help": (
+        "Share of samples with a flat contrast: marrow, discs and soft tissue within a narrow band, bone rims "
+        "brighter (CT) or darker (MR), as real CT stacks look when air sets the intensity range (0 in 0.1.0).")})
+    p_side_empty: float = field(default=0.0, metadata={"help": (
+        "Share of stacks whose side slabs are empty, as in an image cropped tightly left to right (0 in 0.1.0).")})
+    min_fov_rows: float = field(default=0.3, metadata={"help": (
+        "Smallest height of a small field of view, share of the patch rows (0.3 in 0.1.0: 77 mm at 128 rows of "
+        "2 mm; real crops may be 40 mm).")})
+    min_fov_cols: float = field(default=0.45, metadata={"help": (
+        "Smallest front-to-back width of a small field of view, share of the patch columns (0.45 in 0.1.0: 86 mm "
+        "at 96 columns of 2 mm; a crop around the cord may be 60 mm).")})
+    p_small_fov: float = field(default=0.35, metadata={"help": "Share of samples cropped to a small field of view."})
+    disc_penalty: float = field(default=0.0, metadata={"help": (
+        "Extra loss weight of the body channel at disc centres and of the disc channel at body centres (0 in 0.1.0; "
+        "the centres' own weight is 20).")})
     learning_rate_resume: float = field(default=0.0, metadata={"help": (
         "Peak learning rate of the new warm-up and decay when a finished run is continued to more steps "
         "(0 = learning_rate).")})
@@ -70,6 +85,9 @@ def load_levels_config(path: str | Path | None, overrides: list[str] | None = No
         _check_choices(cfg, "", errors)
         if cfg.steps < 1 or cfg.batch_size < 1:
             errors.append("steps and batch_size must be at least 1")
+        if not (0.05 <= cfg.min_fov_rows <= 0.7 and 0.05 <= cfg.min_fov_cols <= 0.9):
+            errors.append(f"min_fov_rows must be within 0.05..0.7 and min_fov_cols within 0.05..0.9 (got "
+                          f"{cfg.min_fov_rows}, {cfg.min_fov_cols})")
         if cfg.rows % 16 or cfg.cols % 16:
             errors.append(f"rows and cols must be multiples of 16 (got {cfg.rows} x {cfg.cols})")
     if errors:

@@ -46,6 +46,11 @@ class SynthOptions:
     lateral_max_mm: float = 70.0  # how far beside the body's centre such a stack may lie
     midline_sigma_mm: float = 0.0  # centre targets fade with the stack's left-right distance from the body centre
     max_texture: float = 0.0  # largest amplitude of spatially correlated texture within a tissue (trabecular bone)
+    # 0.3.0 additions (0 / 0.3 = off: how 0.1.0 was trained)
+    p_flat: float = 0.0  # share of draws with a flat contrast (see tissue_means): only the bone rims tell body from disc
+    p_side_empty: float = 0.0  # share of stacks whose side slabs lie outside the image (a tight left-right crop)
+    min_fov_rows: float = 0.3  # smallest height of a small field of view, share of the patch rows
+    min_fov_cols: float = 0.45  # smallest front-to-back width of a small field of view, share of the patch columns
 
 
 @dataclass
@@ -60,9 +65,32 @@ class Sample:
     stack_x: int = 0  # left-right grid index of the stack's central slab in the label map
 
 
+BONE_RIMS = (sm.CORTEX, sm.ENDPLATE, sm.RIB, sm.PELVIS, sm.SKULL, sm.POSTERIOR)
+
+
+def flat_means(rng: np.random.Generator) -> np.ndarray:
+    """Means of a *flat* contrast: marrow, discs, muscle, organs and the other soft tissues all within a narrow band
+    (+-0.01..0.06 of a base level), fat a little darker, air and lung dark, and the cortex, endplates and other bone
+    either brighter (CT: 80% of draws) or darker (MR) by 0.08-0.25. Real CT stacks look like this after the
+    percentile mapping when air fills much of the field of view (the soft tissue and marrow of an older patient end
+    up within a few hundredths of each other near the top of the range, and the endplates are thin lines above
+    them); a network that tells bodies from discs by their brightness fires on the discs there."""
+    base = rng.uniform(0.55, 0.85)
+    band = rng.uniform(0.01, 0.06)
+    means = base + rng.uniform(-band, band, sm.N_TISSUES)
+    means[sm.AIR] = rng.uniform(0.0, 0.05)
+    means[sm.LUNG] = rng.uniform(0.0, 0.12)
+    means[sm.FAT] = base - rng.uniform(0.06, 0.2)
+    sign = 1.0 if rng.random() < 0.8 else -1.0
+    means[list(BONE_RIMS)] = base + sign * rng.uniform(0.08, 0.25, len(BONE_RIMS))
+    return np.clip(means, 0.0, 1.0)
+
+
 def tissue_means(rng: np.random.Generator, contrast: str) -> tuple[np.ndarray, np.ndarray]:
-    """Random (mean, std) of every tissue class: uniform means for 'random', else the contrast's prior (ct, t1,
-    t2) with jitter (enhanced vessels and organs in some CTs)."""
+    """Random (mean, std) of every tissue class: uniform means for 'random', :func:`flat_means` for 'flat', else
+    the contrast's prior (ct, t1, t2) with jitter (enhanced vessels and organs in some CTs)."""
+    if contrast == "flat":
+        return flat_means(rng), rng.uniform(0.005, 0.03, sm.N_TISSUES)
     if contrast == "random":
         means = rng.uniform(0.0, 1.0, sm.N_TISSUES)
     else:
@@ -146,12 +174,17 @@ def draw_sample(spine: sm.SpineLabelMap, rng: np.random.Generator, opt: SynthOpt
     hi = np.array([x0 + lateral + half + 1, spine.tissue.shape[1], k_c + span])
     sub = _crop(spine.tissue, lo, hi, sm.AIR)
     reg = _crop(spine.region[x0: x0 + 1], np.array([0, 0, lo[2]]), np.array([1, hi[1], hi[2]]), 0)[0]
-    contrast = "random" if rng.random() < opt.p_random_contrast else str(rng.choice(["ct", "t1", "t2"]))
+    if opt.p_flat > 0 and rng.random() < opt.p_flat:  # (draws as 0.1.0 when off)
+        contrast = "flat"
+    else:
+        contrast = "random" if rng.random() < opt.p_random_contrast else str(rng.choice(["ct", "t1", "t2"]))
     vol = intensities(sub, rng, contrast)
     if opt.max_texture > 0:
         vol += texture(sub, rng, opt.max_texture)
     vol = degrade(vol, rng, opt, step)
     stack = raw_stack(vol, x0 - lo[0], step)  # (3, S rows top->bottom, P cols)
+    if opt.p_side_empty > 0 and rng.random() < opt.p_side_empty:  # as raw_stack gives slabs outside the image
+        stack[[[1], [2], [1, 2]][rng.integers(3)]] = np.nan
     n_s = vol.shape[2]
     region2d = reg.T[::-1]  # rows S top->bottom, cols P
     # output pixel (r, c) -> stack pixel: rotation + scale about the focus
@@ -213,8 +246,8 @@ def _fov(rng: np.random.Generator, opt: SynthOptions) -> np.ndarray:
     """A random rectangular field of view inside the patch (small ones: crops around a few vertebrae)."""
     mask = np.zeros((opt.rows, opt.cols), dtype=bool)
     if rng.random() < opt.p_small_fov:
-        h = int(rng.uniform(0.3, 0.7) * opt.rows)
-        w = int(rng.uniform(0.45, 0.9) * opt.cols)
+        h = int(rng.uniform(opt.min_fov_rows, 0.7) * opt.rows)
+        w = int(rng.uniform(opt.min_fov_cols, 0.9) * opt.cols)
     else:
         h, w = opt.rows, opt.cols
     r0 = rng.integers(0, opt.rows - h + 1)

@@ -64,10 +64,14 @@ class SamplePool:
                 np.stack([s.region for s in samples]))
 
 
-def losses(out, heat, region, torch):
-    """(total, heat part, region part) for network output ``out`` (N, 8, H, W)."""
+def losses(out, heat, region, torch, disc_penalty: float = 0.0):
+    """(total, heat part, region part) for network output ``out`` (N, 8, H, W). With ``disc_penalty`` the body
+    channel's error at disc centres (and the disc channel's at body centres) weighs that much more, like an error at
+    its own centres: the network is taught not to answer "body" between two endplates a disc apart."""
     pred = torch.sigmoid(out[:, :2])
     w = 1.0 + 20.0 * heat
+    if disc_penalty:
+        w = w + disc_penalty * heat[:, [1, 0]]
     l_heat = (w * (pred - heat) ** 2).mean() * 10.0
     weights = torch.tensor(REGION_WEIGHTS, dtype=out.dtype, device=out.device)
     l_reg = torch.nn.functional.cross_entropy(out[:, 2:], region, weight=weights)
@@ -76,7 +80,9 @@ def losses(out, heat, region, torch):
 
 def synth_options(cfg: LevelsTrainConfig) -> SynthOptions:
     return SynthOptions(rows=cfg.rows, cols=cfg.cols, p_lateral=cfg.p_lateral, lateral_max_mm=cfg.lateral_max_mm,
-                        midline_sigma_mm=cfg.midline_sigma_mm, max_texture=cfg.max_texture)
+                        midline_sigma_mm=cfg.midline_sigma_mm, max_texture=cfg.max_texture, p_flat=cfg.p_flat,
+                        p_side_empty=cfg.p_side_empty, min_fov_rows=cfg.min_fov_rows,
+                        min_fov_cols=cfg.min_fov_cols, p_small_fov=cfg.p_small_fov)
 
 
 def _validation(cfg: LevelsTrainConfig, path: Path):
@@ -140,7 +146,7 @@ def run_levels_training(cfg: LevelsTrainConfig, real_maps: list | None = None, p
             tot = hh = rr = 0.0
             for i in range(0, len(val[0]), 16):
                 o = model(val[0][i:i + 16])
-                t, h, r = losses(o, val[1][i:i + 16], val[2][i:i + 16], torch)
+                t, h, r = losses(o, val[1][i:i + 16], val[2][i:i + 16], torch, cfg.disc_penalty)
                 n = len(o)
                 tot, hh, rr = tot + float(t) * n, hh + float(h) * n, rr + float(r) * n
         model.train()
@@ -166,7 +172,8 @@ def run_levels_training(cfg: LevelsTrainConfig, real_maps: list | None = None, p
             break
         img, heat, region = pool.batch(cfg.batch_size)
         o = model(torch.from_numpy(img).to(device))
-        loss, lh, lr_ = losses(o, torch.from_numpy(heat).to(device), torch.from_numpy(region).to(device), torch)
+        loss, lh, lr_ = losses(o, torch.from_numpy(heat).to(device), torch.from_numpy(region).to(device), torch,
+                               cfg.disc_penalty)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
