@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from app.levels.chat_link import levels_in_view
 from app.state import ViewerState
@@ -121,3 +122,28 @@ def test_a_single_image_has_no_auto_label(qtbot):
     volume = Volume(np.zeros((64, 64), np.int16), np.eye(4), modality="DX")
     _state, panel = _panel(qtbot, volume)
     assert not panel.auto_button.isEnabled() and not panel.labelmap_button.isEnabled()
+
+
+def test_the_labeller_chosen_in_the_panel_is_the_one_that_runs(qtbot):
+    """The Levels panel lists 'Automatic' and every registered labeller (one that cannot run here greyed, saying why);
+    Auto-label runs the one chosen: here the learned labeller (real ONNX weights) on a CT phantom, whose
+    labelling records the labeller, not the classical CT method 'Automatic' would pick."""
+    from core.spine.autolabel import backends
+    from core.synthetic.phantom import spine_phantom
+
+    ph = spine_phantom("L1", "S1", shape=(96, 96, 110), spacing=(2.0, 2.0, 2.0), ribs=False)
+    state, panel = _panel(qtbot, ph.volume)
+    box = panel.backend_box
+    names = [box.itemData(i) for i in range(box.count())]
+    assert names == [None] + [b.name for b in backends()] and panel.chosen_backend() is None
+    for i, backend in enumerate(backends(), start=1):
+        ok, why = backend.available()
+        assert box.model().item(i).isEnabled() == ok
+        assert (f"cannot run here: {why}" in box.itemData(i, Qt.ToolTipRole)) == (not ok)
+    box.setCurrentIndex(names.index("learned"))
+    assert panel.chosen_backend() == "learned" and "Learned" in box.currentText()
+    worker = panel.auto_label()
+    wait_until(lambda: not worker.is_running, 120, "the learned labeller")
+    assert worker.state == "finished", worker.error
+    assert state.labelling is not None and state.labelling.provenance.method == "spinemed-levels-synth"
+    assert state.labelling.provenance.weights_sha256

@@ -14,6 +14,7 @@ import shiboken6
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
+    QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -37,6 +38,8 @@ BANNER_STYLES = {
     "info": "background:#eef3f8; color:#24415e; border:1px solid #b7c8da; padding:4px;",
 }
 ROLE = Qt.UserRole  # item data: ("vertebra" | "disc", index)
+BACKEND_TITLES = {"classical-ct": "Classical CT", "classical-mr": "Classical MR",
+                  "learned": "Learned (experimental)", "totalsegmentator": "TotalSegmentator"}
 
 
 class LevelsPanel(QWidget):
@@ -60,7 +63,11 @@ class LevelsPanel(QWidget):
     def _build_ui(self) -> None:
         self.auto_button = QPushButton("Auto-label")
         self.auto_button.setToolTip("Detect and name the vertebrae of this series (runs in the background)")
-        self.auto_button.clicked.connect(self.auto_label)
+        self.auto_button.clicked.connect(lambda: self.auto_label())
+        self.backend_box = QComboBox()
+        self.backend_box.setToolTip("Which labeller Auto-label runs. Automatic: the classical method for the image's "
+                                    "modality, which measured best on real studies (README, levels table)")
+        self._fill_backends()
         self.labelmap_button = QPushButton("Label map…")
         self.labelmap_button.setToolTip("Load labels from a NIfTI label map (VerSe, TotalSegmentator or SCT)")
         self.labelmap_button.clicked.connect(self._ask_labelmap)
@@ -116,6 +123,9 @@ class LevelsPanel(QWidget):
         top = QHBoxLayout()
         for b in (self.auto_button, self.labelmap_button, self.undo_button, self.redo_button):
             top.addWidget(b)
+        chooser = QHBoxLayout()
+        chooser.addWidget(QLabel("Labeller:"))
+        chooser.addWidget(self.backend_box, 1)
         running = QHBoxLayout()
         running.addWidget(self.progress_label)
         running.addWidget(self.progress, 1)
@@ -130,6 +140,7 @@ class LevelsPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
+        layout.addLayout(chooser)
         layout.addWidget(self.running_row)
         layout.addWidget(self.banner)
         layout.addWidget(self.tree, 1)
@@ -137,6 +148,26 @@ class LevelsPanel(QWidget):
         layout.addLayout(edit)
         self.running_row.hide()
         self.set_banner("")
+
+    def _fill_backends(self) -> None:
+        """'Automatic', then every registered labeller; one that cannot run here is listed, greyed, with why."""
+        from core.spine.autolabel import backends
+
+        self.backend_box.addItem("Automatic (best measured for the modality)", None)
+        for backend in backends():
+            ok, why = backend.available()
+            version = getattr(backend, "version", "") or ""
+            title = BACKEND_TITLES.get(backend.name, backend.name) + (f" {version}" if version and ok else "")
+            self.backend_box.addItem(title, backend.name)
+            index = self.backend_box.count() - 1
+            self.backend_box.setItemData(index, backend.description + ("" if ok else f" (cannot run here: {why})"),
+                                         Qt.ToolTipRole)
+            if not ok:
+                self.backend_box.model().item(index).setEnabled(False)
+
+    def chosen_backend(self) -> str | None:
+        """The registered name of the labeller chosen, or None for automatic."""
+        return self.backend_box.currentData()
 
     def _on_undo_text(self, text: str) -> None:
         # The window's undo stack outlives this panel at shutdown and still signals while clearing.
@@ -161,6 +192,7 @@ class LevelsPanel(QWidget):
         busy = self.worker is not None and self.worker.is_running
         self.auto_button.setEnabled(has_volume and not busy)
         self.labelmap_button.setEnabled(has_volume and not busy)
+        self.backend_box.setEnabled(has_volume and not busy)
         self.add_button.setEnabled(has_volume)
         if labelling is None:
             self.provenance.setText("No levels for this series yet." if has_volume else "")
@@ -259,12 +291,14 @@ class LevelsPanel(QWidget):
     # -- tasks ----------------------------------------------------------------------------------------------
     def auto_label(self, backend: str | None = None) -> TaskWorker | None:
         """Label the open volume in a child process, watched from a worker thread; the result replaces the labelling
-        (undoable). Cancel stops the child process; a backend that crashes cannot take the window with it."""
+        (undoable). ``backend`` None: the one chosen in the panel. Cancel stops the child process; a backend that
+        crashes cannot take the window with it."""
         from core.spine.autolabel.process import auto_label_in_subprocess
 
         volume = self.state.volume
         if volume is None:
             return None
+        backend = backend or self.chosen_backend()
         worker = TaskWorker(auto_label_in_subprocess, volume, backend, description="Auto-labelling the vertebrae")
         return self._start(worker, "Auto-label")
 
