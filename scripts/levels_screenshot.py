@@ -75,6 +75,9 @@ def capture(image: Path, out: Path, backend: str, focus: str, name_from=None) ->
                 labelling = _named_below(labelling, name_from[0], name_from[1])
                 text += f" | named from the dataset's {name_from[2]}: {', '.join(labelling.names())}"
             labelling.series_uid = window.current_series
+            box = window.spine.panel.backend_box
+            if backend != "auto":  # the panel shows the labeller that drew the levels
+                box.setCurrentIndex(box.findData(used.name))
             window.spine.controller.apply(labelling, f"Auto-label ({used.name})")
             if focus not in labelling.names() and labelling.names():
                 focus = labelling.names()[len(labelling.names()) // 2]
