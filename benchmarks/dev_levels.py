@@ -91,12 +91,12 @@ def _truth(spine: sm.SpineLabelMap, k0: int, k1: int) -> dict[str, np.ndarray]:
     return {n: np.asarray(p, float) * spine.step for n, p in spine.centres.items() if k0 <= p[2] <= k1 - 1}
 
 
-def synthetic_cases(n: int, seed: int) -> list[Case]:
+def synthetic_cases(n: int, seed: int, contrasts: tuple[str, ...] = CONTRASTS) -> list[Case]:
     out = []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
         spine = sm.generate_spine(rng)
-        contrast = CONTRASTS[i % 3]
+        contrast = contrasts[i % len(contrasts)]
         ks = [p[2] for p in spine.centres.values()]
         length = int(rng.uniform(150.0, 300.0) / spine.step)
         mid = rng.uniform(min(ks), max(ks))
@@ -238,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spines", type=int, default=36, help="synthetic spines (default 36)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--no-real", action="store_true", help="synthetic spines only (no VerSe map, no MR example)")
+    parser.add_argument("--contrasts", default=",".join(CONTRASTS), help=(
+        "contrasts of the synthetic spines in turn (ct, t1, t2, random, flat; default ct,t2,t1: the development "
+        "figures); `flat` is the 0.3.0 training's flat contrast, a stress test, not the development set"))
     parser.add_argument("--per-case", action="store_true", help="one line per image")
     args = parser.parse_args(argv)
     labeller = learned_mod.LearnedLevels(args.model_dir)
@@ -247,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"learned {labeller.version} from {labeller.model_dir}")
     t0 = time.perf_counter()
-    cases = synthetic_cases(args.spines, args.seed)
+    contrasts = tuple(c.strip() for c in args.contrasts.split(",") if c.strip())
+    cases = synthetic_cases(args.spines, args.seed, contrasts)
     if not args.no_real:
         cases += verse_cases(args.seed) + mr_example_case()
     results = []
@@ -259,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {r.case}: {r.found}/{r.bodies} found ({err} mm), {r.detections} detections, extra "
                   f"{r.extra_inner}+{r.extra_edge}, named {r.named_right} right {r.named_wrong} wrong, "
                   f"{r.seconds:.1f} s{' FAILED: ' + r.failed if r.failed else ''}", flush=True)
-    kinds = (("synthetic", f"synthetic spines ({args.spines}, CT/T2/T1-like, 150-300 mm crops)"),
+    kinds = (("synthetic", f"synthetic spines ({args.spines}, {'/'.join(contrasts)}, 150-300 mm crops)"),
              ("verse", "VerSe sub-verse004 map (CT/T2/T1-like)"),
              ("mr-example", "TotalSegmentator MR example (generic masks)"))
     for kind, label in kinds:
