@@ -108,9 +108,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return cmd_report(args)
 
 
-def _levels_run(study: str, backend: str | None, quiet: bool):
+def _levels_run(study: str, backend: str | None, quiet: bool, threads: int | None = None):
     from core.library.opener import open_study
-    from core.spine.autolabel import auto_label
+    from core.spine.autolabel import auto_label, get_backend
+
+    if threads:  # the learned labeller's onnxruntime threads (default: 1 on small CPUs)
+        get_backend("learned").threads = threads
 
     opened = open_study(study)  # a path, a .zip, a library series uid or study id
     volume = opened.load()
@@ -124,8 +127,11 @@ def _cmd_levels_auto(args: argparse.Namespace) -> int:
     from core.studies import StudyLoadError
 
     try:
-        labelling = _levels_run(args.image, args.backend, args.quiet)
-    except (AutoLabelError, StudyLoadError) as exc:
+        labelling = _levels_run(args.image, args.backend, args.quiet, args.threads)
+    except AutoLabelError as exc:
+        print(f"error: {args.image}: {exc}", file=sys.stderr)
+        return 2
+    except StudyLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(labelling.message)
@@ -159,7 +165,7 @@ def _cmd_levels_eval(args: argparse.Namespace) -> int:
             print(f"error: no vertebra labels of the {args.numbering} numbering in {args.reference}", file=sys.stderr)
             return 2
         try:
-            labelling = _levels_run(args.image, args.backend, args.quiet)
+            labelling = _levels_run(args.image, args.backend, args.quiet, args.threads)
         except AutoLabelError as exc:
             print(f"labelling failed: {exc}")
             labelling = SpineLabelling(vertebrae=[])
@@ -170,6 +176,16 @@ def _cmd_levels_eval(args: argparse.Namespace) -> int:
         print(f"labeller: {labelling.message}")
     print(format_report(evaluate(labelling, reference)))
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1 is needed, not {text!r}")
+    return value
 
 
 def _print_progress(fraction: float, message: str) -> None:
@@ -214,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-o", "--output", help="write the labelling as JSON")
     q.add_argument("--backend", choices=backends, default="auto")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    q.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads of the learned labeller's network (default: $SPINEMED_LEVELS_THREADS, else 1 on "
+                        "small CPUs)")
     q.set_defaults(func=_cmd_levels_auto)
     q = levels.add_parser("eval", help="label an image and score it against a reference label map")
     q.add_argument("image")
@@ -221,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--numbering", required=True, choices=["verse", "totalseg", "sct"])
     q.add_argument("--backend", choices=backends, default="auto")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    q.add_argument("--threads", type=_positive_int, default=None, help="CPU threads of the learned labeller's network")
     q.set_defaults(func=_cmd_levels_eval)
     from app.report.cli import add_arguments as add_report_arguments
 

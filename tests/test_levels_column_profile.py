@@ -1,12 +1,14 @@
 """The learned labeller's column profile (pipeline3): bodies re-found along the column the first detections trace,
 with known answers on synthetic profiles and maps (a missed body added, duplicates merged, discs the body channel
 fires on dropped, the pitch); on a real CT the bodies found on the reference do not go down, on a real MR crop all
-three bodies are found."""
+three bodies are found. Pipeline4: the bodies' depth from the class map, the pitch floor it gives a short column
+(the network's half period refused), and the finer second pass only where the first finds few bodies."""
 from __future__ import annotations
 
 import itertools
 
 import numpy as np
+import pytest
 
 from core.spine.autolabel import learned
 from core.spine.autolabel.learned import (
@@ -124,7 +126,7 @@ def test_real_ct_bodies_found_on_the_reference_do_not_go_down(monkeypatch):
 
     backend = LearnedLevels()
     with_profile = on_reference(backend.run(image))
-    monkeypatch.setattr(learned, "column_profile_bodies", lambda maps, xs, seeds, midline=None: seeds)
+    monkeypatch.setattr(learned, "column_profile_bodies", lambda maps, xs, seeds, midline=None, step=2.0: seeds)
     without = on_reference(backend.run(image))
     assert with_profile >= without >= 3
 
@@ -183,3 +185,82 @@ def test_a_disc_between_every_two_bodies_midway_where_the_disc_channel_found_non
     assert len(discs) == 2
     assert discs[0] is found[0]  # the disc channel's, between the first two bodies
     assert discs[1]["r"] == 34.0 and abs(discs[1]["c"] - 33.4) < 1e-9 and discs[1]["score"] == 0.3  # midway, weak
+
+
+# --- pipeline4: short columns and small images ----------------------------------------------------------------------
+def _with_bodies(maps: np.ndarray, rows, c: int, depth: int) -> np.ndarray:
+    """The anchor-class channels of ``maps`` with a body ``depth`` columns deep (front to back) around each row of
+    ``rows`` at column ``c`` (lumbar class there), background elsewhere."""
+    out = maps.copy()
+    out[:, 2:] = 0.0
+    out[:, 2] = 1.0
+    for r in rows:
+        out[:, 2, r - 3: r + 4, c - depth // 2: c - depth // 2 + depth] = 0.05
+        out[:, 6, r - 3: r + 4, c - depth // 2: c - depth // 2 + depth] = 0.95
+    return out
+
+
+def test_body_depth_is_read_from_the_class_map():
+    from core.spine.autolabel.learned import body_depth
+
+    maps = _with_bodies(_maps(weak=None), (10, 26, 42, 58, 74, 90), c=30, depth=15)
+    seeds = [{"x": 16.0, "r": float(r), "c": 30.0} for r in (26, 42)]
+    assert body_depth(maps, list(range(0, 36, 4)), seeds) == 15.0
+    cut = maps.copy()
+    cut[:, 2, :, :25] = 0.05  # the body runs into the image's front edge: its depth is unknown
+    assert body_depth(cut, list(range(0, 36, 4)), seeds) is None
+
+
+def test_column_pitch_floor_refuses_the_half_period():
+    r = np.arange(120, dtype=float)
+    half = np.cos(2 * np.pi * r / 8.0)  # the body channel fires on bodies and discs alike: half the period
+    assert column_pitch(half, fallback=99.0) == 8.0
+    assert column_pitch(half, fallback=99.0, floor=11.0) == 16.0
+    assert column_pitch(np.cos(2 * np.pi * r / 8.0)[:20], fallback=21.0, floor=11.0) == 21.0  # too short: fallback
+
+
+def test_short_column_pitch_comes_from_the_body_depth_not_the_networks_half_period():
+    """Two seed bodies 16 rows apart, a profile whose strongest period is half that (the body channel firing on the
+    discs too): the first pass's pitch is the bodies' (16), not 8; from one seed, 0.9 body depths."""
+    from core.spine.autolabel.learned import PITCH_PER_DEPTH, _first_pitch
+
+    maps = _with_bodies(_maps(weak=None), (10, 26, 42, 58, 74, 90), c=30, depth=16)
+    r = np.arange(100, dtype=float)
+    contrast = np.cos(2 * np.pi * r / 8.0)
+    seeds = [{"x": 16.0, "r": float(r), "c": 30.0} for r in (26, 42)]
+    xs = list(range(0, 36, 4))
+    assert _first_pitch(maps, xs, seeds, contrast, np.diff([26, 42]), 2.0) == 16.0
+    assert _first_pitch(maps, xs, seeds[:1], contrast, np.array([]), 2.0) == PITCH_PER_DEPTH * 16
+    long_column = [{"x": 16.0, "r": float(r), "c": 30.0} for r in (10, 26, 42, 58)]  # 4 seeds: the profile's own
+    assert _first_pitch(maps, xs, long_column, contrast, np.diff([10, 26, 42, 58]), 2.0) == 8.0
+
+
+def test_the_finer_pass_runs_for_small_images_and_where_few_bodies_are_found(monkeypatch):
+    """A tall column of several bodies is labelled on the 2 mm grid alone; an image less than 100 mm tall, or one
+    where the first pass finds fewer than three bodies, gets a second pass on the 1.5 mm grid, kept when its bodies'
+    scores add up to clearly more (1.2 times)."""
+    from core.spine.autolabel.learned import FINE_STEP_MM, STEP_MM, LearnedLevels, choose_pass
+    from core.synthetic.phantom import spine_phantom
+
+    steps = []
+    real = learned.iso_grid
+    monkeypatch.setattr(learned, "iso_grid", lambda vol, step, cancel=None: steps.append(step) or real(vol, step, cancel))
+    ph = spine_phantom(first="T11", last="L5", shape=(128, 128, 110), spacing=(1.5, 1.5, 2.0))
+    backend = LearnedLevels()
+    lab = backend.run(ph.volume)
+    assert len(lab.vertebrae) >= 3 and steps == [STEP_MM]
+    steps.clear()
+    short = spine_phantom(first="L1", last="L3", shape=(128, 128, 40), spacing=(1.5, 1.5, 2.0))  # 80 mm tall
+    backend.run(short.volume)
+    assert steps == [STEP_MM, FINE_STEP_MM]
+    steps.clear()
+    monkeypatch.setattr(learned, "detect", lambda maps, xs, data, step: (
+        [{"x": 1.0, "r": 5.0, "c": 5.0, "region": np.eye(6)[4]}] * (1 if step == STEP_MM else 0), [], 0))
+    with pytest.raises(learned.AutoLabelError, match="no vertebral column"):  # one body in a 220 mm tall image
+        backend.run(ph.volume)
+    assert steps == [STEP_MM, FINE_STEP_MM]
+    one, two = ([{"r": 1.0, "score": 0.8}], [], 0, None), ([{"r": 1.0, "score": 0.6}, {"r": 9.0, "score": 0.6}], [], 0, None)
+    assert choose_pass(one, two) is two and choose_pass(two, one) is two and choose_pass(one, None) is one
+    assert choose_pass(None, two) is two and choose_pass(two, ([{"r": 1.0, "score": 0.5}] * 2, [], 0, None)) is two
+    surer = ([{"r": 1.0, "score": 0.9}, {"r": 9.0, "score": 0.9}], [], 0, None)  # as many bodies, surer ones
+    assert choose_pass(two, surer) is surer
