@@ -9,10 +9,11 @@ trace (body and disc profiles along it, the column's own pitch: missed bodies ad
 column's pitch is never below what the bodies' depth allows, since there the profile's period may be the network's
 half period), S1 where the network's sacrum class starts below them, each set on the midline. Small images (less
 than 100 mm tall) and images where fewer than three bodies were found get a second pass on a 1.5 mm grid, where the
-network sees small bodies larger; that pass is kept when its bodies' scores add up to clearly more -> names: every way of laying the level names
-(standard spine, or 11/13 thoracic, 4/6 lumbar) over the detections in order is scored by the anchor classes the
-network sees; the best one is used when its posterior probability is high enough (an anchor is in view: C2, the
-sacrum, the thoracolumbar junction), otherwise the vertebrae are left unnamed and the user names one.
+network sees small bodies larger; that pass is kept when its bodies' scores add up to clearly more -> names: every
+way of laying the level names (standard spine, or 11/13 thoracic, 4/6 lumbar) over the detections in order is
+scored by the anchor classes the network sees; the best one is used when its posterior probability is high enough
+(an anchor is in view: C2, the sacrum, the thoracolumbar junction), otherwise the vertebrae are left unnamed and the
+user names one.
 
 Refused with a message: a localiser or thin slab, slices thicker than the training images' (6 mm: an axial-only MR
 of thick slices), a lone body-like detection in an image tall enough to show several (no spine in view), and
