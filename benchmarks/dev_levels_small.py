@@ -178,7 +178,8 @@ def main() -> int:
         semis = [r["semi"] for r in sel if r["semi"] is not None and r["n"]]
         semi = float(np.mean([r["semi"] if r["semi"] is not None else 0.0 for r in sel if r["n"]])) if semis else 0.0
         none = sum(bool(r["error"]) for r in sel)
-        print(f"{title:22s} cases {len(sel):3d}  bodies found {found:3d} of {n:3d}  extra {sum(r['extra'] for r in sel):3d}"
+        extra = sum(r["extra"] for r in sel)
+        print(f"{title:22s} cases {len(sel):3d}  bodies found {found:3d} of {n:3d}  extra {extra:3d}"
               f"  no body found {none:2d}  named right {sum(r['right'] for r in sel):3d} wrong "
               f"{sum(r['wrong'] for r in sel):2d}  semi-automatic mean {semi:.2f}")
 

@@ -244,7 +244,8 @@ def test_the_finer_pass_runs_for_small_images_and_where_few_bodies_are_found(mon
 
     steps = []
     real = learned.iso_grid
-    monkeypatch.setattr(learned, "iso_grid", lambda vol, step, cancel=None: steps.append(step) or real(vol, step, cancel))
+    monkeypatch.setattr(learned, "iso_grid",
+                        lambda vol, step, cancel=None: steps.append(step) or real(vol, step, cancel))
     ph = spine_phantom(first="T11", last="L5", shape=(128, 128, 110), spacing=(1.5, 1.5, 2.0))
     backend = LearnedLevels()
     lab = backend.run(ph.volume)
@@ -259,7 +260,8 @@ def test_the_finer_pass_runs_for_small_images_and_where_few_bodies_are_found(mon
     with pytest.raises(learned.AutoLabelError, match="no vertebral column"):  # one body in a 220 mm tall image
         backend.run(ph.volume)
     assert steps == [STEP_MM, FINE_STEP_MM]
-    one, two = ([{"r": 1.0, "score": 0.8}], [], 0, None), ([{"r": 1.0, "score": 0.6}, {"r": 9.0, "score": 0.6}], [], 0, None)
+    one = ([{"r": 1.0, "score": 0.8}], [], 0, None)
+    two = ([{"r": 1.0, "score": 0.6}, {"r": 9.0, "score": 0.6}], [], 0, None)
     assert choose_pass(one, two) is two and choose_pass(two, one) is two and choose_pass(one, None) is one
     assert choose_pass(None, two) is two and choose_pass(two, ([{"r": 1.0, "score": 0.5}] * 2, [], 0, None)) is two
     surer = ([{"r": 1.0, "score": 0.9}, {"r": 9.0, "score": 0.9}], [], 0, None)  # as many bodies, surer ones

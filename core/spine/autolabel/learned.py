@@ -775,8 +775,8 @@ def _midline(bodies: list[dict], data: np.ndarray, step: float = STEP_MM) -> lis
 
 def _column(dets: list[dict], step: float = STEP_MM) -> list[dict]:
     """The chain of detections that best makes a spinal column (largest summed score): each one MIN_PITCH_MM to 50 mm
-    below the last, leaning at most about 40 degrees forwards or back and 30 degrees to the side. Drops detections off the column (bowel gas,
-    a hip, a rib)."""
+    below the last, leaning at most about 40 degrees forwards or back and 30 degrees to the side. Drops detections
+    off the column (bowel gas, a hip, a rib)."""
     if len(dets) < 2:
         return dets
     dets = sorted(dets, key=lambda d: d["r"])
