@@ -308,6 +308,17 @@ def test_sagittal_tools_on_a_lateral_dx_in_the_main_window(qtbot, tmp_path):
         on_line = mid + 0.6 * (hip - mid)
         assert any(np.abs(p.astype(int) - LINE_RGB).max() < 40 for p in _pixel_rgb(view, on_line)), \
             "no PI line from the S1 midpoint to the hip axis"
+        # with a pelvic incidence and a lordosis measured, the list shows PI - LL as the consultation gets it
+        pi = next(m for m in reversed(spine.measurements.measurements) if m.kind == "pelvic_incidence")
+        from core.spine.measure.alignment import pi_ll_modifier  # graded with known answers in test_xray_pelvis
+
+        diff = pi.value - ll.value
+        derived = [r for r in panel.rows() if r[0] == "PI − LL (derived)"]
+        assert derived == [("PI − LL (derived)", "L1-S1", f"{diff:.1f}° (Schwab {pi_ll_modifier(diff)})", "deg")]
+        row = panel.tree.topLevelItem(panel.tree.topLevelItemCount() - 1)
+        panel.tree.setCurrentItem(row)
+        panel._update_buttons()
+        assert not panel.delete_button.isEnabled()   # derived, not stored: nothing to delete
 
         # stored with provenance and given to the consultation's context
         uid = spine.measurements.series_uid
@@ -320,6 +331,8 @@ def test_sagittal_tools_on_a_lateral_dx_in_the_main_window(qtbot, tmp_path):
         assert (by_name["sagittal vertical axis"].value, by_name["sagittal vertical axis"].unit) == \
             (pytest.approx(22.0, abs=0.2), "mm")
         assert by_name["anterolisthesis slip"].name == "anterolisthesis slip (Meyerding grade I)"
+        pi_ll = by_name["pelvic incidence minus lumbar lordosis"]
+        assert pi_ll.value == pytest.approx(pi.value - ll.value, abs=0.01) and "PI-LL modifier" in pi_ll.name
         spine.undo_stack.clear()
 
 

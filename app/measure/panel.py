@@ -28,6 +28,7 @@ from app.measure.tools import TOOLS
 from app.measure.values import list_value
 from app.workers import TaskWorker
 from core.spine.anatomy import STANDARD
+from core.spine.measure.alignment import pi_ll_modifier, pi_minus_ll
 from core.spine.measure.measurement import SpineMeasurement
 
 TOOL_ROWS = (("distance", "angle", "cobb"), ("lordosis", "kyphosis", "slip"), ("pelvis", "sva", "vertical"))  # general;
@@ -155,6 +156,17 @@ class MeasurementsPanel(QWidget):
                     item.setFont(col, font)
             item.setTextAlignment(2, Qt.AlignRight | Qt.AlignVCenter)
             self.tree.addTopLevelItem(item)
+        derived = pi_minus_ll(self.model.measurements)
+        if derived is not None:  # shown as the consultation and reports get it; not stored, so not deletable
+            value, words = derived
+            item = QTreeWidgetItem(["PI − LL (derived)", "L1-S1", f"{value:.1f}° (Schwab {pi_ll_modifier(value)})",
+                                    "deg"])
+            item.setData(0, Qt.UserRole, None)
+            for col in range(4):
+                item.setToolTip(col, f"pelvic incidence minus lumbar lordosis, from the latest of each: {words}")
+                item.setForeground(col, Qt.darkGray)
+            item.setTextAlignment(2, Qt.AlignRight | Qt.AlignVCenter)
+            self.tree.addTopLevelItem(item)
         self._update_buttons()
 
     def rows(self) -> list[tuple[str, str, str, str]]:
@@ -194,7 +206,7 @@ class MeasurementsPanel(QWidget):
             button.setEnabled(has_volume)
         self.facing.setEnabled(has_volume and self.state.volume.is_2d)  # an option of radiograph tools
         self.auto_button.setEnabled(has_volume and self.state.labelling is not None and not busy)
-        self.delete_button.setEnabled(self.tree.currentItem() is not None)
+        self.delete_button.setEnabled(self._measurement_of(self.tree.currentItem()) is not None)
         self.export_button.setEnabled(bool(self.model.measurements))
 
     def _on_volume_changed(self) -> None:
