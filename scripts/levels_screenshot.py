@@ -62,7 +62,7 @@ def capture(image: Path, out: Path, backend: str, focus: str, name_from=None) ->
 
     app = QApplication.instance() or QApplication([])
     from core.spine.autolabel import auto_label, choose_backend
-    from tests.app_support import opened_window, settle
+    from tests.app_support import opened_window, settle, wait_until
 
     with tempfile.TemporaryDirectory(prefix="spinemed-levels-shot-") as home:
         os.environ["SPINEMED_HOME"] = home
@@ -77,6 +77,7 @@ def capture(image: Path, out: Path, backend: str, focus: str, name_from=None) ->
             labelling.series_uid = window.current_series
             box = window.spine.panel.backend_box
             if backend != "auto":  # the panel shows the labeller that drew the levels
+                wait_until(lambda: box.findData(used.name) >= 0, 60, "the labellers' list")
                 box.setCurrentIndex(box.findData(used.name))
             window.spine.controller.apply(labelling, f"Auto-label ({used.name})")
             if focus not in labelling.names() and labelling.names():

@@ -134,6 +134,8 @@ def test_the_labeller_chosen_in_the_panel_is_the_one_that_runs(qtbot):
     ph = spine_phantom("L1", "S1", shape=(96, 96, 110), spacing=(2.0, 2.0, 2.0), ribs=False)
     state, panel = _panel(qtbot, ph.volume)
     box = panel.backend_box
+    assert box.itemData(0) is None       # 'Automatic' at once; the labellers are listed by a worker
+    wait_until(lambda: box.count() == 1 + len(backends()), 60, "the labellers' list")
     names = [box.itemData(i) for i in range(box.count())]
     assert names == [None] + [b.name for b in backends()] and panel.chosen_backend() is None
     for i, backend in enumerate(backends(), start=1):

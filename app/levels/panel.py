@@ -42,6 +42,17 @@ BACKEND_TITLES = {"classical-ct": "Classical CT", "classical-mr": "Classical MR"
                   "learned": "Learned (experimental)", "totalsegmentator": "TotalSegmentator"}
 
 
+def _labeller_rows(progress=None, cancel=None) -> list[tuple[str, str, bool, str, str]]:
+    """(name, description, can run here, why not, version) of every registered labeller, in the registry's order."""
+    from core.spine.autolabel import backends
+
+    rows = []
+    for backend in backends():
+        ok, why = backend.available()
+        rows.append((backend.name, backend.description, ok, why, (getattr(backend, "version", "") or "") if ok else ""))
+    return rows
+
+
 class LevelsPanel(QWidget):
     labelling_ready = Signal(object)  # a labelling from auto-label or a label map, once applied
     task_failed = Signal(str)
@@ -67,7 +78,11 @@ class LevelsPanel(QWidget):
         self.backend_box = QComboBox()
         self.backend_box.setToolTip("Which labeller Auto-label runs. Automatic: the classical method for the image's "
                                     "modality, which measured best on real studies (README, levels table)")
-        self._fill_backends()
+        self.backend_box.addItem("Automatic (best measured for the modality)", None)
+        # the labellers' modules (and onnxruntime) take a second or more to import: listed off the GUI thread
+        self.backends_worker = TaskWorker(_labeller_rows, description="Listing the labellers")
+        self.backends_worker.finished.connect(self._fill_backends)
+        self.backends_worker.start()
         self.labelmap_button = QPushButton("Label map…")
         self.labelmap_button.setToolTip("Load labels from a NIfTI label map (VerSe, TotalSegmentator or SCT)")
         self.labelmap_button.clicked.connect(self._ask_labelmap)
@@ -149,18 +164,15 @@ class LevelsPanel(QWidget):
         self.running_row.hide()
         self.set_banner("")
 
-    def _fill_backends(self) -> None:
-        """'Automatic', then every registered labeller; one that cannot run here is listed, greyed, with why."""
-        from core.spine.autolabel import backends
-
-        self.backend_box.addItem("Automatic (best measured for the modality)", None)
-        for backend in backends():
-            ok, why = backend.available()
-            version = getattr(backend, "version", "") or ""
-            title = BACKEND_TITLES.get(backend.name, backend.name) + (f" {version}" if version and ok else "")
-            self.backend_box.addItem(title, backend.name)
+    def _fill_backends(self, rows: list[tuple[str, str, bool, str, str]]) -> None:
+        """After 'Automatic', every registered labeller; one that cannot run here is listed, greyed, with why."""
+        if not shiboken6.isValid(self.backend_box):
+            return
+        for name, description, ok, why, version in rows:
+            title = BACKEND_TITLES.get(name, name) + (f" {version}" if version and ok else "")
+            self.backend_box.addItem(title, name)
             index = self.backend_box.count() - 1
-            self.backend_box.setItemData(index, backend.description + ("" if ok else f" (cannot run here: {why})"),
+            self.backend_box.setItemData(index, description + ("" if ok else f" (cannot run here: {why})"),
                                          Qt.ToolTipRole)
             if not ok:
                 self.backend_box.model().item(index).setEnabled(False)
