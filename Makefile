@@ -40,3 +40,4 @@ screenshots: setup-dev
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/xray_screenshot.py --calibration
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/xray_screenshot.py --sagittal
 	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/levels_screenshot.py
+	QT_QPA_PLATFORM=xcb $(XVFB) .venv/bin/python scripts/levels_screenshot.py --backend learned

@@ -10,7 +10,8 @@ the automatic labeller finds on a real CT and a real MR, both openly licensed:
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/levels_screenshot.py [--backend auto]
 
-``--backend auto`` (the default) is what the workstation's Auto-label uses for the modality.
+``--backend auto`` (the default) is what the workstation's Auto-label uses for the modality; another backend (e.g.
+``--backend learned``) writes ``levels_real_ct_learned.png`` and ``levels_real_mr_learned.png``.
 """
 from __future__ import annotations
 
@@ -102,11 +103,12 @@ def main() -> int:
     if not CT.is_file():
         print(f"needs {CT}", file=sys.stderr)
         return 2
-    print(capture(CT, args.out_dir / "levels_real_ct.png", args.backend, "L3"))
+    suffix = "" if args.backend == "auto" else f"_{args.backend}"  # another labeller's pictures beside the default's
+    print(capture(CT, args.out_dir / f"levels_real_ct{suffix}.png", args.backend, "L3"))
     if not MR.is_file():
         print(f"skipped the MR: {MR} absent (../shared)", file=sys.stderr)
         return 0
-    print(capture(MR, args.out_dir / "levels_real_mr.png", args.backend, "T12",
+    print(capture(MR, args.out_dir / f"levels_real_mr{suffix}.png", args.backend, "T12",
                   (_known_disc(MR_KNOWN), "T10", "T9-T10 disc")))
     return 0
 
